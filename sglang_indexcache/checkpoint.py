@@ -1,0 +1,76 @@
+"""What a checkpoint folder declares about DSA sharing, read without loading any tensor.
+
+No SGLang imports: the config comes from `config.json` as written, the indexer weights
+from the safetensors index (or the safetensors headers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+from typing import Any, Optional
+
+_INDEXER_KEY = re.compile(r"^model\.layers\.(\d+)\.self_attn\.indexer\.")
+
+
+def read_raw_config(model_path: str) -> Optional[dict]:
+    """`config.json` as written in a local model folder, or None (hub id, no file)."""
+    path = Path(model_path) / "config.json"
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _safetensors_keys(path: Path) -> list:
+    # A safetensors file starts with a little-endian u64 header length and a JSON header.
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return [k for k in header if k != "__metadata__"]
+
+
+def checkpoint_tensor_names(model_path: str) -> Optional[list]:
+    """Every tensor name of a local safetensors checkpoint, or None when it cannot be told."""
+    folder = Path(model_path)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        with open(index) as f:
+            return list(json.load(f)["weight_map"])
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    return [k for p in files for k in _safetensors_keys(p)]
+
+
+def indexer_weight_layers(model_path: str, num_layers: int) -> Optional[frozenset]:
+    """Layers below `num_layers` whose checkpoint carries `self_attn.indexer.*` weights.
+
+    None when the folder has no safetensors (a hub id, .bin weights): unknown.
+    Draft/MTP layers (index >= num_layers) are not counted.
+    """
+    names = checkpoint_tensor_names(model_path)
+    if names is None:
+        return None
+    layers = set()
+    for name in names:
+        m = _INDEXER_KEY.match(name)
+        if m and int(m.group(1)) < num_layers:
+            layers.add(int(m.group(1)))
+    return frozenset(layers)
+
+
+def declared_sharing_config(raw: dict, overrides: dict[str, Any]) -> dict:
+    """The sharing keys as the checkpoint and `--json-model-override-args` declare them.
+
+    An override of `null` removes the key, as SGLang's override does.
+    """
+    from sglang_indexcache.schedule import CONFIG_SOURCE_KEYS
+
+    text = raw.get("text_config") if isinstance(raw.get("text_config"), dict) else None
+    merged = {**raw, **(text or {})}
+    for key, value in overrides.items():
+        merged[key] = value
+    return {k: merged[k] for k in CONFIG_SOURCE_KEYS if merged.get(k) is not None}

@@ -1,0 +1,1 @@
+"""The only code that touches SGLang internals: plugin entry point, schedule hook, patch set."""

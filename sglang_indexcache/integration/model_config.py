@@ -1,0 +1,162 @@
+"""Resolve the IndexCache schedule for a model and hand it to SGLang as `indexer_types`.
+
+SGLang reads every layer's sharing role through `dsa_layer_skips_topk(config, layer)`,
+which gives `indexer_types` the highest precedence. Writing the resolved schedule there
+(promotions included) makes the model code, the KV pool sizing, the pipeline handoff
+and our backend all read one schedule: there is no second source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+from typing import Any, Mapping, Optional
+
+from sglang_indexcache.checkpoint import declared_sharing_config, indexer_weight_layers, read_raw_config
+from sglang_indexcache.schedule import (
+    CONFIG_SOURCE_KEYS,
+    IndexCacheFlags,
+    Schedule,
+    ScheduleError,
+    build_schedule,
+    sglang_skips_topk,
+)
+
+logger = logging.getLogger("sglang_indexcache")
+
+BACKEND_NAME = "indexcache"
+
+
+def stage_starts(num_layers: int, pp_size: int) -> list:
+    """First layer of every pipeline stage, by SGLang's own partition (SGLANG_PP_LAYER_PARTITION too)."""
+    from sglang.srt.distributed.utils import get_pp_indices
+
+    return [get_pp_indices(num_layers, rank, pp_size)[0] for rank in range(pp_size)]
+
+
+def _loaded_sharing(hf_text_config: Any) -> dict:
+    return {k: getattr(hf_text_config, k, None) for k in CONFIG_SOURCE_KEYS if getattr(hf_text_config, k, None) is not None}
+
+
+def schedule_for_model(
+    *,
+    model_path: str,
+    num_layers: int,
+    loaded: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    flags: IndexCacheFlags,
+    pp_size: int = 1,
+    dummy_weights: bool = False,
+) -> Schedule:
+    """The schedule a server started with these arguments runs (also used by `plan`).
+
+    `loaded` holds the sharing keys of the config as SGLang loaded it (transformers may
+    have filled in `indexer_types` from the other keys before overrides were applied);
+    the declared values from config.json plus `overrides` are used where readable.
+    """
+    notes = []
+    raw = read_raw_config(model_path)
+    if raw is None:
+        config = dict(loaded)
+        notes.append("config.json is not a local file: using the config as loaded by transformers")
+    else:
+        config = declared_sharing_config(raw, dict(overrides))
+        filled = loaded.get("indexer_types")
+        if filled is not None and "indexer_types" not in config:
+            declared = [sglang_skips_topk(config, i) for i in range(num_layers)]
+            if [t == "shared" for t in filled[:num_layers]] != declared:
+                notes.append(
+                    "transformers filled in indexer_types when loading config.json, before "
+                    "--json-model-override-args applied; SGLang's own 'dsa' backend would follow "
+                    "that stale list. IndexCache uses the declared values instead."
+                )
+    weights = None if dummy_weights else indexer_weight_layers(model_path, num_layers)
+    return build_schedule(
+        num_layers,
+        config,
+        flags=flags,
+        stage_starts=stage_starts(num_layers, pp_size),
+        indexer_weight_layers=weights,
+        notes=notes,
+    )
+
+
+def flags_from_server_args(server_args: Any) -> IndexCacheFlags:
+    return IndexCacheFlags(
+        pattern=getattr(server_args, "index_cache_pattern", None),
+        freq=getattr(server_args, "index_cache_freq", None),
+        offset=getattr(server_args, "index_cache_offset", None),
+        pp_handoff=getattr(server_args, "index_cache_pp_handoff", None) or "recompute",
+    )
+
+
+def _wants_index_cache(server_args: Any, flags: IndexCacheFlags) -> bool:
+    backends = {
+        getattr(server_args, name, None)
+        for name in ("attention_backend", "prefill_attention_backend", "decode_attention_backend")
+    }
+    return flags.given or BACKEND_NAME in backends
+
+
+def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model: bool = False) -> Optional[Schedule]:
+    """Resolve, validate and install the schedule on a freshly built SGLang ModelConfig.
+
+    Does nothing (returns None) for draft models and when neither the `indexcache`
+    backend nor an `--index-cache-*` flag was asked for, so stock SGLang is untouched.
+    """
+    from sglang.srt.configs.model_config import is_deepseek_dsa
+
+    flags = flags_from_server_args(server_args)
+    if is_draft_model or not _wants_index_cache(server_args, flags):
+        return None
+    cfg = model_config.hf_text_config
+    if not is_deepseek_dsa(cfg):
+        arch = (getattr(model_config.hf_config, "architectures", None) or ["?"])[0]
+        raise ScheduleError(
+            f"IndexCache (--attention-backend {BACKEND_NAME} / --index-cache-*) needs a DeepSeek Sparse "
+            f"Attention model with index_topk in its config; {arch} at {model_config.model_path} is not one"
+        )
+    schedule = schedule_for_model(
+        model_path=model_config.model_path,
+        num_layers=cfg.num_hidden_layers,
+        loaded=_loaded_sharing(cfg),
+        overrides=json.loads(getattr(server_args, "json_model_override_args", None) or "{}"),
+        flags=flags,
+        pp_size=getattr(server_args, "pp_size", 1) or 1,
+        dummy_weights=getattr(server_args, "load_format", None) == "dummy",
+    )
+    types = schedule.indexer_types()
+    for config in {id(c): c for c in (cfg, model_config.hf_config)}.values():
+        config.indexer_types = types
+    model_config.index_cache_schedule = schedule
+    _log_once(schedule)
+    return schedule
+
+
+_logged = False
+
+
+def _log_once(schedule: Schedule) -> None:
+    # ModelConfig is built in the launcher and again in every scheduler process; the
+    # table goes to the log once, from the launcher.
+    global _logged
+    if multiprocessing.current_process().name != "MainProcess" or _logged:
+        logger.debug("IndexCache schedule: %s", schedule.pattern)
+        return
+    _logged = True
+    for line in schedule.table().splitlines():
+        logger.info(line)
+    for note in schedule.notes:
+        logger.warning("IndexCache: %s", note)
+
+
+def schedule_of(model_config: Any) -> Schedule:
+    """The schedule installed on a ModelConfig; fails loudly if the plugin did not run."""
+    schedule = getattr(model_config, "index_cache_schedule", None)
+    if schedule is None:
+        raise RuntimeError(
+            "the IndexCache schedule was not resolved for this model: the sglang_indexcache plugin "
+            "did not run (is SGLANG_PLUGINS excluding 'indexcache'?)"
+        )
+    return schedule

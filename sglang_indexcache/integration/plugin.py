@@ -1,0 +1,68 @@
+"""The `sglang.srt.plugins` entry point: SGLang calls `register()` early in every process.
+
+It adds the `indexcache` attention backend (choice, factory, model dispatch) and the
+hook that resolves the IndexCache schedule whenever SGLang builds a ModelConfig.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sglang_indexcache.integration.model_config import BACKEND_NAME, apply_to_model_config
+
+logger = logging.getLogger("sglang_indexcache")
+
+_MODEL_CONFIG_TARGET = "sglang.srt.configs.model_config.ModelConfig.from_server_args"
+
+
+def check_sglang_version() -> None:
+    from importlib.metadata import version
+
+    from sglang_indexcache.integration.patches import SGLANG_VERSION
+
+    found = version("sglang")
+    if found != SGLANG_VERSION:
+        raise RuntimeError(
+            f"sglang-indexcache supports SGLang {SGLANG_VERSION} only; SGLang {found} is installed. "
+            f"pip install sglang=={SGLANG_VERSION}"
+        )
+
+
+def _after_model_config(model_config, server_args, *args, **kwargs):
+    apply_to_model_config(model_config, server_args, is_draft_model=kwargs.get("is_draft_model", False))
+    return model_config
+
+
+def _create_backend(runner):
+    from sglang_indexcache.backend import create_backend
+
+    return create_backend(runner)
+
+
+def _register_model_dispatch() -> None:
+    # DeepSeek-family models pick their MLA forward method by backend name; ours runs the
+    # DSA method.
+    from sglang.srt.models.deepseek_common import utils
+    from sglang.srt.models.deepseek_common.attention_backend_handler import (
+        AttentionBackendRegistry,
+        handle_attention_dsa,
+    )
+
+    AttentionBackendRegistry.register(BACKEND_NAME, handle_attention_dsa)
+    if BACKEND_NAME not in utils.FORWARD_ABSORB_CORE_ATTENTION_BACKENDS:
+        utils.FORWARD_ABSORB_CORE_ATTENTION_BACKENDS.append(BACKEND_NAME)
+
+
+def register() -> None:
+    check_sglang_version()
+    from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+    from sglang.srt.layers.attention.attention_registry import register_attention_backend
+
+    if BACKEND_NAME not in ATTENTION_BACKEND_CHOICES:
+        add_attention_backend_choices([BACKEND_NAME])
+    register_attention_backend(BACKEND_NAME)(_create_backend)
+    _register_model_dispatch()
+    HookRegistry.register(_MODEL_CONFIG_TARGET, _after_model_config, HookType.AFTER)
+    logger.debug("sglang_indexcache plugin registered")

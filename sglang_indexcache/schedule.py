@@ -1,0 +1,431 @@
+"""Per-layer IndexCache roles: which layers run the lightning indexer, which reuse, and why.
+
+A **Full** layer runs its indexer and selects the top-k keys. A **Shared** layer reuses
+the top-k of the nearest earlier Full layer of the same forward pass. A Shared layer
+that has no such source (layer 0, or the first layer of a pipeline stage when indices
+are not handed over) is **Promoted** to Full when its checkpoint carries indexer
+weights, and refused with a `ScheduleError` otherwise. Nothing here imports SGLang:
+the schedule is computed once from plain values and then only read.
+
+Example:
+    >>> s = build_schedule(8, {}, flags=IndexCacheFlags(pattern="SSSSFSSS"))
+    >>> s.pattern
+    'FSSSFSSS'
+    >>> s.layers[0].role, s.layers[3].source
+    (<Role.PROMOTED: 'promoted'>, 0)
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+PP_HANDOFFS = ("recompute", "transfer")
+
+# Config keys that decide DSA top-k sharing, in SGLang 0.5.23's precedence order
+# (configs/model_config.py::dsa_layer_skips_topk).
+CONFIG_SOURCE_KEYS = (
+    "indexer_types",
+    "cli_factor",
+    "index_topk_pattern",
+    "index_topk_freq",
+    "index_skip_topk_offset",
+)
+
+
+class ScheduleError(ValueError):
+    """An IndexCache schedule that cannot run correctly; the message names layers and fixes."""
+
+
+class Role(enum.Enum):
+    FULL = "full"
+    SHARED = "shared"
+    PROMOTED = "promoted"  # configured Shared, but runs its indexer: no valid source
+
+
+@dataclass(frozen=True)
+class LayerRole:
+    layer: int
+    role: Role
+    stage: int
+    source: Optional[int]  # SHARED only: the layer whose top-k this layer reuses
+    reason: str
+
+    @property
+    def runs_indexer(self) -> bool:
+        return self.role is not Role.SHARED
+
+
+@dataclass(frozen=True)
+class IndexCacheFlags:
+    """The `--index-cache-*` launch flags; None means "not given".
+
+    `offset` has SGLang's `index_skip_topk_offset` meaning: layer l is Full iff
+    `max(l - offset + 1, 0) % freq == 0`, so offset=1 gives F S S S F ..., and offset=3
+    keeps layers 0-2 Full. Without an offset, SGLang's default rule applies (offset 2:
+    layers 0 and 1 Full).
+    """
+
+    pattern: Optional[str] = None
+    freq: Optional[int] = None
+    offset: Optional[int] = None
+    pp_handoff: str = "recompute"
+
+    def __post_init__(self):
+        if self.pp_handoff not in PP_HANDOFFS:
+            raise ScheduleError(
+                f"--index-cache-pp-handoff must be one of {list(PP_HANDOFFS)}, got {self.pp_handoff!r}"
+            )
+        if self.pattern is not None:
+            bad = sorted({c for c in self.pattern if c not in "FS"})
+            if bad or not self.pattern:
+                where = [i for i, c in enumerate(self.pattern) if c not in "FS"]
+                raise ScheduleError(
+                    f"--index-cache-pattern may contain only 'F' (Full) and 'S' (Shared), one per "
+                    f"layer; got {bad} at layer(s) {where[:10]}"
+                    + ("" if self.pattern else ": the pattern is empty")
+                )
+            if self.freq is not None or self.offset is not None:
+                raise ScheduleError(
+                    "--index-cache-pattern cannot be combined with --index-cache-freq/--index-cache-offset: "
+                    "give either an explicit pattern or a frequency"
+                )
+        if self.freq is not None and self.freq < 1:
+            raise ScheduleError(f"--index-cache-freq must be >= 1, got {self.freq}")
+        if self.offset is not None:
+            if self.offset < 1:
+                raise ScheduleError(
+                    f"--index-cache-offset must be >= 1 (an offset <= 0 would make layer 0 Shared), "
+                    f"got {self.offset}"
+                )
+            if self.freq is None:
+                raise ScheduleError("--index-cache-offset needs --index-cache-freq")
+
+    @property
+    def given(self) -> bool:
+        return self.pattern is not None or self.freq is not None
+
+    def describe(self) -> str:
+        if self.pattern is not None:
+            return f"--index-cache-pattern {self.pattern}"
+        if self.freq is not None:
+            off = f" --index-cache-offset {self.offset}" if self.offset is not None else ""
+            return f"--index-cache-freq {self.freq}{off}"
+        return "no --index-cache flags"
+
+
+def sglang_skips_topk(config: Mapping[str, Any], layer: int) -> bool:
+    """SGLang 0.5.23's `dsa_layer_skips_topk` rule on a plain mapping, for any input it accepts.
+
+    True means "Shared" (reuse the carried top-k). Kept identical to upstream, including
+    its defaults; `tests/test_schedule_equivalence.py` checks it against the real function.
+    """
+    indexer_types = config.get("indexer_types")
+    if indexer_types is not None:
+        return 0 <= layer < len(indexer_types) and indexer_types[layer] == "shared"
+    cli_factor = config.get("cli_factor") or 1
+    if cli_factor > 1:
+        return layer % cli_factor != 0
+    pattern = config.get("index_topk_pattern")
+    if pattern is not None:
+        return layer < len(pattern) and pattern[layer] == "S"
+    freq = config.get("index_topk_freq") or 1
+    offset = config.get("index_skip_topk_offset")
+    if offset is not None:
+        return max(layer - offset + 1, 0) % freq != 0
+    return max(layer - 1, 0) % freq != 0
+
+
+def _source_in_force(config: Mapping[str, Any]) -> Optional[str]:
+    """The config key SGLang's rule actually reads, or None when only defaults apply."""
+    if config.get("indexer_types") is not None:
+        return "indexer_types"
+    if (config.get("cli_factor") or 1) > 1:
+        return "cli_factor"
+    if config.get("index_topk_pattern") is not None:
+        return "index_topk_pattern"
+    if config.get("index_topk_freq") is not None:
+        return "index_topk_freq"
+    return None
+
+
+def _validate_config(num_layers: int, config: Mapping[str, Any]) -> None:
+    """Reject config values SGLang would silently read as Full (or crash on)."""
+    types = config.get("indexer_types")
+    if types is not None:
+        bad = [i for i, t in enumerate(types) if t not in ("full", "shared")]
+        if bad:
+            raise ScheduleError(
+                f"config indexer_types has values other than 'full'/'shared' at layer(s) {bad[:10]}"
+            )
+        if len(types) != num_layers:
+            raise ScheduleError(
+                f"config indexer_types has {len(types)} entries but the model has {num_layers} layers; "
+                "give one entry per layer (or override with --index-cache-pattern)"
+            )
+    cli_factor = config.get("cli_factor")
+    if cli_factor is not None and cli_factor < 1:
+        raise ScheduleError(f"config cli_factor must be >= 1, got {cli_factor}")
+    pattern = config.get("index_topk_pattern")
+    if pattern is not None:
+        bad = [i for i, c in enumerate(pattern) if c not in "FS"]
+        if bad:
+            raise ScheduleError(
+                f"config index_topk_pattern has characters other than 'F'/'S' at layer(s) {bad[:10]}"
+            )
+        if len(pattern) != num_layers:
+            raise ScheduleError(
+                f"config index_topk_pattern has {len(pattern)} characters but the model has "
+                f"{num_layers} layers; give one per layer (or override with --index-cache-pattern)"
+            )
+    freq = config.get("index_topk_freq")
+    if freq is not None and freq < 1:
+        raise ScheduleError(f"config index_topk_freq must be >= 1, got {freq}")
+    offset = config.get("index_skip_topk_offset")
+    if offset is not None and offset < 1:
+        raise ScheduleError(
+            f"config index_skip_topk_offset must be >= 1, got {offset} (layer 0 would be Shared)"
+        )
+
+
+def _describe_config(config: Mapping[str, Any], key: Optional[str]) -> str:
+    if key is None:
+        return "SGLang default (no sharing configured: every layer Full)"
+    if key == "index_topk_freq":
+        off = config.get("index_skip_topk_offset")
+        return f"config index_topk_freq={config[key]}, index_skip_topk_offset={off}"
+    if key in ("indexer_types", "index_topk_pattern"):
+        return f"config {key}"
+    return f"config {key}={config[key]}"
+
+
+def _flags_config(flags: IndexCacheFlags) -> dict:
+    """The flags as the config keys SGLang's rule reads."""
+    if flags.pattern is not None:
+        return {"index_topk_pattern": flags.pattern}
+    return {"index_topk_freq": flags.freq, "index_skip_topk_offset": flags.offset}
+
+
+def _shared_mask(num_layers: int, config: Mapping[str, Any]) -> list:
+    return [sglang_skips_topk(config, i) for i in range(num_layers)]
+
+
+def _shadowed_notes(num_layers: int, config: Mapping[str, Any], in_force: Optional[str]) -> list:
+    """Sources present in the config that would give another schedule but are not read."""
+    notes = []
+    base = _shared_mask(num_layers, config)
+    keys = [
+        k
+        for k in CONFIG_SOURCE_KEYS
+        if config.get(k) is not None
+        and k != "index_skip_topk_offset"
+        and not (k == "cli_factor" and config[k] <= 1)
+    ]
+    for key in keys:
+        if key == in_force:
+            continue
+        alone = {k: config.get(k) for k in CONFIG_SOURCE_KEYS if k == key}
+        if key == "index_topk_freq":
+            alone["index_skip_topk_offset"] = config.get("index_skip_topk_offset")
+        if _shared_mask(num_layers, alone) != base:
+            notes.append(
+                f"{_describe_config(config, key)} is configured but NOT in force: "
+                f"{in_force} takes precedence in SGLang. Use --index-cache-* flags to choose."
+            )
+    return notes
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Every layer's role, computed once at startup; `table()` explains it."""
+
+    num_layers: int
+    layers: tuple
+    stage_starts: tuple
+    pp_handoff: str
+    source: str
+    notes: tuple = field(default=())
+    indexer_weights_checked: bool = False
+
+    @property
+    def pattern(self) -> str:
+        """The pattern in force, F for every layer that runs its indexer (Promoted too)."""
+        return "".join("F" if r.runs_indexer else "S" for r in self.layers)
+
+    def indexer_types(self) -> list:
+        """The schedule in SGLang's `indexer_types` form (highest precedence upstream)."""
+        return ["full" if r.runs_indexer else "shared" for r in self.layers]
+
+    @property
+    def num_indexers(self) -> int:
+        return sum(r.runs_indexer for r in self.layers)
+
+    def stage_bounds(self) -> list:
+        ends = list(self.stage_starts[1:]) + [self.num_layers]
+        return list(zip(self.stage_starts, ends))
+
+    def summary(self) -> str:
+        n_promoted = sum(r.role is Role.PROMOTED for r in self.layers)
+        kept = self.num_indexers
+        lines = [
+            f"IndexCache schedule: {self.num_layers} layers, {kept} run the indexer "
+            f"({kept / self.num_layers:.1%} kept, {self.num_layers - kept} Shared, {n_promoted} Promoted); "
+            f"source: {self.source}",
+            f"pattern: {self.pattern}",
+        ]
+        if len(self.stage_starts) > 1:
+            per_stage = []
+            for k, (a, b) in enumerate(self.stage_bounds()):
+                n = sum(r.runs_indexer for r in self.layers[a:b])
+                per_stage.append(f"stage {k}: layers {a}-{b - 1}, {n}/{b - a} indexers")
+            lines.append(f"pipeline handoff={self.pp_handoff}; " + "; ".join(per_stage))
+        if not self.indexer_weights_checked:
+            lines.append("indexer weights: not checked (dummy weights or no safetensors index)")
+        lines += [f"WARNING: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        rows = [f"{'layer':>5}  {'stage':>5}  {'role':<8}  {'source':>6}  reason"]
+        for r in self.layers:
+            src = "-" if r.source is None else str(r.source)
+            rows.append(f"{r.layer:>5}  {r.stage:>5}  {r.role.name:<8}  {src:>6}  {r.reason}")
+        return self.summary() + "\n" + "\n".join(rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "num_layers": self.num_layers,
+            "pattern": self.pattern,
+            "num_indexers": self.num_indexers,
+            "source": self.source,
+            "pp_handoff": self.pp_handoff,
+            "stage_starts": list(self.stage_starts),
+            "indexer_weights_checked": self.indexer_weights_checked,
+            "notes": list(self.notes),
+            "layers": [
+                {"layer": r.layer, "stage": r.stage, "role": r.role.value, "source": r.source, "reason": r.reason}
+                for r in self.layers
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _stage_of(stage_starts: Sequence[int], num_layers: int) -> list:
+    stage, out = 0, []
+    for layer in range(num_layers):
+        while stage + 1 < len(stage_starts) and layer >= stage_starts[stage + 1]:
+            stage += 1
+        out.append(stage)
+    return out
+
+
+def _check_stage_starts(stage_starts: Sequence[int], num_layers: int) -> tuple:
+    starts = tuple(stage_starts)
+    if not starts or starts[0] != 0 or list(starts) != sorted(set(starts)) or starts[-1] >= num_layers:
+        raise ScheduleError(
+            f"pipeline stage starts {list(starts)} must be strictly increasing from 0 and below {num_layers}"
+        )
+    return starts
+
+
+def build_schedule(
+    num_layers: int,
+    config: Mapping[str, Any],
+    *,
+    flags: IndexCacheFlags = IndexCacheFlags(),
+    stage_starts: Sequence[int] = (0,),
+    indexer_weight_layers: Optional[Iterable[int]] = None,
+    notes: Sequence[str] = (),
+) -> Schedule:
+    """Compute and validate every layer's role.
+
+    Args:
+        num_layers: the model's `num_hidden_layers` (draft/MTP layers excluded).
+        config: the model config's sharing keys (`CONFIG_SOURCE_KEYS`) as declared by the
+            checkpoint and `--json-model-override-args`; absent keys mean "not given".
+        flags: the `--index-cache-*` launch flags; when given they replace the config's source.
+        stage_starts: first layer of every pipeline stage, from SGLang's own partition.
+        indexer_weight_layers: layers whose checkpoint carries indexer weights; None when
+            unknown (dummy weights), in which case every layer may be promoted.
+        notes: extra warnings from the caller (shown in the table).
+
+    Raises:
+        ScheduleError: invalid pattern/frequency, or a layer that must run its indexer
+            has no indexer weights in the checkpoint.
+    """
+    if num_layers < 1:
+        raise ScheduleError(f"num_layers must be >= 1, got {num_layers}")
+    starts = _check_stage_starts(stage_starts, num_layers)
+    stage_of = _stage_of(starts, num_layers)
+    notes = list(notes)
+    _validate_config(num_layers, config)
+    in_force = _source_in_force(config)
+
+    if flags.given:
+        if flags.pattern is not None and len(flags.pattern) != num_layers:
+            raise ScheduleError(
+                f"--index-cache-pattern has {len(flags.pattern)} characters but the model has "
+                f"{num_layers} layers: give exactly one 'F' or 'S' per layer (layers 0-{num_layers - 1})"
+            )
+        rule = _flags_config(flags)
+        source = flags.describe()
+        if in_force is not None and _shared_mask(num_layers, config) != _shared_mask(num_layers, rule):
+            notes.append(f"{_describe_config(config, in_force)} is overridden by {source}")
+    else:
+        rule = config
+        source = _describe_config(config, in_force)
+        notes += _shadowed_notes(num_layers, config, in_force)
+    shared = _shared_mask(num_layers, rule)
+
+    weights = None if indexer_weight_layers is None else frozenset(indexer_weight_layers)
+    layers: list = []
+    last_full: Optional[int] = None
+    missing: list = []
+    for i in range(num_layers):
+        stage = stage_of[i]
+        stage_start = i == starts[stage]
+        if not shared[i]:
+            layers.append(LayerRole(i, Role.FULL, stage, None, f"runs its indexer ({source})"))
+            last_full = i
+        elif i == 0 or (stage_start and flags.pp_handoff == "recompute"):
+            why = (
+                "layer 0 has no earlier layer to reuse"
+                if i == 0
+                else f"first layer of pipeline stage {stage}; --index-cache-pp-handoff recompute"
+            )
+            layers.append(LayerRole(i, Role.PROMOTED, stage, None, f"configured Shared, {why}"))
+            last_full = i
+        else:
+            assert last_full is not None
+            via = " (handed over from the previous stage)" if stage_of[last_full] != stage else ""
+            layers.append(LayerRole(i, Role.SHARED, stage, last_full, f"reuses layer {last_full}'s top-k{via}"))
+        if weights is not None and layers[-1].runs_indexer and i not in weights:
+            missing.append(layers[-1])
+
+    if missing:
+        raise ScheduleError(_missing_weights_message(missing, weights, num_layers))
+    return Schedule(
+        num_layers=num_layers,
+        layers=tuple(layers),
+        stage_starts=starts,
+        pp_handoff=flags.pp_handoff,
+        source=source,
+        notes=tuple(notes),
+        indexer_weights_checked=weights is not None,
+    )
+
+
+def _missing_weights_message(missing: list, weights: frozenset, num_layers: int) -> str:
+    have = "".join("F" if i in weights else "S" for i in range(num_layers))
+    lines = ["the checkpoint has no indexer weights for layer(s) that must run the indexer:"]
+    for r in missing:
+        lines.append(f"  layer {r.layer} ({r.role.name}: {r.reason})")
+    fixes = ["use a pattern whose Full layers all carry indexer weights, e.g. the checkpoint's own: "
+             f"--index-cache-pattern {have}"]
+    if any(r.role is Role.PROMOTED and r.layer > 0 for r in missing):
+        fixes.append("move the pipeline stage split (SGLANG_PP_LAYER_PARTITION) so that every stage starts on a layer with indexer weights")
+        fixes.append("or hand the top-k over between stages: --index-cache-pp-handoff transfer")
+    return "\n".join(lines + ["fix: " + fixes[0]] + ["     " + f for f in fixes[1:]])
