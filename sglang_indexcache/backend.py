@@ -13,6 +13,7 @@ import logging
 from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
 
 from sglang_indexcache.integration.model_config import schedule_of
+from sglang_indexcache.integration.plugin import register_model_dispatch
 
 logger = logging.getLogger("sglang_indexcache")
 
@@ -31,6 +32,7 @@ def create_backend(model_runner) -> IndexCacheBackend:
         raise NotImplementedError(
             f"the indexcache backend has no {model_runner.device!r} path yet (CUDA only)"
         )
+    register_model_dispatch()
     backend = IndexCacheBackend(model_runner)
     s = backend.index_cache_schedule
     logger.info("indexcache backend: %d/%d layers run the indexer (%s)", s.num_indexers, s.num_layers, s.pattern)

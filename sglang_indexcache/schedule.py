@@ -151,10 +151,13 @@ def _source_in_force(config: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
-def _validate_config(num_layers: int, config: Mapping[str, Any]) -> None:
-    """Reject config values SGLang would silently read as Full (or crash on)."""
-    types = config.get("indexer_types")
-    if types is not None:
+def _validate_config(num_layers: int, config: Mapping[str, Any], key: Optional[str]) -> None:
+    """Reject a source in force that SGLang would silently read as Full (or crash on).
+
+    Sources shadowed by a higher-precedence one are not read; `_shadowed_notes` reports them.
+    """
+    if key == "indexer_types":
+        types = config[key]
         bad = [i for i, t in enumerate(types) if t not in ("full", "shared")]
         if bad:
             raise ScheduleError(
@@ -165,11 +168,8 @@ def _validate_config(num_layers: int, config: Mapping[str, Any]) -> None:
                 f"config indexer_types has {len(types)} entries but the model has {num_layers} layers; "
                 "give one entry per layer (or override with --index-cache-pattern)"
             )
-    cli_factor = config.get("cli_factor")
-    if cli_factor is not None and cli_factor < 1:
-        raise ScheduleError(f"config cli_factor must be >= 1, got {cli_factor}")
-    pattern = config.get("index_topk_pattern")
-    if pattern is not None:
+    elif key == "index_topk_pattern":
+        pattern = config[key]
         bad = [i for i, c in enumerate(pattern) if c not in "FS"]
         if bad:
             raise ScheduleError(
@@ -180,14 +180,17 @@ def _validate_config(num_layers: int, config: Mapping[str, Any]) -> None:
                 f"config index_topk_pattern has {len(pattern)} characters but the model has "
                 f"{num_layers} layers; give one per layer (or override with --index-cache-pattern)"
             )
-    freq = config.get("index_topk_freq")
-    if freq is not None and freq < 1:
-        raise ScheduleError(f"config index_topk_freq must be >= 1, got {freq}")
-    offset = config.get("index_skip_topk_offset")
-    if offset is not None and offset < 1:
-        raise ScheduleError(
-            f"config index_skip_topk_offset must be >= 1, got {offset} (layer 0 would be Shared)"
-        )
+    elif key == "index_topk_freq":
+        if config[key] < 1:
+            raise ScheduleError(f"config index_topk_freq must be >= 1, got {config[key]}")
+        offset = config.get("index_skip_topk_offset")
+        if offset is not None and offset < 1:
+            raise ScheduleError(
+                f"config index_skip_topk_offset must be >= 1, got {offset} (layer 0 would be Shared)"
+            )
+    cli_factor = config.get("cli_factor")
+    if cli_factor is not None and cli_factor < 1:
+        raise ScheduleError(f"config cli_factor must be >= 1, got {cli_factor}")
 
 
 def _describe_config(config: Mapping[str, Any], key: Optional[str]) -> str:
@@ -361,8 +364,9 @@ def build_schedule(
     starts = _check_stage_starts(stage_starts, num_layers)
     stage_of = _stage_of(starts, num_layers)
     notes = list(notes)
-    _validate_config(num_layers, config)
     in_force = _source_in_force(config)
+    if not flags.given:
+        _validate_config(num_layers, config, in_force)
 
     if flags.given:
         if flags.pattern is not None and len(flags.pattern) != num_layers:

@@ -39,9 +39,12 @@ def _create_backend(runner):
     return create_backend(runner)
 
 
-def _register_model_dispatch() -> None:
-    # DeepSeek-family models pick their MLA forward method by backend name; ours runs the
-    # DSA method.
+def register_model_dispatch() -> None:
+    """Let DeepSeek-family models run their DSA forward method under our backend name.
+
+    Called when the backend is created (the model modules are loaded by then); importing
+    them at plugin load would pull CUDA kernels into every process, CPU ones too.
+    """
     from sglang.srt.models.deepseek_common import utils
     from sglang.srt.models.deepseek_common.attention_backend_handler import (
         AttentionBackendRegistry,
@@ -54,15 +57,16 @@ def _register_model_dispatch() -> None:
 
 
 def register() -> None:
-    check_sglang_version()
-    from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
+    """Entry point. SGLang logs and swallows a plugin's exceptions, so the schedule hook
+    (without which the --index-cache-* flags would do nothing) is registered first."""
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
+    HookRegistry.register(_MODEL_CONFIG_TARGET, _after_model_config, HookType.AFTER)
+    check_sglang_version()
+    from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
     from sglang.srt.layers.attention.attention_registry import register_attention_backend
 
     if BACKEND_NAME not in ATTENTION_BACKEND_CHOICES:
         add_attention_backend_choices([BACKEND_NAME])
     register_attention_backend(BACKEND_NAME)(_create_backend)
-    _register_model_dispatch()
-    HookRegistry.register(_MODEL_CONFIG_TARGET, _after_model_config, HookType.AFTER)
     logger.debug("sglang_indexcache plugin registered")

@@ -1,0 +1,38 @@
+# sglang-indexcache: `make install` then `make test`; `make demo` runs the main job.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MODELS ?= models
+
+.PHONY: install test demo bench plan clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# SGLang 0.5.23 and its closure (torch 2.14.1 included) are about 11 GB.
+install: $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/sglang-indexcache patch apply
+	$(BIN)/sglang-indexcache patch check
+
+test:
+	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning -W ignore::UserWarning
+
+$(MODELS)/glm-tiny/config.json:
+	$(BIN)/sglang-indexcache make-model --preset glm-tiny $(MODELS)/glm-tiny
+
+$(MODELS)/deepseek-tiny/config.json:
+	$(BIN)/sglang-indexcache make-model --preset deepseek-tiny $(MODELS)/deepseek-tiny
+
+# The main job on the embedded default: the tiny DSA models and their schedules.
+demo: $(MODELS)/glm-tiny/config.json $(MODELS)/deepseek-tiny/config.json
+	$(BIN)/sglang-indexcache plan --model-path $(MODELS)/glm-tiny
+	$(BIN)/sglang-indexcache plan --model-path $(MODELS)/deepseek-tiny --pattern SSFSSF
+
+bench:
+	@echo "make bench: the benchmarks need a CUDA GPU and arrive with the GPU path of the backend." >&2
+	@exit 2
+
+clean:
+	rm -rf $(MODELS) .pytest_cache .hypothesis

@@ -1,0 +1,34 @@
+import json
+import os
+
+import pytest
+
+# CPU-only machines: keep SGLang off CUDA paths during argument resolution.
+os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sglang_plugins():
+    """Load SGLang's plugins (ours among them) once, as every SGLang process does."""
+    from sglang.srt.plugins import load_plugins
+
+    load_plugins()
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """The tiny presets and config-only shapes, generated once per test session."""
+    from sglang_indexcache.tiny_model import make_model, make_shape
+
+    root = tmp_path_factory.mktemp("models")
+    out = {p: str(make_model(p, root / p)) for p in ("glm-tiny", "deepseek-tiny")}
+    out["glm-5.2"] = str(make_shape("glm-5.2", root / "glm-5.2"))
+    llama = root / "llama-tiny"
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
+        "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 4,
+        "num_hidden_layers": 2, "vocab_size": 1024, "max_position_embeddings": 512,
+    }))
+    out["llama-tiny"] = str(llama)
+    return out

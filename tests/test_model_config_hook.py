@@ -1,0 +1,131 @@
+"""The schedule installed into SGLang's real ModelConfig: one source of truth."""
+
+import json
+
+import pytest
+
+from sglang.srt.configs.model_config import ModelConfig, dsa_layer_skips_topk
+from sglang.srt.server_args import ServerArgs
+
+from sglang_indexcache.integration.model_config import apply_to_model_config, stage_starts
+from sglang_indexcache.schedule import Role, ScheduleError
+
+
+def model_config(path, **kwargs):
+    sa = ServerArgs(model_path=path, device="cpu", **kwargs)
+    return ModelConfig.from_server_args(sa)
+
+
+def sglang_pattern(mc):
+    n = mc.hf_text_config.num_hidden_layers
+    return "".join("S" if dsa_layer_skips_topk(mc.hf_config, i) else "F" for i in range(n))
+
+
+def test_checkpoint_schedule_without_flags(models):
+    mc = model_config(models["glm-tiny"], attention_backend="indexcache")
+    s = mc.index_cache_schedule
+    assert s.pattern == "FFFSSSFS"  # GLM-5.2's rule on 8 layers
+    assert s.source == "config index_topk_freq=4, index_skip_topk_offset=3"
+    assert s.indexer_weights_checked
+    assert sglang_pattern(mc) == s.pattern
+
+
+def test_flag_pattern_reaches_the_model_code(models):
+    mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="FSSFSS")
+    assert sglang_pattern(mc) == "FSSFSS"
+    assert mc.hf_config.indexer_types == ["full", "shared", "shared", "full", "shared", "shared"]
+
+
+def test_freq_flags_reach_the_model_code(models):
+    mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_freq=3, index_cache_offset=1)
+    assert sglang_pattern(mc) == "FSSFSS"
+
+
+def test_leading_shared_is_promoted_in_the_model_config(models):
+    mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="SSFSSF")
+    assert mc.index_cache_schedule.layers[0].role is Role.PROMOTED
+    assert sglang_pattern(mc) == "FSFSSF"  # upstream would have run layer 0 as Shared
+
+
+def test_stage_start_without_weights_is_refused(models):
+    # glm-tiny (no indexer weights on Shared layers) split in two stages starts stage 1 on
+    # layer 4, a Shared layer: no source on that stage and nothing to promote with.
+    with pytest.raises(ScheduleError, match=r"layer 4 \(PROMOTED: configured Shared, first layer of pipeline stage 1"):
+        model_config(models["glm-tiny"], attention_backend="indexcache", pp_size=2)
+    mc = model_config(models["glm-tiny"], attention_backend="indexcache", pp_size=2, index_cache_pp_handoff="transfer")
+    assert sglang_pattern(mc) == "FFFSSSFS"
+
+
+def test_flags_work_with_stock_dsa_backend_too(models):
+    mc = model_config(models["deepseek-tiny"], attention_backend="dsa", index_cache_pattern="FSSFSS")
+    assert sglang_pattern(mc) == "FSSFSS"
+
+
+def test_stock_sglang_is_untouched_without_flags(models):
+    mc = model_config(models["deepseek-tiny"], attention_backend="dsa")
+    assert getattr(mc, "index_cache_schedule", None) is None
+    assert sglang_pattern(mc) == "FFFFFF"
+
+
+def test_override_trap_upstream_vs_ours(models):
+    """DESIGN.md's trap: transformers fills indexer_types before overrides apply."""
+    override = json.dumps({"index_topk_freq": 6, "index_skip_topk_offset": 1})
+    stock = model_config(models["glm-tiny"], attention_backend="dsa", json_model_override_args=override)
+    assert sglang_pattern(stock) == "FFFSSSFS"  # upstream silently ignores the override
+    ours = model_config(models["glm-tiny"], attention_backend="indexcache", json_model_override_args=override)
+    assert sglang_pattern(ours) == "FSSSSSFS"  # the override takes effect
+    assert any("transformers filled in indexer_types" in n for n in ours.index_cache_schedule.notes)
+
+
+def test_override_indexer_types_null_is_honoured(models):
+    override = json.dumps({"indexer_types": None, "index_topk_freq": 6, "index_skip_topk_offset": 1})
+    mc = model_config(models["glm-tiny"], attention_backend="indexcache", json_model_override_args=override)
+    assert sglang_pattern(mc) == "FSSSSSFS"
+
+
+def test_schedule_needing_missing_weights_is_refused(models):
+    # glm-tiny has indexer weights on layers 0, 1, 2, 6 only (like GLM-5.2's checkpoint).
+    with pytest.raises(ScheduleError, match=r"layer 4 \(FULL"):
+        model_config(models["glm-tiny"], attention_backend="indexcache", index_cache_freq=4, index_cache_offset=1)
+
+
+def test_dummy_weights_skip_the_weight_check(models):
+    mc = model_config(models["glm-tiny"], attention_backend="indexcache", index_cache_freq=4, index_cache_offset=1,
+                      load_format="dummy")
+    assert sglang_pattern(mc) == "FSSSFSSS"
+    assert not mc.index_cache_schedule.indexer_weights_checked
+
+
+def test_non_dsa_model_is_refused(models):
+    with pytest.raises(ScheduleError, match="needs a DeepSeek Sparse Attention model"):
+        model_config(models["llama-tiny"], index_cache_freq=2, load_format="dummy")
+
+
+def test_draft_model_config_is_left_alone(models):
+    mc = model_config(models["deepseek-tiny"], attention_backend="dsa")
+    sa = ServerArgs(model_path=models["deepseek-tiny"], device="cpu", index_cache_pattern="FSSFSS")
+    assert apply_to_model_config(mc, sa, is_draft_model=True) is None
+    assert sglang_pattern(mc) == "FFFFFF"
+
+
+def test_pipeline_stage_starts_use_sglangs_partition(monkeypatch):
+    assert stage_starts(78, 2) == [0, 39]
+    assert stage_starts(7, 2) == [0, 3]  # SGLang gives the extra layer to the last stage
+    monkeypatch.setenv("SGLANG_PP_LAYER_PARTITION", "38,40")
+    assert stage_starts(78, 2) == [0, 38]
+
+
+def test_pipeline_promotion_in_the_model_config(models, monkeypatch):
+    # deepseek-tiny: 6 layers, pp 2 -> stages start at 0 and 3.
+    mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="FSSSSS",
+                      pp_size=2)
+    s = mc.index_cache_schedule
+    assert s.layers[3].role is Role.PROMOTED and s.layers[4].source == 3
+    assert sglang_pattern(mc) == "FSSFSS"
+    monkeypatch.setenv("SGLANG_PP_LAYER_PARTITION", "2,4")
+    mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="FSSSSS",
+                      pp_size=2)
+    assert sglang_pattern(mc) == "FSFSSS"
+    mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="FSSSSS",
+                      pp_size=2, index_cache_pp_handoff="transfer")
+    assert sglang_pattern(mc) == "FSSSSS"  # upstream's index handoff carries layer 0's top-k
