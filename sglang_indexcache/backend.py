@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import logging
 
-from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
-
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.integration.plugin import register_model_dispatch
 
 logger = logging.getLogger("sglang_indexcache")
 
 
-class IndexCacheBackend(DeepseekSparseAttnBackend):
-    """SGLang's DSA backend running the IndexCache schedule."""
-
-    def __init__(self, model_runner, *args, **kwargs):
-        self.index_cache_schedule = schedule_of(model_runner.model_config)
-        super().__init__(model_runner, *args, **kwargs)
-
-
-def create_backend(model_runner) -> IndexCacheBackend:
+def create_backend(model_runner):
     """Factory registered as `--attention-backend indexcache`."""
+    schedule = schedule_of(model_runner.model_config)  # fails loudly if the hook did not run
     if model_runner.device != "cuda":
         raise NotImplementedError(
             f"the indexcache backend has no {model_runner.device!r} path yet (CUDA only)"
         )
+    # Imported here: the DSA backend module loads CUDA kernels.
+    from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
+
     register_model_dispatch()
-    backend = IndexCacheBackend(model_runner)
-    s = backend.index_cache_schedule
-    logger.info("indexcache backend: %d/%d layers run the indexer (%s)", s.num_indexers, s.num_layers, s.pattern)
+    backend = DeepseekSparseAttnBackend(model_runner)
+    backend.index_cache_schedule = schedule
+    logger.info("indexcache backend: %d/%d layers run the indexer (%s)", schedule.num_indexers, schedule.num_layers, schedule.pattern)
     return backend
