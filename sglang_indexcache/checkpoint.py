@@ -12,6 +12,8 @@ import struct
 from pathlib import Path
 from typing import Any, Optional
 
+from sglang_indexcache.schedule import CONFIG_SOURCE_KEYS
+
 _INDEXER_KEY = re.compile(r"^model\.layers\.(\d+)\.self_attn\.indexer\.")
 
 
@@ -67,8 +69,6 @@ def declared_sharing_config(raw: dict, overrides: dict[str, Any]) -> dict:
 
     An override of `null` removes the key, as SGLang's override does.
     """
-    from sglang_indexcache.schedule import CONFIG_SOURCE_KEYS
-
     text = raw.get("text_config") if isinstance(raw.get("text_config"), dict) else None
     merged = {**raw, **(text or {})}
     for key, value in overrides.items():
