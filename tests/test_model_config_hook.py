@@ -129,3 +129,17 @@ def test_pipeline_promotion_in_the_model_config(models, monkeypatch):
     mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="FSSSSS",
                       pp_size=2, index_cache_pp_handoff="transfer")
     assert sglang_pattern(mc) == "FSSSSS"  # upstream's index handoff carries layer 0's top-k
+
+
+def test_table_is_logged_once_per_process(models, caplog, monkeypatch):
+    import logging
+
+    import sglang_indexcache.integration.model_config as mc_module
+
+    monkeypatch.setattr(mc_module, "_logged", False)
+    with caplog.at_level(logging.INFO, logger="sglang_indexcache"):
+        model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="SSFSSF")
+        model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="SSFSSF")
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert sum(m.startswith("IndexCache schedule: 6 layers") for m in infos) == 1
+    assert any(m.startswith("    0      0  PROMOTED") for m in infos)
