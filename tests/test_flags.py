@@ -69,3 +69,16 @@ def test_plugin_registered_everything():
     assert "indexcache" in ATTENTION_BACKENDS
     assert "sglang.srt.configs.model_config.ModelConfig.from_server_args" in HookRegistry._patched
     assert hasattr(ModelConfig.__dict__["from_server_args"].__func__, "__wrapped__")
+
+
+def test_launch_server_help_lists_flags_and_backend():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "sglang.launch_server", "--help"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for flag in ("--index-cache-pattern", "--index-cache-freq", "--index-cache-offset",
+                 "--index-cache-pp-handoff {recompute,transfer}"):
+        assert flag in out.stdout
+    assert ",indexcache}" in out.stdout  # a choice of --attention-backend
