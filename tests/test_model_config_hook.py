@@ -143,3 +143,10 @@ def test_table_is_logged_once_per_process(models, caplog, monkeypatch):
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert sum(m.startswith("IndexCache schedule: 6 layers") for m in infos) == 1
     assert any(m.startswith("    0      0  PROMOTED") for m in infos)
+
+
+def test_draft_flag_given_positionally_is_honoured(models):
+    sa = ServerArgs(model_path=models["deepseek-tiny"], device="cpu", index_cache_pattern="FSSFSS")
+    draft = ModelConfig.from_server_args(sa, models["deepseek-tiny"], None, True)
+    assert getattr(draft, "index_cache_schedule", None) is None
+    assert sglang_pattern(draft) == "FFFFFF"

@@ -1,7 +1,8 @@
 """The `sglang.srt.plugins` entry point: SGLang calls `register()` early in every process.
 
-It adds the `indexcache` attention backend (choice, factory, model dispatch) and the
-hook that resolves the IndexCache schedule whenever SGLang builds a ModelConfig.
+It adds the `indexcache` attention backend (CLI choice and factory; the model-side
+dispatch is registered when the backend is built) and the hook that resolves the
+IndexCache schedule whenever SGLang builds a ModelConfig.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def check_sglang_version() -> None:
 
 
 def _after_model_config(model_config, server_args, *args, **kwargs):
-    apply_to_model_config(model_config, server_args, is_draft_model=kwargs.get("is_draft_model", False))
+    # from_server_args(server_args, model_path, model_revision, is_draft_model, ...)
+    is_draft = kwargs.get("is_draft_model", args[2] if len(args) > 2 else False)
+    apply_to_model_config(model_config, server_args, is_draft_model=is_draft)
     return model_config
 
 
@@ -58,11 +61,12 @@ def register_model_dispatch() -> None:
 
 def register() -> None:
     """Entry point. SGLang logs and swallows a plugin's exceptions, so the schedule hook
-    (without which the --index-cache-* flags would do nothing) is registered first."""
+    (without which the --index-cache-* flags would do nothing) is registered before any
+    heavier import can fail."""
+    check_sglang_version()
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     HookRegistry.register(_MODEL_CONFIG_TARGET, _after_model_config, HookType.AFTER)
-    check_sglang_version()
     from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
     from sglang.srt.layers.attention.attention_registry import register_attention_backend
 
