@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from sglang_indexcache.integration.model_config import schedule_of
-from sglang_indexcache.integration.plugin import register_model_dispatch
+from sglang_indexcache.integration.plugin import register_cpu_indexer, register_model_dispatch
 
 logger = logging.getLogger("sglang_indexcache")
 
@@ -19,9 +19,17 @@ logger = logging.getLogger("sglang_indexcache")
 def create_backend(model_runner):
     """Factory registered as `--attention-backend indexcache`."""
     schedule = schedule_of(model_runner.model_config)  # fails loudly if the hook did not run
+    if model_runner.device == "cpu":
+        from sglang_indexcache.cpu_backend import IndexCacheCPUBackend
+
+        register_model_dispatch()
+        register_cpu_indexer()
+        backend = IndexCacheCPUBackend(model_runner)
+        backend.index_cache_schedule = schedule
+        return backend
     if model_runner.device != "cuda":
         raise NotImplementedError(
-            f"the indexcache backend has no {model_runner.device!r} path yet (CUDA only)"
+            f"the indexcache backend runs on CUDA and CPU, not on {model_runner.device!r}"
         )
     # Imported here: the DSA backend module loads CUDA kernels.
     from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend

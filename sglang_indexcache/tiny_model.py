@@ -37,6 +37,9 @@ _SGLANG_FIELDS = {
     "rope_scaling": None,
 }
 
+# Tiny in width and depth, but with the attention dimensions SGLang's DSA code
+# and kernels require: the MLA latent is 512 + 64 (FlashMLA's sparse kernel reads
+# 576-wide rows) and the index key is 128 wide (the DSA KV pool asserts it).
 _TINY_COMMON = dict(
     vocab_size=VOCAB_SIZE,
     hidden_size=64,
@@ -45,9 +48,9 @@ _TINY_COMMON = dict(
     num_attention_heads=4,
     num_key_value_heads=4,
     q_lora_rank=32,
-    kv_lora_rank=32,
+    kv_lora_rank=512,
     qk_nope_head_dim=16,
-    qk_rope_head_dim=16,
+    qk_rope_head_dim=64,
     v_head_dim=16,
     n_routed_experts=4,
     n_shared_experts=1,
@@ -56,11 +59,11 @@ _TINY_COMMON = dict(
     topk_group=1,
     first_k_dense_replace=1,
     routed_scaling_factor=1.0,
-    index_n_heads=4,
-    index_head_dim=32,
+    index_n_heads=32,
+    index_head_dim=128,
     index_topk=32,
     max_position_embeddings=4096,
-    initializer_range=0.1,
+    initializer_range=0.6,
     rms_norm_eps=1e-6,
     bos_token_id=0,
     eos_token_id=0,

@@ -1,4 +1,4 @@
-"""The `indexcache` backend factory fails closed on CPU (the CUDA path runs on a GPU only)."""
+"""The `indexcache` backend factory fails closed: no schedule, or a device it has no path for."""
 
 import types
 
@@ -22,5 +22,5 @@ def test_factory_without_a_schedule_says_the_plugin_did_not_run():
 
 
 def test_factory_refuses_devices_it_has_no_path_for():
-    with pytest.raises(NotImplementedError, match="no 'cpu' path yet"):
-        ATTENTION_BACKENDS["indexcache"](runner("cpu", build_schedule(4, {})))
+    with pytest.raises(NotImplementedError, match="runs on CUDA and CPU, not on 'xpu'"):
+        ATTENTION_BACKENDS["indexcache"](runner("xpu", build_schedule(4, {})))

@@ -14,6 +14,7 @@ from sglang_indexcache.integration.model_config import BACKEND_NAME, apply_to_mo
 logger = logging.getLogger("sglang_indexcache")
 
 _MODEL_CONFIG_TARGET = "sglang.srt.configs.model_config.ModelConfig.from_server_args"
+_INDEXER_NATIVE_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer.forward_native"
 
 
 def check_sglang_version() -> None:
@@ -40,6 +41,32 @@ def _create_backend(runner):
     from sglang_indexcache.backend import create_backend
 
     return create_backend(runner)
+
+
+def _around_indexer_native(original, indexer, x, q_lora, positions, forward_batch, layer_id, *args, **kwargs):
+    """SGLang's indexer has no torch path; under our CPU backend it runs ours."""
+    from sglang.srt.model_executor.forward_context import get_attn_backend
+
+    backend = get_attn_backend()
+    run = getattr(backend, "run_indexer", None)
+    if run is None:
+        return original(indexer, x, q_lora, positions, forward_batch, layer_id, *args, **kwargs)
+    return run(indexer, x, q_lora, positions, forward_batch, layer_id)
+
+
+def register_cpu_indexer() -> None:
+    """Route SGLang's `Indexer.forward_native` to the CPU backend (idempotent).
+
+    Installed when the CPU backend is built, after the model modules are imported, so
+    no process imports the DSA indexer module just for loading the plugin.
+    """
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+    if _INDEXER_NATIVE_TARGET not in HookRegistry._patched:
+        HookRegistry.register(_INDEXER_NATIVE_TARGET, _around_indexer_native, HookType.AROUND)
+        HookRegistry.apply_hooks()
+    if _INDEXER_NATIVE_TARGET not in HookRegistry._patched:
+        raise RuntimeError(f"could not install the indexcache hook on {_INDEXER_NATIVE_TARGET}")
 
 
 def register_model_dispatch() -> None:

@@ -1,0 +1,111 @@
+"""The per-forward top-k store: the only way a Shared layer gets indices.
+
+A Full layer writes its top-k together with the identity of the forward and batch it
+belongs to; a Shared layer reads its source's entry only if that entry was written
+earlier in the same forward of the same batch (micro-batches are different batches).
+Anything else is an `IndexCacheError` naming the layer: a Shared layer never runs on
+stale, empty or foreign indices. No SGLang imports here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Dict, Hashable, Optional
+
+logger = logging.getLogger("sglang_indexcache")
+
+
+class IndexCacheError(RuntimeError):
+    """A Shared layer found no valid source for its top-k."""
+
+
+@dataclass
+class ForwardCounters:
+    """Indexer work in one forward: layers that ran it, layers that reused a source."""
+
+    forward_id: int = 0
+    indexer_runs: int = 0
+    indexer_skips: int = 0
+    ran: list = field(default_factory=list)
+    reused: dict = field(default_factory=dict)  # layer -> source
+
+
+@dataclass
+class _Entry:
+    forward_id: int
+    batch: Hashable
+    num_tokens: int
+    indices: Any
+
+
+class TopkStore:
+    """Holds at most one forward's top-k per layer; `begin()` starts a new forward."""
+
+    def __init__(self) -> None:
+        self._forward_id = 0
+        self._batch: Optional[Hashable] = None
+        self._entries: Dict[int, _Entry] = {}
+        self.counters = ForwardCounters()
+        self.totals = {"forwards": 0, "indexer_runs": 0, "indexer_skips": 0}
+
+    @property
+    def forward_id(self) -> int:
+        return self._forward_id
+
+    def begin(self, batch: Hashable) -> int:
+        """Start a forward of `batch`; every earlier entry becomes unreadable."""
+        if self._forward_id and logger.isEnabledFor(logging.DEBUG):
+            c = self.counters
+            logger.debug("indexcache forward %d: indexer ran on %d layers, skipped on %d", c.forward_id, c.indexer_runs, c.indexer_skips)
+        self._forward_id += 1
+        self._batch = batch
+        self._entries.clear()
+        self.counters = ForwardCounters(forward_id=self._forward_id)
+        self.totals["forwards"] += 1
+        return self._forward_id
+
+    def _check_batch(self, layer: int, batch: Hashable) -> None:
+        if self._forward_id == 0 or batch != self._batch:
+            raise IndexCacheError(
+                f"layer {layer}: top-k used outside the forward it belongs to "
+                f"(store is on forward {self._forward_id} of batch {self._batch!r}, caller is batch {batch!r})"
+            )
+
+    def put(self, layer: int, indices: Any, *, batch: Hashable, num_tokens: int) -> None:
+        """A Full layer's top-k for this forward."""
+        self._check_batch(layer, batch)
+        self._entries[layer] = _Entry(self._forward_id, batch, num_tokens, indices)
+        self.counters.indexer_runs += 1
+        self.counters.ran.append(layer)
+        self.totals["indexer_runs"] += 1
+
+    def own(self, layer: int, *, batch: Hashable, num_tokens: int) -> Any:
+        """A Full layer reading back the top-k it wrote in this forward."""
+        return self._read(layer, layer, batch, num_tokens, role="Full")
+
+    def get(self, layer: int, source: int, *, batch: Hashable, num_tokens: int) -> Any:
+        """A Shared layer reading its source's top-k; counts the skipped indexer call."""
+        if source is None or source >= layer:
+            raise IndexCacheError(f"layer {layer} is Shared but its source {source} is not an earlier layer")
+        indices = self._read(layer, source, batch, num_tokens, role="Shared")
+        self.counters.indexer_skips += 1
+        self.counters.reused[layer] = source
+        self.totals["indexer_skips"] += 1
+        return indices
+
+    def _read(self, layer: int, source: int, batch: Hashable, num_tokens: int, *, role: str) -> Any:
+        self._check_batch(layer, batch)
+        entry = self._entries.get(source)
+        if entry is None:
+            what = "its indexer did not run" if source == layer else f"its source layer {source} wrote no top-k"
+            raise IndexCacheError(
+                f"layer {layer} ({role}) has no top-k in forward {self._forward_id}: {what} in this forward "
+                f"of this batch; refusing to attend on stale or missing indices"
+            )
+        if entry.num_tokens != num_tokens:
+            raise IndexCacheError(
+                f"layer {layer} ({role}): layer {source}'s top-k covers {entry.num_tokens} tokens, "
+                f"this batch has {num_tokens}"
+            )
+        return entry.indices
