@@ -62,6 +62,16 @@ def _make_model(args) -> int:
     return 0
 
 
+def _bundle(args) -> int:
+    from sglang_indexcache import bundle
+
+    try:
+        return args.bundle_fn(args)
+    except bundle.BundleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sglang_indexcache.tiny_model import PRESETS, SHAPES
 
@@ -92,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     mm.add_argument("--num-layers", type=int)
     mm.add_argument("--num-heads", type=int)
     mm.set_defaults(fn=_make_model)
+
+    from sglang_indexcache import bundle
+
+    bun = sub.add_parser("bundle", help="offline wheel bundle: build here, install on an air-gapped host")
+    bsub = bun.add_subparsers(dest="bundle_action", required=True)
+    bb = bsub.add_parser("build", help="pip download, strip, pack and split wheels into a bundle folder")
+    bundle.add_build_arguments(bb)
+    bb.set_defaults(fn=_bundle, bundle_fn=bundle.run_build)
+    bi = bsub.add_parser("install", help="verify a bundle and pip-install it into a target folder")
+    bundle.add_install_arguments(bi)
+    bi.set_defaults(fn=_bundle, bundle_fn=bundle.run_install)
     return p
 
 
