@@ -26,9 +26,11 @@ $(MODELS)/deepseek-tiny/config.json:
 	$(BIN)/sglang-indexcache make-model --preset deepseek-tiny $(MODELS)/deepseek-tiny
 
 # The main job on the embedded default: the tiny DSA models and their schedules.
-demo: $(MODELS)/glm-tiny/config.json $(MODELS)/deepseek-tiny/config.json
-	$(BIN)/sglang-indexcache plan --model-path $(MODELS)/glm-tiny
-	$(BIN)/sglang-indexcache plan --model-path $(MODELS)/deepseek-tiny --pattern SSFSSF
+# The main job on the embedded default: the tiny GLM-MoE-DSA model served on CPU by the
+# real SGLang engine with the indexcache backend, under a small agentic workload.
+demo: $(MODELS)/glm-tiny/config.json
+	$(BIN)/sglang-indexcache plan --model-path $(MODELS)/glm-tiny --pattern FSSSSSFS
+	$(BIN)/python -m sglang_indexcache.demo --model-path $(MODELS)/glm-tiny --pattern FSSSSSFS
 
 bench:
 	@echo "make bench: the benchmarks need a CUDA GPU and arrive with the GPU path of the backend." >&2

@@ -18,7 +18,9 @@ keys `0 .. prefix+ext-1` through its `req_to_token` row.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -77,6 +79,10 @@ class IndexCacheCPUBackend(AttentionBackend):
 
         start = getattr(self.pool, "start_layer", 0) or 0
         end = start + self.pool.layer_num
+        self.last_layer = end - 1
+        # SGLANG_INDEXCACHE_STATS=path: the indexer counters as JSON, rewritten after
+        # every forward (tests and the demo read it; off by default).
+        self.stats_path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
         rows = self.pool.get_key_buffer(start).shape[0]
         # Index keys for layers that can run their indexer; Shared layers get none.
         self.index_k = {
@@ -190,7 +196,24 @@ class IndexCacheCPUBackend(AttentionBackend):
             sel = topk[req.rows]  # [ext, K] positions, -1 unused
             gathered = kv_rows[req.slots[sel.clamp(min=0).long()]]  # [ext, K, L+R]
             out[req.rows] = sparse_mla(q_lat[req.rows], gathered, sel, sm_scale=layer.scaling, kv_lora_rank=L)
+        if layer.layer_id == self.last_layer:
+            self._forward_done()
         return out.view(T, H * L).to(q.dtype)
+
+    def _forward_done(self) -> None:
+        c = self.store.counters
+        logger.debug("indexcache forward %d: indexer ran on layers %s, reused on %s", c.forward_id, c.ran, c.reused)
+        if self.stats_path is None:
+            return
+        stats = {
+            **self.store.totals,
+            "pattern": self.schedule.pattern,
+            "last_forward": {"ran": c.ran, "reused": {str(k): v for k, v in c.reused.items()}},
+        }
+        tmp = f"{self.stats_path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(stats, fh)
+        os.replace(tmp, self.stats_path)
 
     def forward_extend(self, q, k, v, layer, forward_batch, save_kv_cache=True, **kwargs):
         return self._attend(q, k, v, layer, forward_batch, save_kv_cache, **kwargs)

@@ -3,6 +3,7 @@
 Presets (random weights, deterministic seed, float32 safetensors, a local BPE tokenizer):
   glm-tiny       GlmMoeDsaForCausalLM, 8 layers, GLM-5.2's schedule (freq 4, offset 3):
                  no indexer weights on its Shared layers, like the real checkpoint.
+  glm-tiny-full  the same architecture with an indexer in every layer (all-Full; any pattern).
   deepseek-tiny  DeepseekV32ForCausalLM, 6 layers, indexer weights on every layer.
 Shapes (config.json + tokenizer only, for `--load-format dummy` GPU runs):
   glm-4.7-flash  GLM-4.7-Flash's shape with DSA (47 layers by default).
@@ -76,6 +77,12 @@ PRESETS = {
         arch="GlmMoeDsaForCausalLM",
         config=dict(_TINY_COMMON, num_hidden_layers=8, index_topk_freq=4, index_skip_topk_offset=3),
         extra={"indexer_rope_interleave": True, "index_topk_freq": 4, "index_skip_topk_offset": 3},
+    ),
+    # The same GLM layers with an indexer in every layer: all-Full, and any pattern.
+    "glm-tiny-full": dict(
+        arch="GlmMoeDsaForCausalLM",
+        config=dict(_TINY_COMMON, num_hidden_layers=8, index_topk_freq=1),
+        extra={"indexer_rope_interleave": True, "index_topk_freq": 1},
     ),
     "deepseek-tiny": dict(
         arch="DeepseekV32ForCausalLM",

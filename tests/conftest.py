@@ -21,7 +21,7 @@ def models(tmp_path_factory):
     from sglang_indexcache.tiny_model import make_model, make_shape
 
     root = tmp_path_factory.mktemp("models")
-    out = {p: str(make_model(p, root / p)) for p in ("glm-tiny", "deepseek-tiny")}
+    out = {p: str(make_model(p, root / p)) for p in ("glm-tiny", "glm-tiny-full", "deepseek-tiny")}
     out["glm-5.2"] = str(make_shape("glm-5.2", root / "glm-5.2"))
     llama = root / "llama-tiny"
     llama.mkdir()

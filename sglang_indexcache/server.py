@@ -1,0 +1,153 @@
+"""Start and talk to a real `python -m sglang.launch_server` (the demo, the tests, bench).
+
+Nothing here reaches into SGLang: the server is a subprocess and everything goes through
+its HTTP API (`/generate`, `/v1/chat/completions`, `/flush_cache`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_env(stats_file: Optional[Path] = None) -> dict:
+    """Environment for a CPU server: SGLang's CPU engine, no torch.compile (on 2 cores
+    inductor spends ~20 s compiling MoE routing for a tiny model), optional stats file."""
+    env = dict(os.environ)
+    env["SGLANG_USE_CPU_ENGINE"] = "1"
+    env.setdefault("TORCHDYNAMO_DISABLE", "1")
+    if stats_file is not None:
+        env["SGLANG_INDEXCACHE_STATS"] = str(stats_file)
+    return env
+
+
+class Server:
+    """`with Server(model, [...args], log=path) as srv: srv.generate(...)`."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        args: Sequence[str] = (),
+        *,
+        log: Path,
+        device: str = "cpu",
+        stats_file: Optional[Path] = None,
+        startup_timeout: float = 300.0,
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(log)
+        self.stats_file = stats_file
+        self.cmd = [
+            sys.executable, "-m", "sglang.launch_server",
+            "--model-path", str(model_path),
+            "--device", device,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            *args,
+        ]
+        self.env = cpu_env(stats_file) if device == "cpu" else dict(os.environ)
+        self.startup_timeout = startup_timeout
+        self.proc: Optional[subprocess.Popen] = None
+        self.startup_s: Optional[float] = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> "Server":
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        self._log_fh = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, stdout=self._log_fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        while time.monotonic() - t0 < self.startup_timeout:
+            if self.proc.poll() is not None:
+                raise ServerError(f"server exited with {self.proc.returncode}; log {self.log}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
+                    if r.status == 200:
+                        self.startup_s = time.monotonic() - t0
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(1.0)
+        self.stop()
+        raise ServerError(f"server not healthy after {self.startup_timeout:.0f} s; log {self.log}:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            import signal
+
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=30)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=30)
+        if getattr(self, "_log_fh", None) is not None:
+            self._log_fh.close()
+            self._log_fh = None
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    # -- API --------------------------------------------------------------------------
+
+    def post(self, path: str, body: Optional[dict] = None, *, timeout: float = 600.0) -> dict:
+        data = json.dumps(body or {}).encode()
+        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                text = r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise ServerError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')[:2000]}") from e
+        return json.loads(text) if text.strip().startswith(("{", "[")) else {"text": text}
+
+    def generate(self, input_ids: Sequence[int], max_new_tokens: int = 32, *, logprobs: bool = False, **params) -> dict:
+        """Greedy generation from token ids; returns SGLang's JSON (output_ids, meta_info)."""
+        body = {
+            "input_ids": list(input_ids),
+            "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0.0, "ignore_eos": True, **params},
+        }
+        if logprobs:
+            body.update(return_logprob=True, logprob_start_len=0)
+        return self.post("/generate", body)
+
+    def flush_cache(self) -> None:
+        self.post("/flush_cache")
+
+    def stats(self) -> dict:
+        """The backend's indexer counters (needs stats_file)."""
+        if self.stats_file is None:
+            raise ServerError("server started without a stats file")
+        return json.loads(Path(self.stats_file).read_text())

@@ -1,0 +1,76 @@
+"""The per-forward top-k store fails closed (DESIGN failure modes 1, 4, 5, 6)."""
+
+import pytest
+
+from sglang_indexcache.cache import IndexCacheError, TopkStore
+
+
+def test_shared_layer_reads_its_sources_topk_from_the_same_forward():
+    s = TopkStore()
+    s.begin("b1")
+    s.put(0, "idx0", batch="b1", num_tokens=5)
+    assert s.get(3, 0, batch="b1", num_tokens=5) == "idx0"
+    assert s.own(0, batch="b1", num_tokens=5) == "idx0"
+    assert s.counters.ran == [0] and s.counters.reused == {3: 0}
+    assert (s.counters.indexer_runs, s.counters.indexer_skips) == (1, 1)
+
+
+def test_source_not_written_in_this_forward_names_the_layer():
+    s = TopkStore()
+    s.begin("b1")
+    with pytest.raises(IndexCacheError, match=r"layer 1 \(Shared\).*source layer 0 wrote no top-k"):
+        s.get(1, 0, batch="b1", num_tokens=5)
+
+
+def test_previous_forwards_topk_is_never_reused():
+    s = TopkStore()
+    s.begin("b1")
+    s.put(0, "old", batch="b1", num_tokens=5)
+    s.begin("b1")  # the next forward, even of an identical batch
+    with pytest.raises(IndexCacheError, match="layer 2"):
+        s.get(2, 0, batch="b1", num_tokens=5)
+
+
+def test_another_micro_batch_cannot_read_or_write():
+    s = TopkStore()
+    s.begin("mb0")
+    s.put(0, "mb0-idx", batch="mb0", num_tokens=5)
+    with pytest.raises(IndexCacheError, match="outside the forward"):
+        s.get(1, 0, batch="mb1", num_tokens=5)
+    with pytest.raises(IndexCacheError, match="outside the forward"):
+        s.put(0, "mb1-idx", batch="mb1", num_tokens=5)
+
+
+def test_token_count_mismatch_is_refused():
+    s = TopkStore()
+    s.begin("b")
+    s.put(0, "idx", batch="b", num_tokens=7)
+    with pytest.raises(IndexCacheError, match="covers 7 tokens, this batch has 6"):
+        s.get(1, 0, batch="b", num_tokens=6)
+
+
+@pytest.mark.parametrize("source", [None, 4, 5])
+def test_source_must_be_an_earlier_layer(source):
+    s = TopkStore()
+    s.begin("b")
+    with pytest.raises(IndexCacheError, match="not an earlier layer"):
+        s.get(4, source, batch="b", num_tokens=1)
+
+
+def test_full_layer_without_its_own_topk_is_refused_and_nothing_before_begin():
+    s = TopkStore()
+    with pytest.raises(IndexCacheError):
+        s.put(0, "x", batch=None, num_tokens=1)
+    s.begin("b")
+    with pytest.raises(IndexCacheError, match="layer 2 \\(Full\\).*its indexer did not run"):
+        s.own(2, batch="b", num_tokens=1)
+
+
+def test_totals_accumulate_across_forwards():
+    s = TopkStore()
+    for _ in range(3):
+        s.begin("b")
+        s.put(0, "i", batch="b", num_tokens=1)
+        s.get(1, 0, batch="b", num_tokens=1)
+        s.get(2, 0, batch="b", num_tokens=1)
+    assert s.totals == {"forwards": 3, "indexer_runs": 3, "indexer_skips": 6}
