@@ -1,4 +1,8 @@
-"""The independent reference: transformers' eager GlmMoeDsa / DeepseekV32 in float32.
+"""The independent reference: transformers' eager GlmMoeDsa / DeepseekV32 in float64.
+
+float64, not float32: with random weights, a float32 reference itself sometimes lands on
+the other side of a near-tie (DeepseekV32 tiny, prompt seed 1: transformers float32
+generates 623 as the 3rd token, float64 and SGLang float32 generate 213).
 
 GlmMoeDsa honours `indexer_types` itself. DeepseekV32 has no sharing, so `load()` wraps
 its indexers: a Full layer records its top-k, a Shared layer returns the nearest earlier
@@ -21,7 +25,7 @@ def load(model_path, pattern: Optional[str] = None):
     if pattern is not None and arch == "GlmMoeDsaForCausalLM":
         kwargs["indexer_types"] = ["full" if c == "F" else "shared" for c in pattern]
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, attn_implementation="eager", **kwargs
+        model_path, dtype=torch.float64, attn_implementation="eager", experts_implementation="eager", **kwargs
     ).eval()
     if pattern is not None and arch == "DeepseekV32ForCausalLM":
         _share_indexers(model, pattern)
