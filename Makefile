@@ -32,9 +32,11 @@ demo: $(MODELS)/glm-tiny/config.json
 	$(BIN)/sglang-indexcache plan --model-path $(MODELS)/glm-tiny --pattern FSSSSSFS
 	$(BIN)/python -m sglang_indexcache.demo --model-path $(MODELS)/glm-tiny --pattern FSSSSSFS
 
+# Side by side on a CUDA GPU: dsa vs indexcache, all-Full and 1/4 (see sglang_indexcache/bench.py).
+BENCH_OUT ?= bench_results/run
 bench:
-	@echo "make bench: the benchmarks need a CUDA GPU and arrive with the GPU path of the backend." >&2
-	@exit 2
+	$(BIN)/python -m sglang_indexcache.bench run --out $(BENCH_OUT)
+	$(BIN)/python -m sglang_indexcache.bench report $(BENCH_OUT)/results.json --png $(BENCH_OUT)/bench.png
 
 clean:
 	rm -rf $(MODELS) .pytest_cache .hypothesis

@@ -1,9 +1,10 @@
 """The `indexcache` attention backend.
 
-On CUDA it runs SGLang's own DSA kernels (SGLang's `dsa` backend plus the IndexCache
-schedule). Shared layers get no indexer module and no index-K cache because the schedule
-is installed in the model config as `indexer_types` before the model is built. The CPU
-path and the per-forward fail-closed top-k store come in later work.
+On CUDA it runs SGLang's own DSA kernels (`gpu_backend.IndexCacheDSABackend`, SGLang's
+`dsa` backend plus the fail-closed check of every Shared layer's source); on CPU it runs
+torch ops (`cpu_backend`). Either way Shared layers get no indexer module and no index-K
+cache, because the schedule is installed in the model config as `indexer_types` before
+the model is built.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from sglang_indexcache.integration.model_config import schedule_of
-from sglang_indexcache.integration.plugin import register_cpu_indexer, register_model_dispatch
+from sglang_indexcache.integration.plugin import register_cpu_indexer, register_layer_check, register_model_dispatch
 
 logger = logging.getLogger("sglang_indexcache")
 
@@ -32,10 +33,11 @@ def create_backend(model_runner):
             f"the indexcache backend runs on CUDA and CPU, not on {model_runner.device!r}"
         )
     # Imported here: the DSA backend module loads CUDA kernels.
-    from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
+    from sglang_indexcache.gpu_backend import IndexCacheDSABackend
 
     register_model_dispatch()
-    backend = DeepseekSparseAttnBackend(model_runner)
+    register_layer_check()
+    backend = IndexCacheDSABackend(model_runner)
     backend.index_cache_schedule = schedule
     logger.info("indexcache backend: %d/%d layers run the indexer (%s)", schedule.num_indexers, schedule.num_layers, schedule.pattern)
     return backend

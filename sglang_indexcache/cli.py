@@ -12,7 +12,8 @@ from sglang_indexcache.schedule import PP_HANDOFFS, IndexCacheFlags, ScheduleErr
 def _plan(args) -> int:
     from sglang.srt.utils.hf_transformers_utils import get_config, get_hf_text_config
 
-    from sglang_indexcache.integration.model_config import _loaded_sharing, schedule_for_model
+    from sglang_indexcache.integration.model_config import _loaded_sharing, memory_of, schedule_for_model
+    from sglang_indexcache.schedule import kv_memory_line
 
     overrides = json.loads(args.json_model_override_args)
     hf_config = get_config(args.model_path, trust_remote_code=True, model_override_args=overrides)
@@ -27,7 +28,13 @@ def _plan(args) -> int:
         pp_size=args.pp_size,
         dummy_weights=args.load_format == "dummy",
     )
-    print(schedule.to_json() if args.json else schedule.table())
+    mem = memory_of(text, schedule, args.kv_bytes)
+    if args.json:
+        print(json.dumps({**schedule.to_dict(), "kv_memory": mem}, indent=2))
+    else:
+        print(schedule.table())
+        if mem is not None:
+            print(kv_memory_line(mem, schedule.num_layers, "bf16" if args.kv_bytes == 2 else f"{args.kv_bytes}-byte"))
     return 0
 
 
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json-model-override-args", default="{}")
     plan.add_argument("--load-format", default="auto", help="'dummy' skips the indexer-weight check")
     plan.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    plan.add_argument("--kv-bytes", type=int, default=2, choices=(1, 2), help="bytes per latent KV value (2: bf16, 1: fp8)")
     plan.set_defaults(fn=_plan)
 
     patch = sub.add_parser("patch", help="apply/check/revert/status of the SGLang patch set")

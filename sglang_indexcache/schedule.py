@@ -433,3 +433,33 @@ def _missing_weights_message(missing: list, weights: frozenset, num_layers: int)
         fixes.append("move the pipeline stage split (SGLANG_PP_LAYER_PARTITION) so that every stage starts on a layer with indexer weights")
         fixes.append("or hand the top-k over between stages: --index-cache-pp-handoff transfer")
     return "\n".join(lines + ["fix: " + fixes[0]] + ["     " + f for f in fixes[1:]])
+
+
+# SGLang's DSA pool keeps index keys as fp8 with one float32 scale per 128 values.
+INDEX_K_BYTES_PER_DIM = 1
+INDEX_K_SCALE_BLOCK = 128
+
+
+def kv_memory(schedule: Schedule, *, kv_lora_rank: int, rope_dim: int, index_head_dim: int, kv_bytes: int = 2) -> dict:
+    """Per-token KV bytes with every layer Full versus this schedule (SGLang's DSA pool layout:
+    one latent row per layer, fp8 index keys only on layers that run an indexer)."""
+    n = schedule.num_layers
+    latent = n * (kv_lora_rank + rope_dim) * kv_bytes
+    index_row = index_head_dim * INDEX_K_BYTES_PER_DIM + index_head_dim // INDEX_K_SCALE_BLOCK * 4
+    all_full = latent + n * index_row
+    this = latent + schedule.num_indexers * index_row
+    return {
+        "bytes_per_token_all_full": all_full,
+        "bytes_per_token": this,
+        "index_k_layers": schedule.num_indexers,
+        "capacity_gain": all_full / this - 1.0,
+    }
+
+
+def kv_memory_line(mem: dict, num_layers: int, kv_dtype: str = "bf16") -> str:
+    return (
+        f"KV memory per token ({kv_dtype} latent, fp8 index-K): {mem['bytes_per_token_all_full']} B all-Full, "
+        f"{mem['bytes_per_token']} B with this schedule (index-K on {mem['index_k_layers']} of {num_layers} layers): "
+        f"the same pool holds {mem['capacity_gain']:.1%} more tokens"
+    )
+

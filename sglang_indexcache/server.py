@@ -64,7 +64,13 @@ class Server:
             "--port", str(self.port),
             *args,
         ]
-        self.env = cpu_env(stats_file) if device == "cpu" else dict(os.environ)
+        if device == "cpu":
+            self.env = cpu_env(stats_file)
+        else:
+            self.env = dict(os.environ)
+            self.env.pop("SGLANG_USE_CPU_ENGINE", None)
+            if stats_file is not None:
+                self.env["SGLANG_INDEXCACHE_STATS"] = str(stats_file)
         self.startup_timeout = startup_timeout
         self.proc: Optional[subprocess.Popen] = None
         self.startup_s: Optional[float] = None

@@ -183,13 +183,23 @@ def make_model(preset: str, out: str | Path) -> Path:
     return out
 
 
-def make_shape(shape: str, out: str | Path, *, num_layers: Optional[int] = None, num_heads: Optional[int] = None) -> Path:
-    """Write a config-only GlmMoeDsa folder at a real shape (for `--load-format dummy`)."""
+def make_shape(
+    shape: str,
+    out: str | Path,
+    *,
+    num_layers: Optional[int] = None,
+    num_heads: Optional[int] = None,
+    overrides: Optional[dict] = None,
+) -> Path:
+    """Write a config-only GlmMoeDsa folder at a real shape (for `--load-format dummy`).
+
+    `overrides` replaces config values (e.g. fewer routed experts for a test that only
+    needs the real attention dimensions)."""
     import transformers
 
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; choose one of {sorted(SHAPES)}")
-    values = dict(SHAPES[shape])
+    values = dict(SHAPES[shape], **(overrides or {}))
     if num_layers is not None:
         values["num_hidden_layers"] = num_layers
     if num_heads is not None:

@@ -3,8 +3,23 @@ import os
 
 import pytest
 
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+
 # CPU-only machines: keep SGLang off CUDA paths during argument resolution.
-os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
+if not HAS_CUDA:
+    os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests skip cleanly (with the reason) where there is no CUDA GPU."""
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)

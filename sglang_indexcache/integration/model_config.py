@@ -20,6 +20,8 @@ from sglang_indexcache.schedule import (
     Schedule,
     ScheduleError,
     build_schedule,
+    kv_memory,
+    kv_memory_line,
     sglang_skips_topk,
 )
 
@@ -130,14 +132,30 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
     for config in {id(c): c for c in (cfg, model_config.hf_config)}.values():
         config.indexer_types = types
     model_config.index_cache_schedule = schedule
-    _log_once(schedule)
+    kv_bytes = 1 if "fp8" in str(getattr(server_args, "kv_cache_dtype", "") or "") else 2
+    mem = memory_of(cfg, schedule, kv_bytes)
+    _log_once(schedule, None if mem is None else kv_memory_line(mem, schedule.num_layers, "fp8" if kv_bytes == 1 else "bf16"))
     return schedule
+
+
+def memory_of(text_config: Any, schedule: Schedule, kv_bytes: int = 2) -> Optional[dict]:
+    """`schedule.kv_memory` from a model's text config (None if it lacks MLA/DSA dims)."""
+    try:
+        return kv_memory(
+            schedule,
+            kv_lora_rank=int(text_config.kv_lora_rank),
+            rope_dim=int(text_config.qk_rope_head_dim),
+            index_head_dim=int(text_config.index_head_dim),
+            kv_bytes=kv_bytes,
+        )
+    except (AttributeError, TypeError):
+        return None
 
 
 _logged = False
 
 
-def _log_once(schedule: Schedule) -> None:
+def _log_once(schedule: Schedule, memory_line: Optional[str] = None) -> None:
     # ModelConfig is built in the launcher and again in every scheduler process; the
     # table goes to the log once, from the launcher.
     global _logged
@@ -147,6 +165,8 @@ def _log_once(schedule: Schedule) -> None:
     _logged = True
     for line in schedule.table().splitlines():
         logger.info(line)
+    if memory_line:
+        logger.info(memory_line)
     for note in schedule.notes:
         logger.warning("IndexCache: %s", note)
 

@@ -15,6 +15,7 @@ logger = logging.getLogger("sglang_indexcache")
 
 _MODEL_CONFIG_TARGET = "sglang.srt.configs.model_config.ModelConfig.from_server_args"
 _INDEXER_NATIVE_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer.forward_native"
+_DECODER_LAYER_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2DecoderLayer.forward"
 
 
 def check_sglang_version() -> None:
@@ -54,19 +55,41 @@ def _around_indexer_native(original, indexer, x, q_lora, positions, forward_batc
     return run(indexer, x, q_lora, positions, forward_batch, layer_id)
 
 
+def _around_decoder_layer(original, layer, *args, **kwargs):
+    """Under the CUDA indexcache backend, every DeepSeek/GLM decoder layer goes through its
+    fail-closed source check (`IndexCacheDSABackend.index_cache_layer`)."""
+    # forward(positions, hidden_states, forward_batch, ..., prev_topk_indices=..., ...)
+    from sglang.srt.model_executor.forward_context import get_attn_backend
+
+    forward_batch = kwargs.get("forward_batch", args[2] if len(args) > 2 else None)
+    check = getattr(get_attn_backend(), "index_cache_layer", None)
+    if check is None:
+        return original(layer, *args, **kwargs)
+    return check(original, layer, args, kwargs, forward_batch, kwargs.get("prev_topk_indices"))
+
+
+def _install(target: str, hook) -> None:
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+    if target not in HookRegistry._patched:
+        HookRegistry.register(target, hook, HookType.AROUND)
+        HookRegistry.apply_hooks()
+    if target not in HookRegistry._patched:
+        raise RuntimeError(f"could not install the indexcache hook on {target}")
+
+
+def register_layer_check() -> None:
+    """Install the decoder-layer hook the CUDA backend checks Shared layers with (idempotent)."""
+    _install(_DECODER_LAYER_TARGET, _around_decoder_layer)
+
+
 def register_cpu_indexer() -> None:
     """Route SGLang's `Indexer.forward_native` to the CPU backend (idempotent).
 
     Installed when the CPU backend is built, after the model modules are imported, so
     no process imports the DSA indexer module just for loading the plugin.
     """
-    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
-
-    if _INDEXER_NATIVE_TARGET not in HookRegistry._patched:
-        HookRegistry.register(_INDEXER_NATIVE_TARGET, _around_indexer_native, HookType.AROUND)
-        HookRegistry.apply_hooks()
-    if _INDEXER_NATIVE_TARGET not in HookRegistry._patched:
-        raise RuntimeError(f"could not install the indexcache hook on {_INDEXER_NATIVE_TARGET}")
+    _install(_INDEXER_NATIVE_TARGET, _around_indexer_native)
 
 
 def register_model_dispatch() -> None:

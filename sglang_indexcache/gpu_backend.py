@@ -1,0 +1,124 @@
+"""The CUDA path of the `indexcache` backend: SGLang's own DSA kernels, fail-closed sharing.
+
+Full layers run SGLang's indexer (DeepGEMM logits, the fused top-k + logical-to-physical
+transform, FlashMLA sparse attention: whatever `--dsa-*-backend` selects). Shared layers
+get no indexer module and no index-K cache (the schedule is installed in the model config
+as `indexer_types` before the model is built, so SGLang's memory pool skips them), and the
+model's layer loop hands each Shared layer the top-k tensor of the layer before it.
+
+What this class adds to SGLang's `dsa` backend is the check that the top-k a Shared layer
+is handed by the model's layer loop is exactly its scheduled source's top-k from this
+forward of this batch (a `TopkStore` keyed by tensor identity, filled and read by the
+plugin's hook around `DeepseekV2DecoderLayer.forward`). Any other tensor, or none, is an
+`IndexCacheError` naming the layer: never a silent read of stale or foreign indices.
+
+The check is host-side Python on object identity: no device data is read and nothing
+synchronises. Under CUDA graphs it runs while the graph is captured; a replay re-executes
+the captured kernels, whose top-k buffers are the graph's own static memory, so the
+proven wiring is the replayed wiring. Replays are counted from the schedule.
+
+With SGLang's default fused top-k (`SGLANG_DSA_FUSE_TOPK=1`) the Full layer's top-k kernel
+already emits physical KV slots, so Shared layers run no index transform either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
+
+from sglang_indexcache.cache import IndexCacheError, TopkStore
+from sglang_indexcache.integration.model_config import schedule_of
+from sglang_indexcache.schedule import Role
+
+logger = logging.getLogger("sglang_indexcache")
+
+
+class IndexCacheDSABackend(DeepseekSparseAttnBackend):
+    """`--attention-backend indexcache` on CUDA."""
+
+    def __init__(self, model_runner, *args, **kwargs):
+        super().__init__(model_runner, *args, **kwargs)
+        self.schedule = schedule_of(model_runner.model_config)
+        pool = model_runner.token_to_kv_pool
+        start = getattr(pool, "start_layer", 0) or 0
+        self.layer_range = range(start, start + pool.layer_num)
+        self.last_layer = self.layer_range[-1]
+        local = [self.schedule.layers[i] for i in self.layer_range]
+        self.full_per_forward = sum(r.runs_indexer for r in local)
+        self.shared_per_forward = len(local) - self.full_per_forward
+        self.store = TopkStore()
+        self.graph_replays = 0
+        self.stats_path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
+        logger.info(
+            "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
+            self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,
+        )
+
+    # ---- forward boundaries ------------------------------------------------------------
+
+    def init_forward_metadata_out_graph(self, forward_batch, in_capture: bool = False):
+        super().init_forward_metadata_out_graph(forward_batch, in_capture=in_capture)
+        if not in_capture:
+            self._count_replay()
+
+    def _count_replay(self) -> None:
+        # A replay runs the captured kernels only; the wiring was checked at capture.
+        self.graph_replays += 1
+        t = self.store.totals
+        t["forwards"] += 1
+        t["indexer_runs"] += self.full_per_forward
+        t["indexer_skips"] += self.shared_per_forward
+        self._write_stats(replay=True)
+
+    # ---- the check (called by the plugin's hook around every DeepSeek decoder layer) ----
+
+    def index_cache_layer(self, original, layer, args, kwargs, forward_batch, prev_topk):
+        """Run one decoder layer; a Shared layer only with its source's top-k of this forward.
+
+        Checked at the model's layer loop, where upstream carries the top-k from layer to
+        layer: the attention call itself may see a copy (breakable CUDA graphs hand eager
+        segments static buffers), the carried object is the one that proves provenance.
+        """
+        layer_id = layer.layer_id
+        if layer_id == self.layer_range[0]:
+            # every forward (eager, warm-up, capture) enters at this stage's first layer
+            self.store.begin(id(forward_batch))
+        role = self.schedule.layers[layer_id]
+        batch = id(forward_batch)
+        if role.role is Role.SHARED:
+            expected = self.store.get(layer_id, role.source, batch=batch, num_tokens=0)
+            if prev_topk is not expected:
+                raise IndexCacheError(
+                    f"layer {layer_id} is Shared (source: layer {role.source}) but was handed a top-k "
+                    f"that is not layer {role.source}'s from this forward "
+                    f"({'none' if prev_topk is None else tuple(prev_topk.shape)}); refusing to attend"
+                )
+        out = original(layer, *args, **kwargs)
+        if role.role is not Role.SHARED:
+            topk = out[1] if isinstance(out, tuple) and len(out) > 1 else None
+            self.store.put(layer_id, topk, batch=batch, num_tokens=0)
+        if layer_id == self.last_layer:
+            self._write_stats(replay=False)
+        return out
+
+    def _write_stats(self, *, replay: bool) -> None:
+        if self.stats_path is None:
+            return
+        c = self.store.counters
+        stats = {
+            **self.store.totals,
+            "graph_replays": self.graph_replays,
+            "pattern": self.schedule.pattern,
+            "last_forward": {
+                "replay": replay,
+                "ran": c.ran,
+                "reused": {str(k): v for k, v in c.reused.items()},
+            },
+        }
+        tmp = f"{self.stats_path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(stats, fh)
+        os.replace(tmp, self.stats_path)
