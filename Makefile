@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 MODELS ?= models
 
-.PHONY: install test demo bench plan clean
+.PHONY: install test demo bench plan clean small-model study
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ BENCH_OUT ?= bench_results/run
 bench:
 	$(BIN)/python -m sglang_indexcache.bench run --out $(BENCH_OUT)
 	$(BIN)/python -m sglang_indexcache.bench report $(BENCH_OUT)/results.json --png $(BENCH_OUT)/bench.png
+
+# The small trained 12-layer DSA model the pattern tools are demonstrated on (~12 min, CPU).
+$(MODELS)/glm-small/config.json:
+	$(BIN)/sglang-indexcache train-small $(MODELS)/glm-small
+small-model: $(MODELS)/glm-small/config.json
+
+# Overlap, greedy search vs uniform, distillation, engine check on the small model.
+study: $(MODELS)/glm-small/config.json
+	$(BIN)/python -m sglang_indexcache.tools.study --model-path $(MODELS)/glm-small --out benchmarks/results/pattern-study
 
 clean:
 	rm -rf $(MODELS) .pytest_cache .hypothesis

@@ -79,6 +79,108 @@ def _bundle(args) -> int:
         return 2
 
 
+def _calibration(args):
+    """(calibration, held-out) token sequences from --text-file or Python's bundled docs."""
+    from sglang_indexcache.tiny_model import _training_text
+    from sglang_indexcache.tools.hf import tokenize_texts
+
+    text = open(args.text_file).read() if args.text_file else _training_text()
+    seqs = tokenize_texts(args.model_path, [text], seq_len=args.seq_len)
+    n = args.num_seqs
+    if len(seqs) < n + args.held_out:
+        raise SystemExit(f"text gives {len(seqs)} sequences of {args.seq_len} tokens; need {n + args.held_out}")
+    return seqs[:n], seqs[n : n + args.held_out]
+
+
+def _overlap(args) -> int:
+    from pathlib import Path
+
+    from sglang_indexcache.tools import overlap
+
+    seqs, _ = _calibration(args)
+    result = overlap.analyse(args.model_path, seqs)
+    out = Path(args.out)
+    overlap.write(result, out)
+    overlap.plot(result, out / "overlap.png")
+    print(overlap.summary(result))
+    print(f"wrote {out / 'overlap.json'} and {out / 'overlap.png'}")
+    return 0
+
+
+def _search(args) -> int:
+    import json
+    from pathlib import Path
+
+    from sglang_indexcache.integration.model_config import stage_starts
+    from sglang_indexcache.tools import search
+    from sglang_indexcache.tools.hf import HFEvaluator, load
+
+    calib, _ = _calibration(args)
+    fixed = stage_starts_for(args, stage_starts)
+    if args.evaluator == "sglang":
+        from sglang_indexcache.tools.sglang_eval import SGLangEvaluator
+
+        _, ctl = load(args.model_path)
+        evaluator = SGLangEvaluator(args.model_path, calib, all_full=ctl.all_full,
+                                    server_args=args.server_args.split() if args.server_args else [],
+                                    device=args.device)
+    else:
+        evaluator = HFEvaluator(args.model_path, calib)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = search.greedy_search(evaluator, args.targets, fixed_full=fixed,
+                                  state_file=Path(args.state) if args.state else out / "search-state.json",
+                                  progress=not args.quiet)
+    (out / "search.json").write_text(json.dumps(result, indent=2) + "\n")
+    search.plot(result, out / "search.png")
+    print(f"baseline (all Full {result['baseline']['pattern']}): loss {result['baseline']['loss']:.4f}")
+    for count, pattern in result["patterns"].items():
+        print(f"{count:>3}/{result['num_layers']} Full: loss {result['losses'][count]:.4f}  --index-cache-pattern {pattern}")
+    print(f"wrote {out / 'search.json'} and {out / 'search.png'} ({result['evaluations']} patterns evaluated)")
+    return 0
+
+
+def _distill(args) -> int:
+    import json
+    from pathlib import Path
+
+    from sglang_indexcache.tools import distill
+
+    calib, _ = _calibration(args)
+    info = distill.distill(args.model_path, args.pattern, calib, steps=args.steps, lr=args.lr,
+                           batch_size=args.batch_size, out=args.out, seed=args.seed)
+    Path(args.out, "distill.json").write_text(json.dumps(info, indent=2) + "\n")
+    h = info["history"]
+    print(f"multi-layer KL {h[0]['kl']:.4f} -> {h[-1]['kl']:.4f} over {args.steps} steps; wrote {args.out}")
+    print(f"serve it with: --model-path {args.out} --attention-backend indexcache --index-cache-pattern {args.pattern}")
+    return 0
+
+
+def _train_small(args) -> int:
+    from sglang_indexcache.tools.train import train_small
+
+    info = train_small(args.out, dense_steps=args.dense_steps, sparse_steps=args.sparse_steps,
+                       batch_size=args.batch_size, seed=args.seed)
+    print(f"trained {info['params']} parameters; wrote {args.out}")
+    return 0
+
+
+def stage_starts_for(args, stage_starts) -> list:
+    from transformers import AutoConfig
+
+    n = AutoConfig.from_pretrained(args.model_path).num_hidden_layers
+    return stage_starts(n, args.pp_size) if args.pp_size > 1 else [0]
+
+
+def _add_calibration_args(p) -> None:
+    p.add_argument("--model-path", required=True)
+    p.add_argument("--text-file", help="calibration text (default: Python's bundled documentation)")
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--num-seqs", type=int, default=4, help="calibration sequences")
+    p.add_argument("--held-out", type=int, default=0, help="sequences after the calibration ones kept aside")
+    p.add_argument("--out", required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sglang_indexcache.tiny_model import PRESETS, SHAPES
 
@@ -110,6 +212,39 @@ def build_parser() -> argparse.ArgumentParser:
     mm.add_argument("--num-layers", type=int)
     mm.add_argument("--num-heads", type=int)
     mm.set_defaults(fn=_make_model)
+
+    ov = sub.add_parser("overlap", help="top-k overlap between every pair of layers (JSON + PNG heat map)")
+    _add_calibration_args(ov)
+    ov.set_defaults(fn=_overlap)
+
+    se = sub.add_parser("search", help="greedy (training-free) pattern search on LM loss")
+    _add_calibration_args(se)
+    se.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.25, 0.125],
+                    help="retentions (fractions of layers kept Full) or Full-layer counts")
+    se.add_argument("--evaluator", choices=["transformers", "sglang"], default="transformers")
+    se.add_argument("--server-args", default="", help="extra launch_server arguments for --evaluator sglang")
+    se.add_argument("--device", default="cpu", help="--evaluator sglang: cpu or cuda")
+    se.add_argument("--pp-size", type=int, default=1, help="keep the first layer of every pipeline stage Full")
+    se.add_argument("--state", help="resumable state file (default: OUT/search-state.json)")
+    se.add_argument("--quiet", action="store_true")
+    se.set_defaults(fn=_search)
+
+    di = sub.add_parser("distill", help="train the retained indexers of a pattern (multi-layer KL)")
+    _add_calibration_args(di)
+    di.add_argument("--pattern", required=True)
+    di.add_argument("--steps", type=int, default=200)
+    di.add_argument("--lr", type=float, default=1e-3)
+    di.add_argument("--batch-size", type=int, default=4)
+    di.add_argument("--seed", type=int, default=0)
+    di.set_defaults(fn=_distill)
+
+    tr = sub.add_parser("train-small", help="train the small 12-layer DSA model the tools are demonstrated on")
+    tr.add_argument("out")
+    tr.add_argument("--dense-steps", type=int, default=300)
+    tr.add_argument("--sparse-steps", type=int, default=300)
+    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(fn=_train_small)
 
     from sglang_indexcache import bundle
 

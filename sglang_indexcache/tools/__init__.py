@@ -1,0 +1,1 @@
+"""Choosing a pattern: overlap analysis and the greedy search, on real models."""
