@@ -8,12 +8,12 @@ pattern, and the searched pattern's held-out loss served by the SGLang engine.
 from __future__ import annotations
 
 import argparse
-
-import torch
 import json
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 
 def main(argv=None) -> int:
