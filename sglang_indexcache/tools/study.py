@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--model-path", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--calibration", type=int, default=8, help="training sequences used to score candidates")
+    p.add_argument("--calibration", type=int, default=32, help="training sequences used to score candidates")
     p.add_argument("--held-out", type=int, default=64, help="held-out sequences for every reported loss")
     p.add_argument("--engine-held-out", type=int, default=16, help="held-out sequences served by SGLang")
     p.add_argument("--distill-steps", type=int, default=150)
