@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
@@ -75,10 +74,8 @@ def greedy_search(
 
     def loss(p: str) -> float:
         if p not in state.losses:
-            t0 = time.monotonic()
             state.losses[p] = evaluator.loss(p)
             state.save(meta)
-            _ = time.monotonic() - t0
         return state.losses[p]
 
     pattern = start
