@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # SGLang 0.5.23 and its closure (torch 2.14.1 included) are about 11 GB.
 install: $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -e '.[test,plots]'
 	$(BIN)/sglang-indexcache patch apply
 	$(BIN)/sglang-indexcache patch check
 
