@@ -63,10 +63,9 @@ PROMPTS = [prompt(s, n) for s, n in ((1, 2600), (2, 3100), (3, 4500), (4, 300))]
 
 @pytest.fixture(scope="module")
 def gpu_models(models, tmp_path_factory):
-    from sglang_indexcache.tiny_model import make_shape
-
     import shutil
-    from pathlib import Path
+
+    from sglang_indexcache.tiny_model import make_shape
 
     root = tmp_path_factory.mktemp("gpu-models")
     out = dict(models)
