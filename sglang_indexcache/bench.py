@@ -7,11 +7,21 @@ Four configurations of one model, run one after another in one invocation:
   d  upstream native sharing with that pattern (`--json-model-override-args`
      '{"indexer_types": null, "index_topk_pattern": ...}')
 
-Each runs SGLang's own `sglang.benchmark.one_batch` (dummy weights, no server) in a
-subprocess, with our plugin loaded (one_batch does not load plugins itself). Prefill:
-batch 1 at each context length, every length repeated, median reported. Decode: median
-step latency and tokens/s of one batch of concurrent requests at one context length.
-Results go to a JSON file with the commands, GPU, versions and KV pool sizes.
+Prefill: SGLang's own `sglang.benchmark.one_batch` (dummy weights, no server) in a
+subprocess with our plugin loaded (one_batch does not load plugins itself); batch 1 at
+each context length, every length repeated, median reported.
+
+Decode: a real server per configuration (`python -m sglang.launch_server`, chunked
+prefill, CUDA graphs). one_batch cannot do it: it prefills the whole batch in one forward
+(16 x 64K tokens needs a 32 GiB indexer logits buffer). The server gets B prompts of L
+random tokens as one batched `/generate` (max_new_tokens 1, which leaves them in the
+radix cache), then the same B prompts again with a short and a long max_new_tokens,
+alternating, several times. Every timed request must hit the radix cache for its whole
+prompt but the last token, so the time is decode; decode tokens/s is
+B x (long - short) / (median time long - median time short), which cancels the HTTP and
+the one-token extend. SGLang's own `gen throughput` log lines with B running requests are
+recorded next to it. Results go to a JSON file with the commands, GPU, versions and KV
+pool sizes.
 
     python -m sglang_indexcache.bench run --out bench-out --phase prefill
     python -m sglang_indexcache.bench run --out bench-out --phase decode
@@ -37,6 +47,8 @@ BASE_ARGS = [
     "--dsa-prefill-backend", "flashmla_sparse",
     "--dsa-decode-backend", "flashmla_sparse",
 ]
+# --device cpu: a smoke run of the decode path (configs b and c; upstream dsa has no CPU path)
+CPU_ARGS = ["--dtype", "float32", "--sleep-on-idle"]
 
 
 def configs(num_layers: int, pattern: str) -> dict:
@@ -105,20 +117,113 @@ def _one_batch(cmd_args: list, log: Path, result_file: Path, timeout: float) -> 
     return {"command": " ".join(cmd), "kv_pool_tokens": int(pool[-1]) if pool else None, "rows": rows}
 
 
+DECODE_LINE = re.compile(
+    r"Decode batch.*?#running-req: (\d+),.*?graph: (True|False), gen throughput \(token/s\): ([0-9.]+)")
+
+
+def decode_log_lines(text: str, batch: int) -> dict:
+    """SGLang's own decode log lines with `batch` running requests: gen throughput values
+    and how many of those steps ran under a CUDA graph."""
+    rows = [(int(n), g == "True", float(t)) for n, g, t in DECODE_LINE.findall(text)]
+    full = [r for r in rows if r[0] == batch and r[2] > 0]
+    return {"lines": len(full), "graph_lines": sum(r[1] for r in full), "gen_throughput": [r[2] for r in full]}
+
+
+def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
+    """Decode tokens/s of `args.decode_batch` concurrent requests at `args.decode_len`
+    tokens of context on a real server (see the module docstring)."""
+    import random
+    import time
+
+    from sglang_indexcache.server import Server, ServerError
+
+    B, L = args.decode_batch, args.decode_len
+    short, long_ = args.decode_short, args.decode_steps
+    if long_ <= short:
+        raise ValueError(f"--decode-steps ({long_}) must be larger than --decode-short ({short})")
+    vocab = json.loads((Path(model) / "config.json").read_text())["vocab_size"]
+    rng = random.Random(args.seed)
+    prompts = [[rng.randrange(100, vocab - 100) for _ in range(L)] for _ in range(B)]
+    server_args = [
+        *cfg_args,
+        "--mem-fraction-static", str(args.decode_mem_fraction),
+        "--max-running-requests", str(B),
+        "--chunked-prefill-size", str(args.chunked_prefill_size),
+        "--decode-log-interval", str(args.decode_log_interval),
+        "--context-length", str(L + long_ + 64),
+    ]
+    if args.device == "cuda":
+        server_args += ["--cuda-graph-max-bs-decode", str(B)]
+    srv = Server(model, server_args, log=log, device=args.device, startup_timeout=args.timeout)
+    env_extra = dense_prefill_env() if args.device == "cuda" else {}
+    srv.env.update(env_extra)
+
+    def batch(n: int) -> tuple:
+        body = {"input_ids": prompts,
+                "sampling_params": {"max_new_tokens": n, "temperature": 0.0, "ignore_eos": True}}
+        t0 = time.perf_counter()
+        out = srv.post("/generate", body, timeout=args.timeout)
+        dt = time.perf_counter() - t0
+        if len(out) != B or any(len(o["output_ids"]) != n for o in out):
+            raise ServerError(f"expected {B} outputs of {n} tokens")
+        return dt, out
+
+    with srv:
+        t_prefill, _ = batch(1)
+        mark = len(log.read_text(errors="replace"))
+        # the radix cache matches whole pages (DSA runs with page size 64)
+        page = int((re.findall(r"'page_size': (\d+)", log.read_text(errors="replace")) or [1])[0])
+        must_hit = (L - 1) // page * page
+        times = {short: [], long_: []}
+        for _ in range(args.decode_repeats):
+            for n in (short, long_):
+                dt, out = batch(n)
+                cached = min(o["meta_info"]["cached_tokens"] for o in out)
+                if cached < must_hit:
+                    raise ServerError(f"a timed request recomputed its prompt (cached {cached}, expected {must_hit} of {L}): "
+                                      "the KV pool is too small for the batch; lower --decode-batch or raise "
+                                      "--decode-mem-fraction")
+                times[n].append(dt)
+        text = log.read_text(errors="replace")
+    pool = re.findall(r"max_total_num_tokens=(\d+)", text)
+    logged = decode_log_lines(text[mark:], B)
+    t_s, t_l = statistics.median(times[short]), statistics.median(times[long_])
+    step = (t_l - t_s) / (long_ - short)
+    return {
+        "command": " ".join(srv.cmd), "env": env_extra, "kv_pool_tokens": int(pool[-1]) if pool else None,
+        "batch_size": B, "context": L, "short": short, "steps": long_, "repeats": args.decode_repeats,
+        "prefill_s": t_prefill, "times_s": {str(k): v for k, v in times.items()},
+        "ms_per_step": step * 1e3, "tokens_per_s": B / step,
+        "log_gen_throughput_median": statistics.median(logged["gen_throughput"]) if logged["gen_throughput"] else None,
+        "log_lines": logged["lines"], "log_graph_lines": logged["graph_lines"],
+    }
+
+
 def run(args) -> int:
     from sglang_indexcache.tiny_model import make_shape
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = out / "model"
-    if not (model / "config.json").exists():
-        make_shape("glm-4.7-flash", model, num_layers=args.num_layers, num_heads=args.num_heads)
+    if args.model_path:
+        model = Path(args.model_path)
+        model_label = str(model)
+        layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
+        if layers != args.num_layers:
+            raise SystemExit(f"{model} has {layers} layers; pass --num-layers {layers} and a pattern of that length")
+    else:
+        model = out / "model"
+        if not (model / "config.json").exists():
+            make_shape("glm-4.7-flash", model, num_layers=args.num_layers, num_heads=args.num_heads)
+        model_label = f"GLM-4.7-Flash shape with DSA, {args.num_layers} layers, {args.num_heads} heads, dummy bf16 weights"
+    if args.device != "cuda" and (args.phase != "decode" or set(args.configs) - {"b", "c"}):
+        raise SystemExit("--device cpu runs only --phase decode with --configs b c (upstream dsa needs CUDA)")
+    base_args = BASE_ARGS if args.device == "cuda" else CPU_ARGS
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.update({
-        "model": f"GLM-4.7-Flash shape with DSA, {args.num_layers} layers, {args.num_heads} heads, dummy bf16 weights",
+        "model": model_label,
         "pattern": args.pattern,
-        "gpu": _gpu(),
+        "gpu": _gpu() if args.device == "cuda" else None,
         "versions": _versions(),
         "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
         "env": dense_prefill_env(),
@@ -128,7 +233,7 @@ def run(args) -> int:
     for key in args.configs:
         cfg = cfgs[key]
         entry = results["configs"].setdefault(key, {"label": cfg["label"]})
-        common = ["--model-path", str(model), *BASE_ARGS, *cfg["args"], "--run-name", key]
+        common = ["--model-path", str(model), *base_args, *cfg["args"], "--run-name", key]
         if args.phase in ("prefill", "all"):
             lens = [str(n) for n in args.lengths] * args.repeats
             r = _one_batch(
@@ -146,20 +251,11 @@ def run(args) -> int:
             print(f"[{key}] prefill {cfg['label']}: " + ", ".join(
                 f"{n}: {statistics.median(v):.4f} s" for n, v in per_len.items()) + f"; KV pool {r['kv_pool_tokens']} tokens", flush=True)
         if args.phase in ("decode", "all"):
-            r = _one_batch(
-                [*common, "--mem-fraction-static", str(args.decode_mem_fraction), "--batch-size", str(args.decode_batch),
-                 "--input-len", str(args.decode_len), "--output-len", str(args.decode_steps)],
-                out / f"{key}-decode.log", out / f"{key}-decode.jsonl", args.timeout,
-            )
-            row = r["rows"][-1]
-            entry["decode"] = {
-                "command": r["command"], "kv_pool_tokens": r["kv_pool_tokens"],
-                "batch_size": args.decode_batch, "context": args.decode_len, "steps": args.decode_steps,
-                "median_step_s": row["median_decode_latency"], "tokens_per_s": row["median_decode_throughput"],
-            }
-            print(f"[{key}] decode {cfg['label']}: bs {args.decode_batch} at {args.decode_len}: "
-                  f"{row['median_decode_latency'] * 1e3:.2f} ms/step, {row['median_decode_throughput']:.1f} tok/s; "
-                  f"KV pool {r['kv_pool_tokens']} tokens", flush=True)
+            d = serve_decode(model, [*base_args, *cfg["args"]], args, out / f"{key}-decode.log")
+            entry["decode"] = d
+            print(f"[{key}] decode {cfg['label']}: bs {d['batch_size']} at {d['context']}: "
+                  f"{d['tokens_per_s']:.1f} tok/s ({d['ms_per_step']:.2f} ms/step), SGLang log median "
+                  f"{d['log_gen_throughput_median']} tok/s; KV pool {d['kv_pool_tokens']} tokens", flush=True)
         results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         results_path.write_text(json.dumps(results, indent=2) + "\n")
     results["ratios"] = ratios(results)
@@ -196,6 +292,8 @@ def ratios(results: dict) -> dict:
             row["c_over_d_tokens_per_s"] = dec["c"] / dec["d"]
         if "a" in dec and "c" in dec:
             row["c_over_a_tokens_per_s"] = dec["c"] / dec["a"]
+        if "b" in dec and "c" in dec:
+            row["c_over_b_tokens_per_s"] = dec["c"] / dec["b"]
         out["decode"] = row
     pools = {k: v.get("prefill", v.get("decode", {})).get("kv_pool_tokens") for k, v in c.items()}
     if pools.get("c") and pools.get("d"):
@@ -207,7 +305,7 @@ def ratios(results: dict) -> dict:
 
 def table(results: dict) -> str:
     c = results.get("configs", {})
-    lines = [f"model: {results.get('model')}; GPU: {results.get('gpu', {}).get('name')}"]
+    lines = [f"model: {results.get('model')}; GPU: {(results.get('gpu') or {}).get('name')}"]
     lengths = sorted({n for v in c.values() for n in v.get("prefill", {}).get("latency_s", {})}, key=int)
     if lengths:
         lines.append("prefill, batch 1, median seconds:")
@@ -225,7 +323,8 @@ def table(results: dict) -> str:
         any_d = next(iter(dec.values()))
         lines.append(f"decode, batch {any_d['batch_size']} at {any_d['context']} tokens, median:")
         for k, d in sorted(dec.items()):
-            lines.append(f"  {k} {c[k]['label']:<34} {d['median_step_s'] * 1e3:8.2f} ms/step {d['tokens_per_s']:9.1f} tok/s")
+            lines.append(f"  {k} {c[k]['label']:<34} {d['ms_per_step']:8.2f} ms/step {d['tokens_per_s']:9.1f} tok/s"
+                         f"  (SGLang log {d.get('log_gen_throughput_median')})")
     pools = {k: v.get("prefill", v.get("decode", {})).get("kv_pool_tokens") for k, v in c.items()}
     lines.append("KV pool tokens: " + ", ".join(f"{k}={v}" for k, v in sorted(pools.items())))
     return "\n".join(lines)
@@ -248,38 +347,44 @@ def plot(results: dict, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     c = results["configs"]
-    dec = [(k, c[k]["decode"]["tokens_per_s"]) for k in sorted(c) if "decode" in c[k]]
-    fig, axes = plt.subplots(1, 3 if dec else 2, figsize=(15 if dec else 11, 4))
-    ax = axes[0]
-    for k in sorted(c):
-        lat = c[k].get("prefill", {}).get("latency_s", {})
-        if lat:
+    pre = [k for k in sorted(c) if c[k].get("prefill", {}).get("latency_s")]
+    dec = [k for k in sorted(c) if "decode" in c[k]]
+    n = 2 * bool(pre) + bool(dec)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4), squeeze=False)
+    axes = list(axes[0])
+    if pre:
+        ax = axes.pop(0)
+        for k in pre:
+            lat = c[k]["prefill"]["latency_s"]
             xs = sorted(lat, key=int)
             ax.plot([int(x) // 1024 for x in xs], [lat[x]["median"] for x in xs], marker="o", label=f"{k}: {c[k]['label']}")
-    ax.set_xlabel("context (K tokens)")
-    ax.set_ylabel("prefill latency, batch 1 (s)")
-    ax.set_title("prefill (median)")
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    base = c.get("a", {}).get("prefill", {}).get("latency_s", {})
-    for k in sorted(c):
-        lat = c[k].get("prefill", {}).get("latency_s", {})
-        xs = [x for x in sorted(lat, key=int) if x in base]
-        if xs:
-            ax.plot([int(x) // 1024 for x in xs], [base[x]["median"] / lat[x]["median"] for x in xs],
-                    marker="o", label=f"{k}: {c[k]['label']}")
-    ax.axhline(1.0, color="grey", lw=0.5)
-    ax.set_xlabel("context (K tokens)")
-    ax.set_ylabel("prefill speed-up over (a)")
-    ax.set_title("speed-up over upstream dsa, all Full")
-    ax.legend(fontsize=7)
+        ax.set_xlabel("context (K tokens)")
+        ax.set_ylabel("prefill latency, batch 1 (s)")
+        ax.set_title("prefill (median)")
+        ax.legend(fontsize=7)
+        ax = axes.pop(0)
+        base = c.get("a", {}).get("prefill", {}).get("latency_s", {})
+        for k in pre:
+            lat = c[k]["prefill"]["latency_s"]
+            xs = [x for x in sorted(lat, key=int) if x in base]
+            if xs:
+                ax.plot([int(x) // 1024 for x in xs], [base[x]["median"] / lat[x]["median"] for x in xs],
+                        marker="o", label=f"{k}: {c[k]['label']}")
+        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.set_xlabel("context (K tokens)")
+        ax.set_ylabel("prefill speed-up over (a)")
+        ax.set_title("speed-up over upstream dsa, all Full")
+        ax.legend(fontsize=7)
     if dec:
-        ax = axes[2]
-        ax.bar([k for k, _ in dec], [v for _, v in dec])
-        d0 = c[dec[0][0]]["decode"]
-        ax.set_title(f"decode, batch {d0['batch_size']} at {d0['context'] // 1024}K")
-        ax.set_ylabel("tokens/s (median step)")
-    fig.suptitle(f"{results.get('model')} on {results.get('gpu', {}).get('name')}", fontsize=9)
+        ax = axes.pop(0)
+        vals = [c[k]["decode"]["tokens_per_s"] for k in dec]
+        bars = ax.bar(dec, vals)
+        ax.bar_label(bars, labels=[f"{v:.0f}" for v in vals], fontsize=8)
+        d0 = c[dec[0]]["decode"]
+        ax.set_title(f"decode, {d0['batch_size']} concurrent at {d0['context'] // 1024}K context")
+        ax.set_ylabel("tokens/s")
+        ax.set_xticks(range(len(dec)), [f"{k}: {c[k]['label']}" for k in dec], fontsize=7, rotation=15)
+    fig.suptitle(f"{results.get('model')} on {(results.get('gpu') or {}).get('name')}", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
 
@@ -316,8 +421,15 @@ def main(argv=None) -> int:
     r.add_argument("--mem-fraction", type=float, default=0.8)
     r.add_argument("--decode-batch", type=int, default=16)
     r.add_argument("--decode-len", type=int, default=65536)
-    r.add_argument("--decode-steps", type=int, default=64)
-    r.add_argument("--decode-mem-fraction", type=float, default=0.5)
+    r.add_argument("--decode-steps", type=int, default=160, help="long max_new_tokens of the timed decode")
+    r.add_argument("--decode-short", type=int, default=32, help="short max_new_tokens of the timed decode")
+    r.add_argument("--decode-repeats", type=int, default=3)
+    r.add_argument("--decode-mem-fraction", type=float, default=0.6)
+    r.add_argument("--decode-log-interval", type=int, default=16)
+    r.add_argument("--chunked-prefill-size", type=int, default=16384)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="cuda", help="cpu only for a smoke run of configs b/c on a tiny model")
+    r.add_argument("--model-path", help="an existing model instead of the generated GLM-4.7-Flash shape")
     r.add_argument("--timeout", type=float, default=900)
     r.set_defaults(fn=run)
     rep = sub.add_parser("report", help="print the table (and plot) of a results file")
