@@ -15,13 +15,14 @@ Decode: a real server per configuration (`python -m sglang.launch_server`, chunk
 prefill, CUDA graphs). one_batch cannot do it: it prefills the whole batch in one forward
 (16 x 64K tokens needs a 32 GiB indexer logits buffer). The server gets B prompts of L
 random tokens as one batched `/generate` (max_new_tokens 1, which leaves them in the
-radix cache), then the same B prompts again with a short and a long max_new_tokens,
-alternating, several times. Every timed request must hit the radix cache for its whole
-prompt but the last token, so the time is decode; decode tokens/s is
+radix cache), then the same B prompts again with a short and a long max_new_tokens
+(64 and 1088 by default), alternating, several times. Every timed request must hit the radix cache for its whole
+prompt but the last page (64 tokens with DSA), so the time is decode; decode tokens/s is
 B x (long - short) / (median time long - median time short), which cancels the HTTP and
-the one-token extend. SGLang's own `gen throughput` log lines with B running requests are
-recorded next to it. Results go to a JSON file with the commands, GPU, versions and KV
-pool sizes.
+the extend of that last page. SGLang's own `gen throughput` log lines with B running requests are
+recorded next to it (median over the long runs; a line that spans the pause between
+two batches reads low, which the median absorbs). Results go to a JSON file with the
+commands, GPU, versions and KV pool sizes.
 
     python -m sglang_indexcache.bench run --out bench-out --phase prefill
     python -m sglang_indexcache.bench run --out bench-out --phase decode
@@ -153,7 +154,10 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
         "--context-length", str(L + long_ + 64),
     ]
     if args.device == "cuda":
-        server_args += ["--cuda-graph-max-bs-decode", str(B)]
+        # decode steps replay decode CUDA graphs; prefill graphs (breakable, every token
+        # count up to the chunk size) cost 187 s of capture per server on the H200 and
+        # take no part in what is timed here
+        server_args += ["--cuda-graph-max-bs-decode", str(B), "--cuda-graph-backend-prefill", "disabled"]
     srv = Server(model, server_args, log=log, device=args.device, startup_timeout=args.timeout)
     env_extra = dense_prefill_env() if args.device == "cuda" else {}
     srv.env.update(env_extra)
@@ -170,14 +174,18 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
 
     with srv:
         t_prefill, _ = batch(1)
-        mark = len(log.read_text(errors="replace"))
         # the radix cache matches whole pages (DSA runs with page size 64)
         page = int((re.findall(r"'page_size': (\d+)", log.read_text(errors="replace")) or [1])[0])
         must_hit = (L - 1) // page * page
         times = {short: [], long_: []}
+        long_logs = []  # SGLang's decode log lines of the long runs only
         for _ in range(args.decode_repeats):
             for n in (short, long_):
+                mark = len(log.read_text(errors="replace"))
                 dt, out = batch(n)
+                if n == long_:
+                    time.sleep(0.5)  # let the last log line reach the file
+                    long_logs.append(log.read_text(errors="replace")[mark:])
                 cached = min(o["meta_info"]["cached_tokens"] for o in out)
                 if cached < must_hit:
                     raise ServerError(f"a timed request recomputed its prompt (cached {cached}, expected {must_hit} of {L}): "
@@ -186,7 +194,7 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
                 times[n].append(dt)
         text = log.read_text(errors="replace")
     pool = re.findall(r"max_total_num_tokens=(\d+)", text)
-    logged = decode_log_lines(text[mark:], B)
+    logged = decode_log_lines("".join(long_logs), B)
     t_s, t_l = statistics.median(times[short]), statistics.median(times[long_])
     step = (t_l - t_s) / (long_ - short)
     return {
@@ -421,8 +429,8 @@ def main(argv=None) -> int:
     r.add_argument("--mem-fraction", type=float, default=0.8)
     r.add_argument("--decode-batch", type=int, default=16)
     r.add_argument("--decode-len", type=int, default=65536)
-    r.add_argument("--decode-steps", type=int, default=160, help="long max_new_tokens of the timed decode")
-    r.add_argument("--decode-short", type=int, default=32, help="short max_new_tokens of the timed decode")
+    r.add_argument("--decode-steps", type=int, default=1088, help="long max_new_tokens of the timed decode")
+    r.add_argument("--decode-short", type=int, default=64, help="short max_new_tokens of the timed decode")
     r.add_argument("--decode-repeats", type=int, default=3)
     r.add_argument("--decode-mem-fraction", type=float, default=0.6)
     r.add_argument("--decode-log-interval", type=int, default=16)
