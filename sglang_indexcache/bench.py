@@ -21,7 +21,7 @@ cache for its whole prompt but the last page (64 tokens with DSA), so the time i
 Two figures per configuration:
   * SGLang's own `gen throughput` log lines with B running requests, median over the
     long runs (a line that spans the pause between two batches reads low; the median
-    absorbs it). Steady: inter-quartile range about 0.2% on an H200.
+    absorbs it). On an H200 its inter-quartile range was 0.4% (all-Full) to 4% (1/4).
   * wall-clock: B x (long - short) / (median time long - median time short), which
     cancels the HTTP and the extend of the last page but keeps a few % of timing noise.
 Results go to a JSON file with the commands, GPU, versions and KV pool sizes. The first
@@ -298,7 +298,7 @@ def ratios(results: dict) -> dict:
             row["d_speedup_over_a"] = pre("a", n) / pre("d", n)
         out[f"prefill_{n}"] = row
     # two decode figures per config: SGLang's own gen-throughput log (median over the long
-    # runs; steady, inter-quartile range about 0.2% on the H200) and the wall-clock
+    # runs; inter-quartile range 0.4-4% on the H200) and the wall-clock
     # differential (per-call HTTP timing, a few % of noise)
     for tag, field in (("log", "log_gen_throughput_median"), ("wallclock", "tokens_per_s")):
         dec = {k: v["decode"][field] for k, v in c.items() if v.get("decode", {}).get(field)}
