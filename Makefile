@@ -6,13 +6,24 @@ MODELS ?= models
 
 .PHONY: install test demo bench plan clean small-model study
 
+# The venv gets exactly requirements/lock.txt (every package pinned with hashes; regenerate with
+# `$(BIN)/python -m sglang_indexcache.envlock`), then this package without dependencies, then the
+# patch set. INSTALLER=pip installs the same lock with pip instead of uv (slower).
+INSTALLER ?= uv
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements/bootstrap.txt
 
-# SGLang 0.5.23 and its closure (torch 2.14.1 included) are about 11 GB.
+# SGLang 0.5.23 and its closure (torch 2.14.1 included) are about 10 GB.
 install: $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test,plots]'
+ifeq ($(INSTALLER),pip)
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements/lock.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+else
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes requirements/lock.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
+endif
 	$(BIN)/sglang-indexcache patch apply
 	$(BIN)/sglang-indexcache patch check
 

@@ -78,6 +78,28 @@ def _versions() -> dict:
     return out
 
 
+# Memory left outside SGLang's static pool (weights + KV) for activations, the indexer's
+# logits and FlashMLA's workspace. Measured: a 128K prefill of the 12-layer Flash shape ran
+# out of memory with 36 GB left (H100 80 GB at 0.55: `Tried to allocate 8.00 GiB` in
+# flash_mla_sparse_fwd) and with 28 GB (H200 at 0.8), and ran with 56 GB (H100 at 0.3) and 63 GB
+# (H200 at 0.55). So: static fraction = (total - 56 GiB) / total, within [0.1, 0.9]:
+# 0.30 on an 80 GB H100, 0.60 on a 141 GB H200.
+HEADROOM_GIB = 56
+
+
+def mem_fraction_for(total_bytes: int, headroom_gib: float = HEADROOM_GIB) -> float:
+    """`--mem-fraction-static` that leaves `headroom_gib` of a GPU of `total_bytes` outside the pool."""
+    frac = (total_bytes - headroom_gib * 2**30) / total_bytes
+    return round(min(0.9, max(0.1, frac)), 2)
+
+
+def gpu_total_bytes() -> int:
+    """Memory of GPU 0 as nvidia-smi reports it (no CUDA context in this process)."""
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return int(smi.stdout.split()[0]) * 2**20  # MiB
+
+
 def _gpu() -> dict:
     import torch
 
@@ -232,6 +254,14 @@ def run(args) -> int:
     if args.device != "cuda" and (args.phase != "decode" or set(args.configs) - {"b", "c"}):
         raise SystemExit("--device cpu runs only --phase decode with --configs b c (upstream dsa needs CUDA)")
     base_args = BASE_ARGS if args.device == "cuda" else CPU_ARGS
+    if args.device == "cuda" and None in (args.mem_fraction, args.decode_mem_fraction):
+        auto = mem_fraction_for(gpu_total_bytes())
+        args.mem_fraction = auto if args.mem_fraction is None else args.mem_fraction
+        args.decode_mem_fraction = auto if args.decode_mem_fraction is None else args.decode_mem_fraction
+        print(f"--mem-fraction-static {args.mem_fraction} (prefill), {args.decode_mem_fraction} (decode): "
+              f"{HEADROOM_GIB} GiB of the GPU left outside the pool", flush=True)
+    if args.decode_mem_fraction is None:  # --device cpu: the pool comes from host RAM; the old default
+        args.decode_mem_fraction = 0.6
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.update({
@@ -440,14 +470,14 @@ def main(argv=None) -> int:
     r.add_argument("--lengths", type=int, nargs="+", default=[16384, 65536, 131072])
     r.add_argument("--repeats", type=int, default=4)
     r.add_argument("--prefill-output-len", type=int, default=8)
-    r.add_argument("--mem-fraction", type=float, default=0.55,
-                   help="prefill; at 0.8 the 128K prefill ran out of memory on an H200 (FlashMLA pads q to 64 heads)")
+    r.add_argument("--mem-fraction", type=float, default=None,
+                   help=f"prefill; default: leave {HEADROOM_GIB} GiB outside the pool (0.30 on an H100, 0.60 on an H200)")
     r.add_argument("--decode-batch", type=int, default=16)
     r.add_argument("--decode-len", type=int, default=65536)
     r.add_argument("--decode-steps", type=int, default=1088, help="long max_new_tokens of the timed decode")
     r.add_argument("--decode-short", type=int, default=64, help="short max_new_tokens of the timed decode")
     r.add_argument("--decode-repeats", type=int, default=5)
-    r.add_argument("--decode-mem-fraction", type=float, default=0.6)
+    r.add_argument("--decode-mem-fraction", type=float, default=None, help="decode; default as --mem-fraction")
     r.add_argument("--decode-log-interval", type=int, default=16)
     r.add_argument("--chunked-prefill-size", type=int, default=16384)
     r.add_argument("--seed", type=int, default=0)
