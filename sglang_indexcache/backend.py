@@ -12,7 +12,12 @@ from __future__ import annotations
 import logging
 
 from sglang_indexcache.integration.model_config import schedule_of
-from sglang_indexcache.integration.plugin import register_cpu_indexer, register_layer_check, register_model_dispatch
+from sglang_indexcache.integration.plugin import (
+    register_cpu_indexer,
+    register_draft_backends,
+    register_layer_check,
+    register_model_dispatch,
+)
 
 logger = logging.getLogger("sglang_indexcache")
 
@@ -20,6 +25,8 @@ logger = logging.getLogger("sglang_indexcache")
 def create_backend(model_runner):
     """Factory registered as `--attention-backend indexcache`."""
     schedule = schedule_of(model_runner.model_config)  # fails loudly if the hook did not run
+    if getattr(model_runner, "is_draft_worker", False):
+        return _create_draft_backend(model_runner, schedule)
     if model_runner.device == "cpu":
         from sglang_indexcache.cpu_backend import IndexCacheCPUBackend
 
@@ -37,7 +44,22 @@ def create_backend(model_runner):
 
     register_model_dispatch()
     register_layer_check()
+    register_draft_backends()
     backend = IndexCacheDSABackend(model_runner)
     backend.index_cache_schedule = schedule
     logger.info("indexcache backend: %d/%d layers run the indexer (%s)", schedule.num_indexers, schedule.num_layers, schedule.pattern)
     return backend
+
+
+def _create_draft_backend(model_runner, schedule):
+    """The speculative draft (MTP/NextN): every layer Full (`draft_schedule`), nothing is
+    shared, so there is no source to check: SGLang's own DSA backend, as `dsa` builds it."""
+    if schedule.num_indexers != schedule.num_layers:
+        raise RuntimeError(f"the draft model's IndexCache schedule must be all Full, got {schedule.pattern}")
+    if model_runner.device != "cuda":
+        raise NotImplementedError("speculative decoding with the indexcache backend runs on CUDA only")
+    from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
+
+    register_model_dispatch()
+    logger.info("indexcache backend, draft model: SGLang's DSA backend, %d layer(s) Full", schedule.num_layers)
+    return DeepseekSparseAttnBackend(model_runner)

@@ -10,7 +10,8 @@ stale, empty or foreign indices. No SGLang imports here.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Hashable, Optional
 
 logger = logging.getLogger("sglang_indexcache")
@@ -31,12 +32,32 @@ class ForwardCounters:
     reused: dict = field(default_factory=dict)  # layer -> source
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Entry:
+    layer: int
     forward_id: int
     batch: Hashable
     num_tokens: int
     indices: Any
+
+
+# Test-only fault injection: when this variable names a fault, every Shared layer's read is
+# handed that wrong source, and the store's checks must refuse it. Off unless set.
+FAULT_ENV = "SGLANG_INDEXCACHE_FAULT"
+FAULTS = {
+    "previous": "the previous forward's top-k",
+    "foreign": "another batch's (micro-batch's) top-k",
+    "none": "no top-k",
+    "shape": "a top-k for another token count",
+    "later": "a later layer's top-k",
+}
+
+
+def _fault_from_env() -> Optional[str]:
+    fault = os.environ.get(FAULT_ENV) or None
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"{FAULT_ENV}={fault!r}: not one of {sorted(FAULTS)}")
+    return fault
 
 
 class TopkStore:
@@ -48,6 +69,8 @@ class TopkStore:
         self._entries: Dict[int, _Entry] = {}
         self.counters = ForwardCounters()
         self.totals = {"forwards": 0, "indexer_runs": 0, "indexer_skips": 0}
+        self.fault = _fault_from_env()
+        self._previous: Dict[int, _Entry] = {}  # kept only under the "previous" fault
 
     @property
     def forward_id(self) -> int:
@@ -60,6 +83,8 @@ class TopkStore:
             logger.debug("indexcache forward %d: indexer ran on %d layers, skipped on %d", c.forward_id, c.indexer_runs, c.indexer_skips)
         self._forward_id += 1
         self._batch = batch
+        if self.fault == "previous":
+            self._previous = dict(self._entries)
         self._entries.clear()
         self.counters = ForwardCounters(forward_id=self._forward_id)
         self.totals["forwards"] += 1
@@ -75,7 +100,7 @@ class TopkStore:
     def put(self, layer: int, indices: Any, *, batch: Hashable, num_tokens: int) -> None:
         """A Full layer's top-k for this forward."""
         self._check_batch(layer, batch)
-        self._entries[layer] = _Entry(self._forward_id, batch, num_tokens, indices)
+        self._entries[layer] = _Entry(layer, self._forward_id, batch, num_tokens, indices)
         self.counters.indexer_runs += 1
         self.counters.ran.append(layer)
         self.totals["indexer_runs"] += 1
@@ -97,11 +122,19 @@ class TopkStore:
     def _read(self, layer: int, source: int, batch: Hashable, num_tokens: int, *, role: str) -> Any:
         self._check_batch(layer, batch)
         entry = self._entries.get(source)
+        if self.fault is not None and role == "Shared":
+            entry = self._inject(layer, entry)
         if entry is None:
             what = "its indexer did not run" if source == layer else f"its source layer {source} wrote no top-k"
             raise IndexCacheError(
                 f"layer {layer} ({role}) has no top-k in forward {self._forward_id}: {what} in this forward "
                 f"of this batch; refusing to attend on stale or missing indices"
+            )
+        if (entry.layer, entry.forward_id, entry.batch) != (source, self._forward_id, batch):
+            raise IndexCacheError(
+                f"layer {layer} ({role}) was handed the top-k of layer {entry.layer} from forward "
+                f"{entry.forward_id} of batch {entry.batch!r}, not layer {source}'s from forward "
+                f"{self._forward_id} of batch {batch!r}; refusing to attend on stale or foreign indices"
             )
         if entry.num_tokens != num_tokens:
             raise IndexCacheError(
@@ -109,3 +142,39 @@ class TopkStore:
                 f"this batch has {num_tokens}"
             )
         return entry.indices
+
+    def _inject(self, layer: int, entry: Optional[_Entry]) -> Optional[_Entry]:
+        if entry is None or self.fault == "none":
+            return None
+        if self.fault == "previous":
+            return self._previous.get(entry.layer)
+        changes = {"foreign": {"batch": ("foreign", entry.batch)}, "shape": {"num_tokens": entry.num_tokens + 1},
+                   "later": {"layer": layer + 1}}[self.fault]
+        return replace(entry, **changes)
+
+
+def check_handed_topk(layer: int, source: int, handed: Any, expected: Any, shape: tuple) -> None:
+    """A Shared layer of a sparse forward attends only on `expected`, its source's top-k of this
+    forward (the very object, not an equal copy), of `shape` = (tokens of the forward, index_topk).
+
+    Raises `IndexCacheError` naming the layer for anything else: none, another tensor (a previous
+    forward's, another micro-batch's, a later layer's), or the wrong shape.
+    """
+    def what(t: Any) -> str:
+        return "none" if t is None else f"a tensor of shape {tuple(getattr(t, 'shape', ()))}"
+
+    if expected is None:
+        raise IndexCacheError(
+            f"layer {layer} is Shared but its source layer {source} returned no top-k in this sparse "
+            "forward; refusing to attend on missing indices"
+        )
+    if handed is not expected:
+        raise IndexCacheError(
+            f"layer {layer} is Shared (source: layer {source}) but was handed {what(handed)} that is not "
+            f"layer {source}'s top-k from this forward; refusing to attend"
+        )
+    if tuple(handed.shape) != tuple(shape):
+        raise IndexCacheError(
+            f"layer {layer} is Shared (source: layer {source}): the top-k has shape {tuple(handed.shape)}, "
+            f"this forward needs {tuple(shape)} (tokens, index_topk); refusing to attend"
+        )

@@ -29,7 +29,7 @@ import os
 
 from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
 
-from sglang_indexcache.cache import IndexCacheError, TopkStore
+from sglang_indexcache.cache import TopkStore, check_handed_topk
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.schedule import Role
 
@@ -49,8 +49,10 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         local = [self.schedule.layers[i] for i in self.layer_range]
         self.full_per_forward = sum(r.runs_indexer for r in local)
         self.shared_per_forward = len(local) - self.full_per_forward
+        self.index_topk = int(model_runner.model_config.hf_text_config.index_topk)
         self.store = TopkStore()
         self.graph_replays = 0
+        self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
@@ -83,23 +85,24 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         segments static buffers), the carried object is the one that proves provenance.
         """
         layer_id = layer.layer_id
+        # forward(positions, hidden_states, forward_batch, ...): one top-k row per token
+        hidden = kwargs.get("hidden_states", args[1] if len(args) > 1 else None)
+        rows = int(hidden.shape[0]) if hidden is not None else -1
+        dense = bool(getattr(self, "use_mha", False))  # dense-MHA prefill: attention reads no top-k
         if layer_id == self.layer_range[0]:
             # every forward (eager, warm-up, capture) enters at this stage's first layer
             self.store.begin(id(forward_batch))
+            self.dense_forwards += dense
         role = self.schedule.layers[layer_id]
         batch = id(forward_batch)
         if role.role is Role.SHARED:
-            expected = self.store.get(layer_id, role.source, batch=batch, num_tokens=0)
-            if prev_topk is not expected:
-                raise IndexCacheError(
-                    f"layer {layer_id} is Shared (source: layer {role.source}) but was handed a top-k "
-                    f"that is not layer {role.source}'s from this forward "
-                    f"({'none' if prev_topk is None else tuple(prev_topk.shape)}); refusing to attend"
-                )
+            expected = self.store.get(layer_id, role.source, batch=batch, num_tokens=rows)
+            if not dense:
+                check_handed_topk(layer_id, role.source, prev_topk, expected, (rows, self.index_topk))
         out = original(layer, *args, **kwargs)
         if role.role is not Role.SHARED:
             topk = out[1] if isinstance(out, tuple) and len(out) > 1 else None
-            self.store.put(layer_id, topk, batch=batch, num_tokens=0)
+            self.store.put(layer_id, topk, batch=batch, num_tokens=rows)
         if layer_id == self.last_layer:
             self._write_stats(replay=False)
         return out
@@ -111,6 +114,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         stats = {
             **self.store.totals,
             "graph_replays": self.graph_replays,
+            "dense_forwards": self.dense_forwards,
             "pattern": self.schedule.pattern,
             "last_forward": {
                 "replay": replay,

@@ -422,6 +422,19 @@ def build_schedule(
     )
 
 
+DRAFT_SOURCE = "draft model (MTP/NextN): a separate forward, so every layer runs its own indexer"
+
+
+def draft_schedule(num_layers: int) -> Schedule:
+    """The speculative draft's schedule: all Full. A draft forward is not the target's forward, so
+    the target's top-k is never a valid source there (reusing it collapses acceptance)."""
+    if num_layers < 1:
+        raise ScheduleError(f"num_layers must be >= 1, got {num_layers}")
+    layers = tuple(LayerRole(i, Role.FULL, 0, None, "draft layer: runs its own indexer") for i in range(num_layers))
+    return Schedule(num_layers=num_layers, layers=layers, stage_starts=(0,), pp_handoff="recompute",
+                    source=DRAFT_SOURCE, indexer_weights_checked=False)
+
+
 def _missing_weights_message(missing: list, weights: frozenset, num_layers: int) -> str:
     have = "".join("F" if i in weights else "S" for i in range(num_layers))
     lines = ["the checkpoint has no indexer weights for layer(s) that must run the indexer:"]
@@ -431,7 +444,6 @@ def _missing_weights_message(missing: list, weights: frozenset, num_layers: int)
              f"--index-cache-pattern {have}"]
     if any(r.role is Role.PROMOTED and r.layer > 0 for r in missing):
         fixes.append("move the pipeline stage split (SGLANG_PP_LAYER_PARTITION) so that every stage starts on a layer with indexer weights")
-        fixes.append("or hand the top-k over between stages: --index-cache-pp-handoff transfer")
     return "\n".join(lines + ["fix: " + fixes[0]] + ["     " + f for f in fixes[1:]])
 
 

@@ -74,3 +74,31 @@ def test_totals_accumulate_across_forwards():
         s.get(1, 0, batch="b", num_tokens=1)
         s.get(2, 0, batch="b", num_tokens=1)
     assert s.totals == {"forwards": 3, "indexer_runs": 3, "indexer_skips": 6}
+
+
+@pytest.mark.parametrize("fault, needle", [
+    ("previous", r"layer 2 \(Shared\) was handed the top-k of layer 0 from forward 1"),
+    ("foreign", r"layer 2 \(Shared\) was handed the top-k of layer 0 from forward 2 of batch \('foreign'"),
+    ("none", r"layer 2 \(Shared\) has no top-k in forward 2"),
+    ("shape", r"layer 2 \(Shared\): layer 0's top-k covers 6 tokens, this batch has 5"),
+    ("later", r"layer 2 \(Shared\) was handed the top-k of layer 3"),
+])
+def test_injected_faults_are_refused_naming_the_layer(monkeypatch, fault, needle):
+    from sglang_indexcache.cache import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, fault)
+    store = TopkStore()
+    for forward in range(2):
+        store.begin("b")
+        store.put(0, f"topk-{forward}", batch="b", num_tokens=5)
+        assert store.own(0, batch="b", num_tokens=5) == f"topk-{forward}"  # Full reads are not faulted
+    with pytest.raises(IndexCacheError, match=needle):
+        store.get(2, 0, batch="b", num_tokens=5)
+
+
+def test_unknown_fault_name_is_refused(monkeypatch):
+    from sglang_indexcache.cache import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "stale")
+    with pytest.raises(ValueError, match="not one of"):
+        TopkStore()

@@ -230,3 +230,76 @@ def test_leading_shared_promoted_on_a_checkpoint_with_indexer_weights(servers):
     out = srv.generate(PROMPTS[0], NEW_TOKENS)
     assert len(out["output_ids"]) == NEW_TOKENS
     check_counters(srv, "FSFSSF")
+
+
+# ---- MTP (EAGLE over the checkpoint's NextN layer) ----------------------------------------
+
+MTP = ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", "2", "--speculative-eagle-topk", "1",
+       "--speculative-num-draft-tokens", "3"]
+
+
+def accept_length(srv: Server, prompts) -> tuple:
+    """Greedy tokens and SGLang's accept length (tokens per verify step) over the prompts."""
+    srv.flush_cache()
+    tokens, done, verifies = [], 0, 0
+    for p in prompts:
+        r = srv.generate(p, NEW_TOKENS)
+        tokens.append(r["output_ids"])
+        done += r["meta_info"]["completion_tokens"]
+        verifies += r["meta_info"]["spec_verify_ct"]
+    return tokens, done / verifies
+
+
+def test_mtp_with_a_shared_pattern_equals_upstream(servers, gpu_models, tmp_path_factory):
+    """The draft (NextN) runs its own indexer; the target shares: same tokens and accept length
+    as upstream's native sharing with the same speculative flags."""
+    from sglang_indexcache.tiny_model import make_shape
+
+    mtp_model = make_shape("glm-5.2", tmp_path_factory.mktemp("mtp") / "glm-5.2-8l-mtp", num_layers=8,
+                           overrides={"n_routed_experts": 16, "num_nextn_predict_layers": 1})
+    gpu_models["glm-5.2-8l-mtp"] = str(mtp_model)
+    native = servers("dsa_native_mtp", "glm-5.2-8l-mtp", *DUMMY, *DSA, *MTP, "--json-model-override-args",
+                     json.dumps({"indexer_types": None, "index_topk_pattern": PATTERN}))
+    ref_tokens, ref_accept = accept_length(native, PROMPTS[:3])
+    ours = servers("ic_pattern_mtp", "glm-5.2-8l-mtp", *DUMMY, *IC, *MTP, "--index-cache-pattern", PATTERN)
+    log = ours.log.read_text()
+    assert "IndexCache, draft model:" in log and "draft layer: runs its own indexer" in log
+    tokens, accept = accept_length(ours, PROMPTS[:3])
+    print(f"MTP accept length: dsa native {ref_accept:.3f}, indexcache {accept:.3f}")
+    assert tokens == ref_tokens
+    assert abs(accept - ref_accept) <= 0.05 * ref_accept
+    stats = ours.stats()  # the target's counters: verify forwards checked like any other
+    assert stats["pattern"] == PATTERN and stats["indexer_skips"] == PATTERN.count("S") * stats["forwards"]
+
+
+# ---- fail closed under an injected fault -----------------------------------------------------
+
+
+def test_injected_stale_source_stops_the_server_naming_the_layer(gpu_models, tmp_path):
+    """SGLANG_INDEXCACHE_FAULT=previous hands every Shared layer the previous forward's top-k
+    (through the store the CUDA check reads): the forward raises IndexCacheError naming the
+    layer and the launcher exits non-zero, at startup (CUDA graph capture runs the check) or
+    at the first request, never serving a token from the faulty forward."""
+    from sglang_indexcache.cache import FAULT_ENV
+
+    srv = Server(gpu_models[MODEL], [*GPU_ARGS, *DUMMY, *IC, "--index-cache-pattern", PATTERN],
+                 log=tmp_path / "fault.log", device="cuda", startup_timeout=600)
+    srv.env[FAULT_ENV] = "previous"
+    srv.env["SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION"] = "0"
+    served = None
+    try:
+        try:
+            srv.start()
+        except ServerError as e:  # capture or warm-up ran the check: the launcher exited
+            print("fault at startup:", str(e)[-300:])
+        else:
+            try:
+                served = srv.generate(PROMPTS[0], 4)
+            except (ServerError, OSError) as e:
+                print("fault at the first request:", str(e)[-300:])
+        code = srv.proc.wait(timeout=120)  # it exits by itself
+    finally:
+        srv.stop()
+    assert served is None and code != 0
+    log = srv.log.read_text(errors="replace")
+    assert "IndexCacheError: layer 1 (Shared)" in log, log[-3000:]

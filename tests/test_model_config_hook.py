@@ -52,12 +52,35 @@ def test_stage_start_without_weights_is_refused(models):
     # layer 4, a Shared layer: no source on that stage and nothing to promote with.
     with pytest.raises(ScheduleError, match=r"layer 4 \(PROMOTED: configured Shared, first layer of pipeline stage 1"):
         model_config(models["glm-tiny"], attention_backend="indexcache", pp_size=2)
-    mc = model_config(models["glm-tiny"], attention_backend="indexcache", pp_size=2, index_cache_pp_handoff="transfer")
-    assert sglang_pattern(mc) == "FFFSSSFS"
 
 
-def test_flags_work_with_stock_dsa_backend_too(models):
-    mc = model_config(models["deepseek-tiny"], attention_backend="dsa", index_cache_pattern="FSSFSS")
+def test_transfer_handoff_is_refused_until_it_is_implemented(models):
+    for kwargs in (dict(pp_size=2), dict()):
+        with pytest.raises(ScheduleError, match="--index-cache-pp-handoff transfer is not supported yet"):
+            model_config(models["glm-tiny"], attention_backend="indexcache", index_cache_pp_handoff="transfer", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(attention_backend="dsa", index_cache_pattern="FSSFSS"),
+     "--index-cache-pattern FSSFSS needs --attention-backend indexcache (got --attention-backend dsa)"),
+    (dict(attention_backend="dsa", index_cache_freq=2),
+     "--index-cache-freq 2 needs --attention-backend indexcache"),
+    (dict(attention_backend="dsa", index_cache_pp_handoff="transfer"),
+     "--index-cache-pp-handoff transfer needs --attention-backend indexcache"),
+    (dict(attention_backend="indexcache", decode_attention_backend="dsa"),
+     "--decode-attention-backend dsa with --attention-backend indexcache"),
+    (dict(attention_backend="indexcache", prefill_attention_backend="torch_native", index_cache_pattern="FSSFSS"),
+     "--prefill-attention-backend torch_native with --attention-backend indexcache"),
+])
+def test_a_forward_mode_without_the_check_is_refused(models, kwargs, needle):
+    with pytest.raises(ScheduleError) as e:
+        model_config(models["deepseek-tiny"], **kwargs)
+    assert needle in str(e.value)
+
+
+def test_hybrid_of_indexcache_with_itself_is_served(models):
+    mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", prefill_attention_backend="indexcache",
+                      decode_attention_backend="indexcache", index_cache_pattern="FSSFSS")
     assert sglang_pattern(mc) == "FSSFSS"
 
 
@@ -101,11 +124,32 @@ def test_non_dsa_model_is_refused(models):
         model_config(models["llama-tiny"], index_cache_freq=2, load_format="dummy")
 
 
-def test_draft_model_config_is_left_alone(models):
-    mc = model_config(models["deepseek-tiny"], attention_backend="dsa")
-    sa = ServerArgs(model_path=models["deepseek-tiny"], device="cpu", index_cache_pattern="FSSFSS")
-    assert apply_to_model_config(mc, sa, is_draft_model=True) is None
-    assert sglang_pattern(mc) == "FFFFFF"
+def test_draft_model_gets_its_own_all_full_schedule(models, caplog, monkeypatch):
+    import logging
+
+    import sglang_indexcache.integration.model_config as mc_module
+
+    monkeypatch.setattr(mc_module, "_logged", set())
+    sa = ServerArgs(model_path=models["glm-tiny"], device="cpu", attention_backend="indexcache",
+                    index_cache_pattern="FSSSSSFS")
+    with caplog.at_level(logging.INFO, logger="sglang_indexcache"):
+        target = ModelConfig.from_server_args(sa)
+        draft = ModelConfig.from_server_args(sa, is_draft_model=True)
+    assert target.index_cache_schedule.pattern == "FSSSSSFS"
+    s = draft.index_cache_schedule
+    assert s.pattern == "F" and s.layers[0].reason == "draft layer: runs its own indexer"
+    # glm-tiny declares GLM-5.2's freq-4 rule; the draft's config runs every layer id Full
+    assert sglang_pattern(draft) == "F" * 8 and draft.hf_config.architectures[0].endswith("NextN")
+    text = caplog.text
+    assert text.count("IndexCache schedule:") == 2 and "IndexCache, draft model:" in text
+    assert text.index("pattern: FSSSSSFS") < text.index("IndexCache, draft model:")
+
+
+def test_stock_sglang_draft_is_untouched(models):
+    sa = ServerArgs(model_path=models["glm-tiny"], device="cpu", attention_backend="dsa")
+    draft = ModelConfig.from_server_args(sa, is_draft_model=True)
+    assert getattr(draft, "index_cache_schedule", None) is None
+    assert sglang_pattern(draft) == "FFFSSSFS"
 
 
 def test_pipeline_stage_starts_use_sglangs_partition(monkeypatch):
@@ -126,9 +170,6 @@ def test_pipeline_promotion_in_the_model_config(models, monkeypatch):
     mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="FSSSSS",
                       pp_size=2)
     assert sglang_pattern(mc) == "FSFSSS"
-    mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="FSSSSS",
-                      pp_size=2, index_cache_pp_handoff="transfer")
-    assert sglang_pattern(mc) == "FSSSSS"  # upstream's index handoff carries layer 0's top-k
 
 
 def test_table_is_logged_once_per_process(models, caplog, monkeypatch):
@@ -136,7 +177,7 @@ def test_table_is_logged_once_per_process(models, caplog, monkeypatch):
 
     import sglang_indexcache.integration.model_config as mc_module
 
-    monkeypatch.setattr(mc_module, "_logged", False)
+    monkeypatch.setattr(mc_module, "_logged", set())
     with caplog.at_level(logging.INFO, logger="sglang_indexcache"):
         model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="SSFSSF")
         model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="SSFSSF")
@@ -148,5 +189,5 @@ def test_table_is_logged_once_per_process(models, caplog, monkeypatch):
 def test_draft_flag_given_positionally_is_honoured(models):
     sa = ServerArgs(model_path=models["deepseek-tiny"], device="cpu", index_cache_pattern="FSSFSS")
     draft = ModelConfig.from_server_args(sa, models["deepseek-tiny"], None, True)
-    assert getattr(draft, "index_cache_schedule", None) is None
+    assert draft.index_cache_schedule.source.startswith("draft model")  # not the target's FSSFSS
     assert sglang_pattern(draft) == "FFFFFF"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import math
 import json
+import os
+import shutil
 import random
 
 import pytest
@@ -26,6 +28,7 @@ class Counting:
     def __init__(self, inner):
         self.inner, self.calls = inner, 0
         self.all_full, self.num_layers, self.name = inner.all_full, inner.num_layers, "counting"
+        self.key = getattr(inner, "key", None)
 
     def loss(self, p):
         self.calls += 1
@@ -67,6 +70,27 @@ def test_search_resumes_from_its_state_file(models, ds_eval, tmp_path):
     b = search.greedy_search(again, [3], state_file=state, progress=False)
     assert again.calls == 0 and b["patterns"] == a["patterns"]
     assert json.loads(state.read_text())["result"]["patterns"] == a["patterns"]
+
+
+def test_state_of_another_model_or_calibration_set_is_not_reused(models, ds_eval, tmp_path, capsys):
+    state = tmp_path / "state.json"
+    a = search.greedy_search(Counting(ds_eval), [5], state_file=state, progress=False)
+    other_calib = Counting(HFEvaluator(models["deepseek-tiny"], calib(seed=1)))
+    assert other_calib.key != ds_eval.key
+    b = search.greedy_search(other_calib, [5], state_file=state, progress=False)
+    assert other_calib.calls == b["evaluations"] == a["evaluations"]  # every loss computed again
+    assert "starting a fresh search" in capsys.readouterr().err
+    assert b["baseline"]["loss"] != a["baseline"]["loss"]
+    assert json.loads(state.read_text())["key"] == other_calib.key
+    # a model folder touched since (a retrained checkpoint) is another model
+    other_model = tmp_path / "model"
+    shutil.copytree(models["deepseek-tiny"], other_model)  # keeps modification times: the same model
+    same = search.evaluation_key("transformers", other_model, calib())
+    assert same == search.evaluation_key("transformers", models["deepseek-tiny"], calib())
+    weights = next(other_model.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert search.evaluation_key("transformers", other_model, calib()) != search.evaluation_key(
+        "transformers", models["deepseek-tiny"], calib())
 
 
 def test_pipeline_aware_search_keeps_stage_starts_full(ds_eval):

@@ -20,6 +20,7 @@ from sglang_indexcache.schedule import (
     Schedule,
     ScheduleError,
     build_schedule,
+    draft_schedule,
     kv_memory,
     kv_memory_line,
     sglang_skips_topk,
@@ -93,25 +94,59 @@ def flags_from_server_args(server_args: Any) -> IndexCacheFlags:
     )
 
 
+BACKEND_FLAGS = ("attention_backend", "prefill_attention_backend", "decode_attention_backend")
+
+
 def _wants_index_cache(server_args: Any, flags: IndexCacheFlags) -> bool:
-    backends = {
-        getattr(server_args, name, None)
-        for name in ("attention_backend", "prefill_attention_backend", "decode_attention_backend")
-    }
-    return flags.given or BACKEND_NAME in backends
+    asked = flags.given or flags.pp_handoff != "recompute"
+    return asked or BACKEND_NAME in {getattr(server_args, name, None) for name in BACKEND_FLAGS}
+
+
+def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
+    """Refuse, before any weight loads, a launch whose schedule some forward would run unchecked.
+
+    The fail-closed check lives in the `indexcache` backend: a forward mode served by another
+    backend (`--prefill-attention-backend` / `--decode-attention-backend` hybrids, or the flags
+    under `--attention-backend dsa`) would run Shared layers with no check at all.
+    """
+    given = {name: getattr(server_args, name, None) for name in BACKEND_FLAGS}
+    others = {name: value for name, value in given.items() if value not in (None, BACKEND_NAME)}
+    if others:
+        what = ", ".join(f"--{n.replace('_', '-')} {v}" for n, v in others.items())
+        if BACKEND_NAME in given.values():
+            raise ScheduleError(
+                f"{what} with --attention-backend {BACKEND_NAME}: that forward mode would run Shared layers "
+                f"without IndexCache's fail-closed check; drop it or set it to {BACKEND_NAME}"
+            )
+        raise ScheduleError(
+            f"{flags.describe() if flags.given else '--index-cache-pp-handoff ' + flags.pp_handoff} needs "
+            f"--attention-backend {BACKEND_NAME} (got {what}). SGLang's own "
+            "sharing, without the fail-closed check, is configured with --json-model-override-args "
+            '\'{"indexer_types": null, "index_topk_pattern": "..."}\''
+        )
+    if flags.pp_handoff == "transfer":
+        raise ScheduleError(
+            "--index-cache-pp-handoff transfer is not supported yet: the receiving stage has no "
+            "fail-closed source for the top-k it would be handed. Use recompute (the default), or a "
+            "SGLANG_PP_LAYER_PARTITION whose stages all start on a Full layer"
+        )
 
 
 def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model: bool = False) -> Optional[Schedule]:
     """Resolve, validate and install the schedule on a freshly built SGLang ModelConfig.
 
-    Does nothing (returns None) for draft models and when neither the `indexcache`
-    backend nor an `--index-cache-*` flag was asked for, so stock SGLang is untouched.
+    Does nothing (returns None) when neither the `indexcache` backend nor an
+    `--index-cache-*` flag was asked for, so stock SGLang is untouched. A speculative draft
+    model gets its own all-Full schedule (`_apply_to_draft`).
     """
     from sglang.srt.configs.model_config import is_deepseek_dsa
 
     flags = flags_from_server_args(server_args)
-    if is_draft_model or not _wants_index_cache(server_args, flags):
+    if not _wants_index_cache(server_args, flags):
         return None
+    if is_draft_model:
+        return _apply_to_draft(model_config)
+    check_launch(server_args, flags)
     cfg = model_config.hf_text_config
     if not is_deepseek_dsa(cfg):
         arch = (getattr(model_config.hf_config, "architectures", None) or ["?"])[0]
@@ -138,6 +173,25 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
     return schedule
 
 
+def _apply_to_draft(model_config: Any) -> Schedule:
+    """The speculative draft (MTP/NextN) runs its own indexer on every layer: all Full.
+
+    `indexer_types` is written for every layer id the draft config could name (its NextN
+    layer is built as layer 0 of a config that keeps the target's `num_hidden_layers`), so
+    SGLang's model code and KV pool give the draft its indexer and index-K cache whatever
+    the checkpoint's sharing keys say.
+    """
+    cfg = model_config.hf_text_config
+    n_draft = int(getattr(cfg, "num_nextn_predict_layers", None) or 1)
+    schedule = draft_schedule(n_draft)
+    types = ["full"] * max(int(getattr(cfg, "num_hidden_layers", n_draft)), n_draft)
+    for config in {id(c): c for c in (cfg, model_config.hf_config)}.values():
+        config.indexer_types = types
+    model_config.index_cache_schedule = schedule
+    _log_once(schedule, section="draft")
+    return schedule
+
+
 def memory_of(text_config: Any, schedule: Schedule, kv_bytes: int = 2) -> Optional[dict]:
     """`schedule.kv_memory` from a model's text config (None if it lacks MLA/DSA dims)."""
     try:
@@ -152,17 +206,18 @@ def memory_of(text_config: Any, schedule: Schedule, kv_bytes: int = 2) -> Option
         return None
 
 
-_logged = False
+_logged: set = set()
 
 
-def _log_once(schedule: Schedule, memory_line: Optional[str] = None) -> None:
-    # ModelConfig is built in the launcher and again in every scheduler process; the
-    # table goes to the log once, from the launcher.
-    global _logged
-    if multiprocessing.current_process().name != "MainProcess" or _logged:
-        logger.debug("IndexCache schedule: %s", schedule.pattern)
+def _log_once(schedule: Schedule, memory_line: Optional[str] = None, section: str = "target") -> None:
+    # ModelConfig is built in the launcher and again in every scheduler process; each
+    # section's table (target, draft) goes to the log once, from the launcher.
+    if multiprocessing.current_process().name != "MainProcess" or section in _logged:
+        logger.debug("IndexCache %s schedule: %s", section, schedule.pattern)
         return
-    _logged = True
+    _logged.add(section)
+    if section != "target":
+        logger.info("IndexCache, %s model:", section)
     for line in schedule.table().splitlines():
         logger.info(line)
     if memory_line:

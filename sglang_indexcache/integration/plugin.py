@@ -1,14 +1,16 @@
 """The `sglang.srt.plugins` entry point: SGLang calls `register()` early in every process.
 
 It adds the `indexcache` attention backend (CLI choice and factory; the model-side
-dispatch is registered when the backend is built) and the hook that resolves the
-IndexCache schedule whenever SGLang builds a ModelConfig.
+dispatch is registered when the backend is built), the hook that resolves the
+IndexCache schedule whenever SGLang builds a ModelConfig, and the request validation of
+`integration/requests.py` (out-of-vocabulary prompt token ids answered with HTTP 400).
 """
 
 from __future__ import annotations
 
 import logging
 
+from sglang_indexcache.integration import requests
 from sglang_indexcache.integration.model_config import BACKEND_NAME, apply_to_model_config
 
 logger = logging.getLogger("sglang_indexcache")
@@ -16,6 +18,7 @@ logger = logging.getLogger("sglang_indexcache")
 _MODEL_CONFIG_TARGET = "sglang.srt.configs.model_config.ModelConfig.from_server_args"
 _INDEXER_NATIVE_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer.forward_native"
 _DECODER_LAYER_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2DecoderLayer.forward"
+_DRAFT_FACTORY_TARGET = "sglang.srt.speculative.draft_utils.DraftBackendFactory._create_backend"
 
 
 def check_sglang_version() -> None:
@@ -68,6 +71,15 @@ def _around_decoder_layer(original, layer, *args, **kwargs):
     return check(original, layer, args, kwargs, forward_batch, kwargs.get("prev_topk_indices"))
 
 
+def _around_draft_backend(original, factory, backend_name, backend_map, *args, **kwargs):
+    """The speculative draft's decode and draft-extend backends are picked from a map keyed by
+    the backend name, which has no `indexcache`: the draft runs SGLang's DSA backends (all its
+    layers are Full, see `draft_schedule`), stamped `dsa` as upstream stamps them."""
+    if "dsa" in backend_map and BACKEND_NAME not in backend_map:
+        backend_map = {**backend_map, BACKEND_NAME: backend_map["dsa"]}
+    return original(factory, backend_name, backend_map, *args, **kwargs)
+
+
 def _install(target: str, hook) -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
@@ -81,6 +93,12 @@ def _install(target: str, hook) -> None:
 def register_layer_check() -> None:
     """Install the decoder-layer hook the CUDA backend checks Shared layers with (idempotent)."""
     _install(_DECODER_LAYER_TARGET, _around_decoder_layer)
+
+
+def register_draft_backends() -> None:
+    """Let the speculative draft build SGLang's DSA backends under our name (idempotent).
+    Installed when the CUDA backend is built: the target model runner comes before the draft's."""
+    _install(_DRAFT_FACTORY_TARGET, _around_draft_backend)
 
 
 def register_cpu_indexer() -> None:
@@ -109,6 +127,15 @@ def register_model_dispatch() -> None:
         utils.FORWARD_ABSORB_CORE_ATTENTION_BACKENDS.append(BACKEND_NAME)
 
 
+_registered = False
+
+
+def is_registered() -> bool:
+    """True once `register()` finished in this process. Read by patch 0001's guard, which
+    refuses the `--index-cache-*` flags (and the backend name) when the plugin is not active."""
+    return _registered
+
+
 def register() -> None:
     """Entry point. SGLang logs and swallows a plugin's exceptions, so the schedule hook
     (without which the --index-cache-* flags would do nothing) is registered before any
@@ -117,10 +144,13 @@ def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     HookRegistry.register(_MODEL_CONFIG_TARGET, _after_model_config, HookType.AFTER)
+    HookRegistry.register(requests.TARGET, requests.before_validate_one_request, HookType.BEFORE)
     from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
     from sglang.srt.layers.attention.attention_registry import register_attention_backend
 
     if BACKEND_NAME not in ATTENTION_BACKEND_CHOICES:
         add_attention_backend_choices([BACKEND_NAME])
     register_attention_backend(BACKEND_NAME)(_create_backend)
+    global _registered
+    _registered = True
     logger.debug("sglang_indexcache plugin registered")

@@ -14,6 +14,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from sglang_indexcache.tools.search import evaluation_key
+
 
 class PatternedIndexers:
     def __init__(self, model):
@@ -127,6 +129,7 @@ class HFEvaluator:
     def __init__(self, model_path, sequences: Sequence[Sequence[int]], *, dtype=torch.float32):
         self.model, self.ctl = load(model_path, dtype=dtype)
         self.sequences = [list(s) for s in sequences]
+        self.key = evaluation_key(self.name, model_path, self.sequences, [str(dtype)])
         self.num_layers = self.ctl.num_layers
         self.all_full = self.ctl.all_full
 

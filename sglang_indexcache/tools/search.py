@@ -9,6 +9,7 @@ pattern's loss is kept in a state file, so an interrupted search resumes where i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -29,18 +30,41 @@ def targets_to_counts(targets: Sequence[float], num_layers: int, min_full: int) 
     return sorted(set(counts), reverse=True)
 
 
+def evaluation_key(evaluator: str, model_path, sequences: Sequence[Sequence[int]], extra: Sequence[str] = ()) -> str:
+    """What a loss depends on: the evaluator, the model (its config and every file's name, size
+    and modification time: a retrained checkpoint is another model), the calibration tokens."""
+    h = hashlib.sha256(json.dumps([evaluator, list(extra)]).encode())
+    root = Path(model_path)
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    h.update((root / "config.json").read_bytes() if (root / "config.json").exists() else b"")
+    h.update(json.dumps([list(s) for s in sequences]).encode())
+    return h.hexdigest()
+
+
 class _State:
-    def __init__(self, path: Optional[Path]):
-        self.path = path
+    """Every evaluated pattern's loss, kept for one evaluation key only: a state file written
+    for another model, calibration set or evaluator is not reused (a fresh search starts)."""
+
+    def __init__(self, path: Optional[Path], key: Optional[str] = None):
+        self.path, self.key = path, key
         self.losses: dict = {}
+        self.discarded = 0
         if path is not None and path.exists():
-            self.losses = json.loads(path.read_text()).get("losses", {})
+            old = json.loads(path.read_text())
+            if old.get("key") == key:
+                self.losses = old.get("losses", {})
+            else:
+                self.discarded = len(old.get("losses", {}))
+                print(f"search: {path} holds {self.discarded} losses of another model, calibration set or "
+                      "evaluator (its key differs); starting a fresh search", file=sys.stderr)
 
     def save(self, extra: dict) -> None:
         if self.path is None:
             return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**extra, "losses": self.losses}, indent=1))
+        tmp.write_text(json.dumps({**extra, "key": self.key, "losses": self.losses}, indent=1))
         tmp.replace(self.path)
 
 
@@ -69,7 +93,7 @@ def greedy_search(
         if start[f] != "F":
             raise ValueError(f"layer {f} must stay Full but the checkpoint has no indexer there")
     counts = targets_to_counts(targets, n, len(fixed))
-    state = _State(Path(state_file) if state_file else None)
+    state = _State(Path(state_file) if state_file else None, getattr(evaluator, "key", None))
     meta = {"evaluator": getattr(evaluator, "name", "?"), "fixed_full": fixed, "targets": list(targets)}
 
     def loss(p: str) -> float:

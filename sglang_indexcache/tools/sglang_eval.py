@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sglang_indexcache.server import Server
+from sglang_indexcache.tools.search import evaluation_key
 
 
 class SGLangEvaluator:
@@ -26,6 +27,7 @@ class SGLangEvaluator:
         self.server_args = list(server_args)
         self.device = device
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="indexcache-search-"))
+        self.key = evaluation_key(self.name, model_path, self.sequences, [device, *self.server_args])
 
     def loss(self, pattern: str) -> float:
         args = ["--attention-backend", "indexcache", "--index-cache-pattern", pattern,

@@ -1,0 +1,163 @@
+"""One bad request never takes the server down (CPU engine, `indexcache` with sharing on).
+
+One module-scoped server; a fixed set of probe requests is answered first, then each
+fault is sent, and after every one the server must be healthy and give the probes their
+earlier answers. The unit tests of the token-id check itself need no server.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.error
+import urllib.request
+
+import pytest
+
+from sglang_indexcache.integration.requests import check_token_ids
+from sglang_indexcache.server import Server
+
+PATTERN = "FSSFSS"
+VOCAB = 1024  # deepseek-tiny
+ARGS = ["--dtype", "float32", "--max-total-tokens", "16384", "--attention-backend", "indexcache",
+        "--sleep-on-idle", "--index-cache-pattern", PATTERN, "--context-length", "1024"]
+
+
+def prompt(seed: int, n: int = 120) -> list:
+    rng = random.Random(seed)
+    return [rng.randrange(5, 1000) for _ in range(n)]
+
+
+# ---- the check, without a server --------------------------------------------------------
+
+
+@pytest.mark.parametrize("ids, message", [
+    ([1, 2, VOCAB], r"input_ids\[2\] is 1024, out of the vocabulary: valid token ids are \[0, 1024\)"),
+    ([-1], r"input_ids\[0\] is -1"),
+    ([10**9], r"input_ids\[0\] is 1000000000"),
+    ([2**70], "flat list of integer token ids"),
+    ([1.5], "flat list of integer token ids"),
+    (["7"], "flat list of integer token ids"),
+    ([[1, 2]], "flat list of integer token ids"),
+])
+def test_token_id_check_names_the_field_and_the_bad_id(ids, message):
+    with pytest.raises(ValueError, match=message):
+        check_token_ids(ids, VOCAB)
+
+
+@pytest.mark.parametrize("ids", [None, [], [0, VOCAB - 1], list(range(VOCAB))])
+def test_token_id_check_passes_valid_ids(ids):
+    check_token_ids(ids, VOCAB)
+
+
+# ---- against a server ----------------------------------------------------------------------
+
+
+def http(srv: Server, path: str, body, *, raw: bytes | None = None) -> tuple:
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(srv.url + path, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("faults")
+    srv = Server(models["deepseek-tiny"], ARGS, log=logs / "server.log", stats_file=logs / "stats.json")
+    with srv:
+        yield srv
+
+
+PROBES = [prompt(1), prompt(2, 300), prompt(3, 40)]
+
+
+@pytest.fixture(scope="module")
+def probe_answers(server):
+    return [server.generate(p, 8)["output_ids"] for p in PROBES]
+
+
+def assert_still_serving(srv: Server, answers: list) -> None:
+    assert srv.proc.poll() is None, srv.tail()
+    with urllib.request.urlopen(srv.url + "/health", timeout=30) as r:
+        assert r.status == 200
+    assert [srv.generate(p, 8)["output_ids"] for p in PROBES] == answers
+
+
+def gen(ids, **sampling) -> dict:
+    return {"input_ids": ids, "sampling_params": {"max_new_tokens": 4, "temperature": 0.0, **sampling}}
+
+
+BAD_REQUESTS = {
+    "id past the vocabulary": ("/generate", gen([5, 6, 10**9]), "input_ids[2] is 1000000000"),
+    "id equal to vocab_size": ("/generate", gen([VOCAB]), "input_ids[0] is 1024"),
+    "negative id": ("/generate", gen([5, -3]), "input_ids[1] is -3"),
+    "one bad prompt in a batch": ("/generate", gen([[5, 6, 7], [8, VOCAB + 5]]), "input_ids[1] is 1029"),
+    "float id": ("/generate", gen([5, 6.5]), None),
+    "string id": ("/generate", gen(["x"]), None),
+    "negative max_new_tokens": ("/generate", gen([5, 6], max_new_tokens=-1), None),
+    "prompt longer than the context": ("/generate", gen(prompt(9, 3000)), "context length"),
+    "max_new_tokens past the context": ("/generate", gen([5, 6], max_new_tokens=10**9), None),
+    "token prompt on the OpenAI route": ("/v1/completions",
+                                         {"model": "x", "prompt": [5, 6, 10**9], "max_tokens": 4}, "1000000000"),
+    "wrong type of sampling_params": ("/generate", {"input_ids": [5, 6], "sampling_params": "greedy"}, None),
+}
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("name", list(BAD_REQUESTS))
+def test_bad_request_is_refused_and_the_server_keeps_serving(server, probe_answers, name):
+    path, body, needle = BAD_REQUESTS[name]
+    status, text = http(server, path, body)
+    assert 400 <= status < 500, (status, text[:500])
+    if needle:
+        assert needle in text, text[:500]
+    assert_still_serving(server, probe_answers)
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2, 3]", b'{"input_ids": ' + b"7, " * 200000 + b"7"])
+def test_malformed_body_is_refused_and_the_server_keeps_serving(server, probe_answers, raw):
+    status, text = http(server, "/generate", None, raw=raw)
+    assert 400 <= status < 500, (status, text[:500])
+    assert_still_serving(server, probe_answers)
+
+
+@pytest.mark.engine
+def test_counters_after_the_faults_match_the_schedule(server, probe_answers):
+    """Fail-closed bookkeeping held through every refused request: runs = Full x forwards."""
+    assert_still_serving(server, probe_answers)
+    stats = server.stats()
+    full = PATTERN.count("F")
+    assert stats["indexer_runs"] == full * stats["forwards"]
+    assert stats["indexer_skips"] == (len(PATTERN) - full) * stats["forwards"]
+
+
+@pytest.mark.engine
+def test_an_injected_fault_stops_the_server_naming_the_layer(models, tmp_path):
+    """A Shared layer handed a foreign top-k: the forward raises IndexCacheError naming the
+    layer, the client gets no tokens, and the launcher exits non-zero (an orchestrator then
+    restarts it) instead of serving from a broken backend."""
+    import time
+
+    from sglang_indexcache.cache import FAULT_ENV
+
+    srv = Server(models["deepseek-tiny"], [*ARGS, "--skip-server-warmup"], log=tmp_path / "fault.log")
+    srv.env[FAULT_ENV] = "foreign"
+    srv.env["SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION"] = "0"  # else /health's own 1-token forward trips it
+    with srv:
+        try:
+            status, text = http(srv, "/generate", gen(prompt(1)))
+        except OSError as e:  # the server went away mid-request
+            status, text = None, str(e)
+        assert status is None or status >= 500, (status, text[:500])
+        assert "output_ids" not in text
+        t0 = time.monotonic()
+        code = srv.proc.wait(timeout=120)
+        print(f"launcher exited with {code} {time.monotonic() - t0:.1f} s after the failed request")
+        assert code != 0
+    log = srv.log.read_text(errors="replace")
+    assert "IndexCacheError: layer 1 (Shared) was handed the top-k of layer 0 from forward" in log
+    assert "('foreign'" in log

@@ -1,0 +1,120 @@
+"""The CUDA backend's fail-closed check, driven on CPU through its real method.
+
+`IndexCacheDSABackend.index_cache_layer` is what the plugin's hook calls around every
+DeepSeek/GLM decoder layer. Here a fake layer loop (the shape of upstream's: each layer gets
+the carried top-k, a Full layer returns a new one, a Shared layer passes it on) runs it
+without a GPU, and each wrong source a Shared layer could be handed must raise
+`IndexCacheError` naming the layer before the layer runs.
+"""
+
+import types
+
+import pytest
+import torch
+
+from sglang_indexcache.cache import IndexCacheError, TopkStore, check_handed_topk
+from sglang_indexcache.schedule import IndexCacheFlags, build_schedule
+
+PATTERN = "FSSFSS"
+TOPK = 8
+
+
+def backend(pattern=PATTERN):
+    from sglang_indexcache.gpu_backend import IndexCacheDSABackend
+
+    b = object.__new__(IndexCacheDSABackend)  # no GPU: only what the check reads
+    b.schedule = build_schedule(len(pattern), {}, flags=IndexCacheFlags(pattern=pattern))
+    b.layer_range = range(len(pattern))
+    b.last_layer = len(pattern) - 1
+    b.index_topk = TOPK
+    b.store = TopkStore()
+    b.graph_replays = b.dense_forwards = 0
+    b.stats_path = None
+    b.use_mha = False
+    return b
+
+
+def layer_forward(layer, positions, hidden, forward_batch, prev_topk_indices=None, produce=True):
+    if layer.full and produce:
+        return hidden, torch.randint(0, 100, (hidden.shape[0], TOPK), dtype=torch.int32)
+    return hidden, prev_topk_indices
+
+
+def run_forward(b, batch, tokens=5, fault=None, produce=True):
+    """One forward through the layer loop; `fault(layer_id, carried, seen)` may swap the carried top-k."""
+    hidden = torch.zeros(tokens, 4)
+    carried, seen = None, {}
+    for i, role in enumerate(b.schedule.layers):
+        layer = types.SimpleNamespace(layer_id=i, full=role.runs_indexer)
+        if fault is not None:
+            carried = fault(i, carried, seen)
+        out = b.index_cache_layer(
+            lambda lyr, *a, **k: layer_forward(lyr, *a, produce=produce, **k), layer,
+            (None, hidden, batch), {"prev_topk_indices": carried}, batch, carried)
+        carried = out[1]
+        seen[i] = carried
+    return seen
+
+
+def test_clean_forwards_pass_and_count():
+    b = backend()
+    for n in range(3):
+        run_forward(b, object(), tokens=3 + n)
+    assert b.store.totals == {"forwards": 3, "indexer_runs": 6, "indexer_skips": 12}
+
+
+PREVIOUS = {}
+
+
+def _previous_forward(i, carried, seen):
+    return PREVIOUS["topk"] if i == 1 else carried
+
+
+FAULTS = {
+    "the previous forward's top-k": (_previous_forward, "is not layer 0's top-k from this forward"),
+    "another micro-batch's top-k": (None, "is not layer 0's top-k from this forward"),
+    "none": (lambda i, c, s: None if i == 2 else c, "was handed none"),
+    "the wrong shape": (lambda i, c, s: c[:, :4] if i == 1 else c, "is not layer 0's top-k"),
+    "a later layer's top-k": (None, "layer 4 is Shared"),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_each_wrong_source_raises_naming_the_layer(name):
+    b = backend()
+    PREVIOUS["topk"] = run_forward(b, object())[0]
+    fault, needle = FAULTS[name]
+    if name == "another micro-batch's top-k":
+        other = backend()
+        foreign = run_forward(other, object())[0]  # micro-batch B's layer 0, same shape
+        fault = lambda i, c, s: foreign if i == 1 else c  # noqa: E731
+    if name == "a later layer's top-k":
+        stash = {}
+
+        def fault(i, c, s):  # layer 4 (source 3) handed layer 3's predecessor chain out of order
+            if i == 3:
+                stash["late"] = torch.randint(0, 100, (5, TOPK), dtype=torch.int32)
+            return stash["late"] if i == 4 else c
+    with pytest.raises(IndexCacheError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        run_forward(b, object(), fault=fault)
+
+
+def test_a_source_that_returned_no_topk_is_refused_in_a_sparse_forward():
+    b = backend()
+    with pytest.raises(IndexCacheError, match="layer 1 is Shared but its source layer 0 returned no top-k"):
+        run_forward(b, object(), produce=False)
+
+
+def test_dense_prefill_reads_no_topk_and_is_counted():
+    b = backend()
+    b.use_mha = True  # SGLang's dense-MHA prefill: attention reads no top-k
+    run_forward(b, object(), produce=False)
+    assert b.dense_forwards == 1
+    assert b.store.totals == {"forwards": 1, "indexer_runs": 2, "indexer_skips": 4}
+
+
+def test_shape_is_checked_even_for_the_right_object():
+    t = torch.zeros(3, TOPK, dtype=torch.int32)
+    check_handed_topk(1, 0, t, t, (3, TOPK))
+    with pytest.raises(IndexCacheError, match=r"needs \(4, 8\)"):
+        check_handed_topk(1, 0, t, t, (4, TOPK))
