@@ -170,6 +170,9 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
     kv_bytes = 1 if "fp8" in str(getattr(server_args, "kv_cache_dtype", "") or "") else 2
     mem = memory_of(cfg, schedule, kv_bytes)
     _log_once(schedule, None if mem is None else kv_memory_line(mem, schedule.num_layers, "fp8" if kv_bytes == 1 else "bf16"))
+    if getattr(server_args, "speculative_algorithm", None):
+        # the draft's ModelConfig is built in the scheduler processes only: its table is logged here
+        _log_once(draft_schedule(int(getattr(cfg, "num_nextn_predict_layers", None) or 1)), section="draft")
     return schedule
 
 
