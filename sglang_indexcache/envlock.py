@@ -156,10 +156,10 @@ def load_gpu_host(path: str = GPU_HOST) -> dict:
 
 def gpu_runtime(entries: list[Entry], host: dict, inputs: str) -> str:
     """requirements/gpu-runtime.txt's text: exact pins, no hashes (the bundle hashes wheels)."""
-    env = marker_env(host["python"])
+    needed = closure(entries, host["root"], marker_env(host["python"]))
     leave = {normalize(n) for n in list(host["has"]) + list(host["not_needed"])}
-    pins = [e for e in closure(entries, host["root"], env) if normalize(e.name) not in leave]
-    unknown = leave - {normalize(e.name) for e in closure(entries, host["root"], env)}
+    pins = [e for e in needed if normalize(e.name) not in leave]
+    unknown = leave - {normalize(e.name) for e in needed}
     if unknown:
         raise LockError(f"{GPU_HOST}: names not in the lock's closure of {host['root']} for the GPU host: "
                         f"{', '.join(sorted(unknown))}; remove them")

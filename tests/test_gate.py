@@ -118,3 +118,23 @@ def test_shape_is_checked_even_for_the_right_object():
     check_handed_topk(1, 0, t, t, (3, TOPK))
     with pytest.raises(IndexCacheError, match=r"needs \(4, 8\)"):
         check_handed_topk(1, 0, t, t, (4, TOPK))
+
+
+def test_a_shared_layer_under_a_backend_without_the_check_is_refused(monkeypatch):
+    """The plugin's layer hook: a forward under any backend without `index_cache_layer` (a
+    wrapper, another backend) may run Full layers (the MTP draft's) but never a Shared one."""
+    import sglang.srt.model_executor.forward_context as fc
+
+    from sglang_indexcache.integration.plugin import _around_decoder_layer
+
+    monkeypatch.setattr(fc, "get_attn_backend", lambda: types.SimpleNamespace())
+    full = types.SimpleNamespace(layer_id=0, self_attn=types.SimpleNamespace(skip_topk=False))
+    shared = types.SimpleNamespace(layer_id=5, self_attn=types.SimpleNamespace(skip_topk=True))
+    nextn = types.SimpleNamespace(layer_id=0, self_attn=types.SimpleNamespace(skip_topk=True, is_nextn=True))
+    ran = []
+    original = lambda layer, *a, **k: ran.append(layer.layer_id) or ("h", None)  # noqa: E731
+    assert _around_decoder_layer(original, full, None, "h", object()) == ("h", None)
+    assert _around_decoder_layer(original, nextn, None, "h", object()) == ("h", None)  # SGLang's NextN flag
+    with pytest.raises(IndexCacheError, match="layer 5 is Shared but this forward runs under SimpleNamespace"):
+        _around_decoder_layer(original, shared, None, "h", object())
+    assert ran == [0, 0]

@@ -65,8 +65,20 @@ def _around_decoder_layer(original, layer, *args, **kwargs):
     from sglang.srt.model_executor.forward_context import get_attn_backend
 
     forward_batch = kwargs.get("forward_batch", args[2] if len(args) > 2 else None)
-    check = getattr(get_attn_backend(), "index_cache_layer", None)
+    backend = get_attn_backend()
+    check = getattr(backend, "index_cache_layer", None)
     if check is None:
+        # Another backend runs this forward (the speculative draft's, whose layers are all
+        # Full): a Shared layer there would attend on a top-k nobody checked. Refuse. (SGLang
+        # marks the NextN draft layer skip_topk too; it runs its own indexer when handed none.)
+        attn = getattr(layer, "self_attn", None)
+        if getattr(attn, "skip_topk", False) and not getattr(attn, "is_nextn", False):
+            from sglang_indexcache.cache import IndexCacheError
+
+            raise IndexCacheError(
+                f"layer {getattr(layer, 'layer_id', '?')} is Shared but this forward runs under "
+                f"{type(backend).__name__}, which does not check its top-k source; refusing to attend"
+            )
         return original(layer, *args, **kwargs)
     return check(original, layer, args, kwargs, forward_batch, kwargs.get("prev_topk_indices"))
 
