@@ -172,8 +172,14 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
     _log_once(schedule, None if mem is None else kv_memory_line(mem, schedule.num_layers, "fp8" if kv_bytes == 1 else "bf16"))
     if getattr(server_args, "speculative_algorithm", None):
         # the draft's ModelConfig is built in the scheduler processes only: its table is logged here
-        _log_once(draft_schedule(int(getattr(cfg, "num_nextn_predict_layers", None) or 1)), section="draft")
+        _log_once(draft_schedule(_draft_layers(cfg)), section="draft")
     return schedule
+
+
+def _draft_layers(text_config: Any) -> int:
+    """Layers of the speculative draft model: the checkpoint's NextN layers (SGLang builds one
+    when the config says none)."""
+    return int(getattr(text_config, "num_nextn_predict_layers", None) or 1)
 
 
 def _apply_to_draft(model_config: Any) -> Schedule:
@@ -185,7 +191,7 @@ def _apply_to_draft(model_config: Any) -> Schedule:
     the checkpoint's sharing keys say.
     """
     cfg = model_config.hf_text_config
-    n_draft = int(getattr(cfg, "num_nextn_predict_layers", None) or 1)
+    n_draft = _draft_layers(cfg)
     schedule = draft_schedule(n_draft)
     types = ["full"] * max(int(getattr(cfg, "num_hidden_layers", n_draft)), n_draft)
     for config in {id(c): c for c in (cfg, model_config.hf_config)}.values():
