@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 MODELS ?= models
 
-.PHONY: install test demo bench plan clean small-model study
+.PHONY: install test demo bench plan clean small-model study soak
 
 # The venv gets exactly requirements/lock.txt (every package pinned with hashes; regenerate with
 # `$(BIN)/python -m sglang_indexcache.envlock`), then this package without dependencies, then the
@@ -42,6 +42,13 @@ $(MODELS)/deepseek-tiny/config.json:
 demo: $(MODELS)/glm-tiny/config.json
 	$(BIN)/sglang-indexcache plan --model-path $(MODELS)/glm-tiny --pattern FSSSSSFS
 	$(BIN)/python -m sglang_indexcache.demo --model-path $(MODELS)/glm-tiny --pattern FSSSSSFS
+
+# A bounded CPU soak: mixed agentic traffic with aborts, hang-ups and bad requests at a fixed
+# seed; every kept answer is rerun solo (sglang_indexcache/soak.py). SOAK_S seconds of load.
+SOAK_S ?= 120
+soak: $(MODELS)/deepseek-tiny/config.json
+	$(BIN)/python -m sglang_indexcache.soak --model-path $(MODELS)/deepseek-tiny --pattern FSSFSS \
+		--duration $(SOAK_S) --seed 0 --out soak_results
 
 # Side by side on a CUDA GPU: dsa vs indexcache, all-Full and 1/4 (see sglang_indexcache/bench.py).
 BENCH_OUT ?= bench_results/run

@@ -149,8 +149,17 @@ class Server:
             body.update(return_logprob=True, logprob_start_len=0)
         return self.post("/generate", body)
 
-    def flush_cache(self) -> None:
-        self.post("/flush_cache")
+    def healthy(self, timeout: float = 60.0) -> bool:
+        """GET /health answers 200 (SGLang runs a one-token generation for it by default)."""
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=timeout) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def flush_cache(self, wait_s: float = 0.0) -> None:
+        """Empty the radix cache; SGLang refuses while requests run unless it may wait `wait_s`."""
+        self.post(f"/flush_cache?timeout={wait_s}" if wait_s else "/flush_cache")
 
     def stats(self) -> dict:
         """The backend's indexer counters (needs stats_file)."""

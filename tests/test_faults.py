@@ -143,7 +143,7 @@ def test_an_injected_fault_stops_the_server_naming_the_layer(models, tmp_path):
     restarts it) instead of serving from a broken backend."""
     import time
 
-    from sglang_indexcache.cache import FAULT_ENV
+    from sglang_indexcache.backend.store import FAULT_ENV
 
     srv = Server(models["deepseek-tiny"], [*ARGS, "--skip-server-warmup"], log=tmp_path / "fault.log")
     srv.env[FAULT_ENV] = "foreign"
@@ -231,3 +231,84 @@ def test_kv_pool_exhaustion_retracts_and_every_answer_equals_its_solo_run(server
     full = PATTERN.count("F")
     assert stats["indexer_runs"] == full * stats["forwards"]
     assert stats["indexer_skips"] == (len(PATTERN) - full) * stats["forwards"]
+
+
+@pytest.mark.engine
+def test_flush_and_abort_in_the_middle_of_load(server, probe_answers):
+    """Eight requests run; mid-way /flush_cache is refused (SGLang never flushes a busy
+    server) and three of them are cancelled through /abort_request. The cancelled ones end
+    with finish_reason abort, the others get their solo answers, the flush succeeds once idle,
+    and the counters still match the schedule."""
+    import concurrent.futures as cf
+    import time
+
+    prompts = [prompt(400 + i, 80 + 20 * i) for i in range(8)]
+    doomed = {1, 4, 6}
+    server.flush_cache()
+    solo = {i: server.generate(prompts[i], 24)["output_ids"] for i in range(8) if i not in doomed}
+
+    def client(i):
+        n = 800 if i in doomed else 24  # the cancelled ones would still be running
+        return http(server, "/generate", gen(prompts[i], max_new_tokens=n, ignore_eos=True) | {"rid": f"load-{i}"})
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        futs = [pool.submit(client, i) for i in range(8)]
+        time.sleep(1.5)
+        flush_status, flush_text = http(server, "/flush_cache", {})
+        for i in doomed:
+            assert http(server, "/abort_request", {"rid": f"load-{i}"})[0] == 200
+        got = [f.result() for f in futs]
+    print("flush under load:", flush_status, flush_text.strip()[:80])
+    assert flush_status == 400
+    for i, (status, text) in enumerate(got):
+        if i in doomed:
+            reason = json.loads(text)["meta_info"]["finish_reason"] if status == 200 else None
+            assert (reason or {}).get("type") == "abort" or "abort" in text.lower(), (i, status, text[:300])
+        else:
+            assert status == 200 and json.loads(text)["output_ids"] == solo[i], (i, status, text[:300])
+    server.flush_cache(wait_s=60)
+    assert_still_serving(server, probe_answers)
+    stats = server.stats()
+    full = PATTERN.count("F")
+    assert stats["indexer_runs"] == full * stats["forwards"]
+    assert stats["indexer_skips"] == (len(PATTERN) - full) * stats["forwards"]
+
+
+@pytest.mark.engine
+def test_soak_mixed_agentic_traffic(server, probe_answers):
+    """A short `make soak` on this server: sessions with aborts, hang-ups, bad requests and
+    flushes; nothing unexpected, every kept answer equals its solo rerun."""
+    from sglang_indexcache.soak import Soak, counters_hold
+
+    summary = Soak(server, vocab=VOCAB, context=1024, seed=1, sessions=4).run(20, max_checked=30)
+    print(json.dumps(summary))
+    assert summary["unexpected"] == [] and summary["healthy_after"]
+    assert summary["outcomes"].get("ok", 0) >= 10 and summary["outcomes"].get("bad refused", 0) >= 1
+    assert summary["answers_checked"] >= 10 and summary["answers_differing"] == 0
+    assert counters_hold(server.stats(), PATTERN)
+    assert_still_serving(server, probe_answers)
+
+
+@pytest.mark.engine
+def test_a_killed_scheduler_makes_the_launcher_exit_nonzero(models, tmp_path):
+    """SIGKILL on the scheduler process (no Python handler runs): the launcher must exit
+    non-zero promptly, so an orchestrator restarts it, instead of serving with no backend.
+    SGLang 0.5.23's SubprocessWatchdog (polls every second) is what catches it."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    srv = Server(models["deepseek-tiny"], [*ARGS, "--skip-server-warmup"], log=tmp_path / "kill.log")
+    with srv:
+        kids = psutil.Process(srv.proc.pid).children(recursive=True)
+        sched = [p for p in kids if "sglang::scheduler" in " ".join(p.cmdline()) or p.name().startswith("sglang::sch")]
+        assert sched, [(p.pid, p.name(), p.cmdline()[:3]) for p in kids]
+        os.kill(sched[0].pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        code = srv.proc.wait(timeout=60)
+        took = time.monotonic() - t0
+        print(f"launcher exited with {code} {took:.1f} s after the scheduler was killed")
+        assert code != 0 and took < 30
+    assert "crashed" in srv.log.read_text(errors="replace")
