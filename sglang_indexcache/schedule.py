@@ -316,6 +316,29 @@ class Schedule:
         return json.dumps(self.to_dict(), indent=2)
 
 
+def nearest_full(runs_indexer: Sequence[bool]) -> list:
+    """Each layer's source: None for a layer that runs its indexer, else the nearest earlier one
+    that does. The one definition of "nearest earlier Full" (schedule, tools, distillation).
+
+    >>> nearest_full([True, False, False, True, False])
+    [None, 0, 0, None, 3]
+    """
+    out, last = [], None
+    for i, runs in enumerate(runs_indexer):
+        if not runs and last is None:
+            raise ScheduleError(f"layer {i} is Shared but no earlier layer runs the indexer")
+        out.append(None if runs else last)
+        last = i if runs else last
+    return out
+
+
+def pattern_sources(pattern: str) -> list:
+    """`nearest_full` of an F/S pattern string."""
+    if set(pattern) - {"F", "S"}:
+        raise ScheduleError(f"pattern {pattern!r}: only F and S are allowed")
+    return nearest_full([c == "F" for c in pattern])
+
+
 def _stage_of(stage_starts: Sequence[int], num_layers: int) -> list:
     stage, out = 0, []
     for layer in range(num_layers):
@@ -385,29 +408,28 @@ def build_schedule(
     shared = _shared_mask(num_layers, rule)
 
     weights = None if indexer_weight_layers is None else frozenset(indexer_weight_layers)
-    layers: list = []
-    last_full: Optional[int] = None
-    missing: list = []
+    roles = []
     for i in range(num_layers):
-        stage = stage_of[i]
-        stage_start = i == starts[stage]
+        stage_start = i == starts[stage_of[i]]
         if not shared[i]:
-            layers.append(LayerRole(i, Role.FULL, stage, None, f"runs its indexer ({source})"))
-            last_full = i
+            roles.append((Role.FULL, f"runs its indexer ({source})"))
         elif i == 0 or (stage_start and flags.pp_handoff == "recompute"):
             why = (
                 "layer 0 has no earlier layer to reuse"
                 if i == 0
-                else f"first layer of pipeline stage {stage}; --index-cache-pp-handoff recompute"
+                else f"first layer of pipeline stage {stage_of[i]}; --index-cache-pp-handoff recompute"
             )
-            layers.append(LayerRole(i, Role.PROMOTED, stage, None, f"configured Shared, {why}"))
-            last_full = i
+            roles.append((Role.PROMOTED, f"configured Shared, {why}"))
         else:
-            assert last_full is not None
-            via = " (handed over from the previous stage)" if stage_of[last_full] != stage else ""
-            layers.append(LayerRole(i, Role.SHARED, stage, last_full, f"reuses layer {last_full}'s top-k{via}"))
-        if weights is not None and layers[-1].runs_indexer and i not in weights:
-            missing.append(layers[-1])
+            roles.append((Role.SHARED, None))
+    sources = nearest_full([role is not Role.SHARED for role, _ in roles])
+    layers: list = []
+    for i, ((role, why), src) in enumerate(zip(roles, sources)):
+        if role is Role.SHARED:
+            via = " (handed over from the previous stage)" if stage_of[src] != stage_of[i] else ""
+            why = f"reuses layer {src}'s top-k{via}"
+        layers.append(LayerRole(i, role, stage_of[i], src, why))
+    missing = [r for r in layers if weights is not None and r.runs_indexer and r.layer not in weights]
 
     if missing:
         raise ScheduleError(_missing_weights_message(missing, weights, num_layers))

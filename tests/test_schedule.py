@@ -223,3 +223,16 @@ def test_kv_memory_counts_index_k_only_on_layers_that_run_an_indexer():
     assert mem["bytes_per_token"] == 12 * 1152 + 3 * 132
     # measured on the H200: SGLang's pool grew from 4,287,552 to 4,651,200 tokens (+8.48%)
     assert abs(mem["capacity_gain"] - (4651200 / 4287552 - 1)) < 0.002
+
+
+def test_nearest_full_is_the_one_definition_of_a_source():
+    from sglang_indexcache.schedule import nearest_full, pattern_sources
+    from sglang_indexcache.tools.distill import groups
+
+    assert nearest_full([True, False, False, True, False]) == [None, 0, 0, None, 3]
+    assert pattern_sources("FFSFSS") == [None, None, 1, None, 3, 3]
+    assert groups("FSSFS") == {0: [0, 1, 2], 3: [3, 4]}
+    with pytest.raises(ScheduleError, match="layer 0 is Shared"):
+        pattern_sources("SF")
+    s = build_schedule(6, {}, flags=IndexCacheFlags(pattern="FSSFSS"))
+    assert [r.source for r in s.layers] == pattern_sources("FSSFSS")

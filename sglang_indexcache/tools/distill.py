@@ -23,19 +23,14 @@ from typing import Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
+from sglang_indexcache.schedule import pattern_sources
+
 
 def groups(pattern: str) -> Dict[int, List[int]]:
     """{Full layer: [itself, the Shared layers it serves]}."""
     out: Dict[int, List[int]] = {}
-    src = None
-    for i, c in enumerate(pattern):
-        if c == "F":
-            src = i
-            out[i] = [i]
-        else:
-            if src is None:
-                raise ValueError(f"pattern {pattern!r} starts with a Shared layer")
-            out[src].append(i)
+    for i, src in enumerate(pattern_sources(pattern)):
+        out.setdefault(i if src is None else src, []).append(i)
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from sglang_indexcache.schedule import pattern_sources
 from sglang_indexcache.tools.search import evaluation_key
 
 
@@ -24,7 +25,7 @@ class PatternedIndexers:
         self.has_indexer = [getattr(l.self_attn, "indexer", None) is not None for l in self.layers]
         if not self.has_indexer[0]:
             raise ValueError("layer 0 has no indexer: no IndexCache pattern can run on this checkpoint")
-        self._pattern = "".join("F" if h else "S" for h in self.has_indexer)
+        self.pattern = "".join("F" if h else "S" for h in self.has_indexer)
         self.produced: Dict[int, torch.Tensor] = {}
         self.record_all = False  # overlap analysis: every layer with an indexer runs it
         self.own: Dict[int, torch.Tensor] = {}
@@ -51,9 +52,10 @@ class PatternedIndexers:
         if missing:
             raise ValueError(f"layers {missing} are Full in {pattern!r} but the checkpoint has no indexer there")
         self._pattern = pattern
+        self._sources = pattern_sources(pattern)
 
     def source(self, layer: int) -> int:
-        return max(i for i in range(layer) if self._pattern[i] == "F")
+        return self._sources[layer]
 
     def _wrap(self, i: int, original):
         def forward(*args, **kwargs):
