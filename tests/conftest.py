@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 
 import pytest
 
@@ -10,6 +11,16 @@ HAS_CUDA = torch.cuda.is_available()
 # CPU-only machines: keep SGLang off CUDA paths during argument resolution.
 if not HAS_CUDA:
     os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
+
+
+def _interrupt_on_sigterm(signum, frame):
+    # `timeout` and CI runners stop pytest with SIGTERM; as an interrupt, pytest still tears
+    # down its fixtures, so the servers they started (own sessions) do not outlive the run and
+    # hold the GPU, as they did once on the H200.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sglang_indexcache.cache import IndexCacheError, TopkStore
+from sglang_indexcache.backend.store import IndexCacheError, TopkStore
 
 
 def test_shared_layer_reads_its_sources_topk_from_the_same_forward():
@@ -84,7 +84,7 @@ def test_totals_accumulate_across_forwards():
     ("later", r"layer 2 \(Shared\) was handed the top-k of layer 3"),
 ])
 def test_injected_faults_are_refused_naming_the_layer(monkeypatch, fault, needle):
-    from sglang_indexcache.cache import FAULT_ENV
+    from sglang_indexcache.backend.store import FAULT_ENV
 
     monkeypatch.setenv(FAULT_ENV, fault)
     store = TopkStore()
@@ -97,7 +97,7 @@ def test_injected_faults_are_refused_naming_the_layer(monkeypatch, fault, needle
 
 
 def test_unknown_fault_name_is_refused(monkeypatch):
-    from sglang_indexcache.cache import FAULT_ENV
+    from sglang_indexcache.backend.store import FAULT_ENV
 
     monkeypatch.setenv(FAULT_ENV, "stale")
     with pytest.raises(ValueError, match="not one of"):

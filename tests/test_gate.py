@@ -1,6 +1,6 @@
 """The CUDA backend's fail-closed check, driven on CPU through its real method.
 
-`IndexCacheDSABackend.index_cache_layer` is what the plugin's hook calls around every
+`IndexCacheDSABackend.index_cache_layer` is what the layer hook (`backend/hooks.py`) calls around every
 DeepSeek/GLM decoder layer. Here a fake layer loop (the shape of upstream's: each layer gets
 the carried top-k, a Full layer returns a new one, a Shared layer passes it on) runs it
 without a GPU, and each wrong source a Shared layer could be handed must raise
@@ -12,7 +12,7 @@ import types
 import pytest
 import torch
 
-from sglang_indexcache.cache import IndexCacheError, TopkStore, check_handed_topk
+from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
 from sglang_indexcache.schedule import IndexCacheFlags, build_schedule
 
 PATTERN = "FSSFSS"
@@ -20,7 +20,7 @@ TOPK = 8
 
 
 def backend(pattern=PATTERN):
-    from sglang_indexcache.gpu_backend import IndexCacheDSABackend
+    from sglang_indexcache.backend.gpu import IndexCacheDSABackend
 
     b = object.__new__(IndexCacheDSABackend)  # no GPU: only what the check reads
     b.schedule = build_schedule(len(pattern), {}, flags=IndexCacheFlags(pattern=pattern))
@@ -125,7 +125,7 @@ def test_a_shared_layer_under_a_backend_without_the_check_is_refused(monkeypatch
     wrapper, another backend) may run Full layers (the MTP draft's) but never a Shared one."""
     import sglang.srt.model_executor.forward_context as fc
 
-    from sglang_indexcache.integration.plugin import _around_decoder_layer
+    from sglang_indexcache.backend.hooks import _around_decoder_layer
 
     monkeypatch.setattr(fc, "get_attn_backend", lambda: types.SimpleNamespace())
     full = types.SimpleNamespace(layer_id=0, self_attn=types.SimpleNamespace(skip_topk=False))

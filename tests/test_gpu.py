@@ -42,6 +42,8 @@ GPU_ARGS = [
     "--max-running-requests", "8",
 ]
 IC = ["--attention-backend", "indexcache"]
+# GPU_ARGS without the forced DSA kernels: SGLang picks them for the KV dtype
+GPU_ARGS_AUTO_DSA = [a for i, a in enumerate(GPU_ARGS) if "dsa-" not in a and "dsa-" not in GPU_ARGS[i - 1]]
 DSA = ["--attention-backend", "dsa"]
 MODEL = "glm-5.2-8l"
 DUMMY = ["--load-format", "dummy"]
@@ -91,13 +93,13 @@ def servers(gpu_models, tmp_path_factory, monkeypatch_module):
     live = {}
     logs = tmp_path_factory.mktemp("gpu-servers")
 
-    def get(name: str, model: str, *args: str) -> Server:
+    def get(name: str, model: str, *args: str, base: list = GPU_ARGS) -> Server:
         if name in live:
             live[name] = live.pop(name)
             return live[name]
         while len(live) >= MAX_LIVE_SERVERS:
             live.pop(next(iter(live))).stop()
-        srv = Server(gpu_models[model], [*GPU_ARGS, *args], log=logs / f"{name}.log", device="cuda",
+        srv = Server(gpu_models[model], [*base, *args], log=logs / f"{name}.log", device="cuda",
                      stats_file=logs / f"{name}.json", startup_timeout=600)
         live[name] = srv.start()
         return srv
@@ -138,8 +140,10 @@ def check_counters(srv: Server, pattern: str) -> None:
     assert stats["indexer_runs"] == full * stats["forwards"]
     assert stats["indexer_skips"] == shared * stats["forwards"]
     # forwards the hook checked layer by layer (eager, and each CUDA graph capture) exist
-    # besides the replays counted from the schedule
+    # besides the replays, which add the counts seen at their graph's capture
     assert stats["forwards"] > stats["graph_replays"] >= 0
+    for key, (runs, skips) in stats["graph_counts"].items():
+        assert (runs, skips) == (full, shared), (key, runs, skips)
 
 
 # ---- sharing on GPU against upstream ----------------------------------------------------
@@ -196,6 +200,85 @@ def test_radix_hit_and_chunked_prefill_equal_cold_run(servers):
                       "--chunked-prefill-size", "1024", "--disable-radix-cache")
     got = chunked.generate(head + tail, NEW_TOKENS)
     assert got["output_ids"] == cold["output_ids"]
+
+
+def decode_kernel_counts(srv: Server, out_dir, ids, steps: int = 4):
+    """Kernel launches by name over `steps` decode steps of one request (SGLang's profiler,
+    GPU activity only): counted by CUPTI, independent of our counters and of the schedule."""
+    import collections
+    import gzip
+    import time
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    srv.flush_cache()
+    srv.generate(ids, 4)  # prefix cached: the profiled request is decode-dominated
+    srv.post("/start_profile", {"output_dir": str(out_dir), "num_steps": steps, "activities": ["GPU"],
+                                "profile_by_stage": True, "profile_stages": ["decode"]})
+    srv.generate(ids, 24)
+    deadline = time.monotonic() + 120
+    while not list(out_dir.rglob("*.trace.json.gz")) and time.monotonic() < deadline:
+        time.sleep(2)
+    time.sleep(3)  # let the exporter finish the file
+    names = collections.Counter()
+    for f in out_dir.rglob("*.trace.json.gz"):
+        events = json.loads(gzip.open(f).read())["traceEvents"]
+        names.update(e["name"] for e in events if e.get("cat") == "kernel")
+    return names
+
+
+def test_replay_counters_are_counted_at_capture(servers, tmp_path):
+    """Under CUDA graphs the counters add, per replay, the indexer calls the hook saw in that
+    graph's capture. Checked against CUPTI: the indexer's logits kernel launches over the same
+    decode steps, for all-Full upstream (8 per step) and for indexcache FSSFSSFS."""
+    dsa = servers("dsa_full", MODEL, *DUMMY, *DSA, "--json-model-override-args",
+                  json.dumps({"indexer_types": ["full"] * 8}))
+    ref = decode_kernel_counts(dsa, tmp_path / "dsa", PROMPTS[0])
+    ours_srv = servers("ic_pattern", MODEL, *DUMMY, *IC, "--index-cache-pattern", PATTERN)
+    got = decode_kernel_counts(ours_srv, tmp_path / "ic", PROMPTS[0])
+    # DeepGEMM's decode indexer kernel, once per Full layer per step. (Its scheduling-metadata
+    # kernel runs once per step, and the prefill logits kernel belongs to the extend step.)
+    logits = sorted(n for n in ref if "paged_mqa_logits" in n and "metadata" not in n)
+    print("decode indexer kernels:", {n[:80]: (ref[n], got[n]) for n in logits})
+    assert logits, f"no decode indexer kernel in the trace; top kernels: {ref.most_common(25)}"
+    launches = {"dsa": sum(ref[n] for n in logits), "ic": sum(got[n] for n in logits)}
+    steps, rest = divmod(launches["dsa"], 8)  # all-Full upstream: 8 per decode step
+    assert rest == 0 and steps > 0, launches
+    stats = ours_srv.stats()
+    print("graph counts at capture:", stats["graph_counts"], "replays:", stats["graph_replays"], launches)
+    assert launches["ic"] == steps * stats["graph_counts"]["DECODE:1"][0] == steps * PATTERN.count("F")
+
+
+def test_default_dense_prefill_path_equals_dsa(servers):
+    """SGLang's default: a prefill whose KV is at most 2048 tokens takes the dense-MHA path
+    (FA3), where no layer reads a top-k. Needs FA3, carried in a bundle built without --strip."""
+    from sglang_indexcache.bench import dense_prefill_env
+
+    if dense_prefill_env():
+        pytest.skip("FA3 (sgl_kernel.flash_attn) is not importable: the bundle was built with --strip")
+    short = [prompt(21, 300), prompt(22, 1500), prompt(23, 2000)]
+    native = servers("dsa_native", MODEL, *DUMMY, *DSA, "--json-model-override-args",
+                     json.dumps({"indexer_types": None, "index_topk_pattern": PATTERN}))
+    ours_srv = servers("ic_pattern", MODEL, *DUMMY, *IC, "--index-cache-pattern", PATTERN)
+    before = ours_srv.stats()["dense_forwards"]
+    assert_same(run_all(ours_srv, short), run_all(native, short))
+    stats = ours_srv.stats()
+    print("dense forwards:", stats["dense_forwards"] - before)
+    assert stats["dense_forwards"] - before >= len(short)
+    check_counters(ours_srv, PATTERN)
+
+
+def test_fp8_kv_cache_equals_dsa(servers):
+    """--kv-cache-dtype fp8_e4m3: the same pool dtype for both backends, the same results. The
+    DSA kernels are SGLang's choice for FP8 (forcing flashmla_sparse, as GPU_ARGS does for
+    bf16, fails in upstream dsa too: "kv must have dtype BFloat16" at CUDA-graph capture)."""
+    fp8 = ["--kv-cache-dtype", "fp8_e4m3"]
+    native = servers("dsa_native_fp8", MODEL, *DUMMY, *DSA, *fp8, "--json-model-override-args",
+                     json.dumps({"indexer_types": None, "index_topk_pattern": PATTERN}), base=GPU_ARGS_AUTO_DSA)
+    ref = run_all(native, PROMPTS[:3])
+    ours_srv = servers("ic_pattern_fp8", MODEL, *DUMMY, *IC, *fp8, "--index-cache-pattern", PATTERN,
+                       base=GPU_ARGS_AUTO_DSA)
+    assert_same(run_all(ours_srv, PROMPTS[:3]), ref)
+    check_counters(ours_srv, PATTERN)
 
 
 # ---- leading S -----------------------------------------------------------------------------
@@ -275,16 +358,26 @@ def test_mtp_with_a_shared_pattern_equals_upstream(servers, gpu_models, tmp_path
 # ---- fail closed under an injected fault -----------------------------------------------------
 
 
-def test_injected_stale_source_stops_the_server_naming_the_layer(gpu_models, tmp_path):
-    """SGLANG_INDEXCACHE_FAULT=previous hands every Shared layer the previous forward's top-k
-    (through the store the CUDA check reads): the forward raises IndexCacheError naming the
-    layer and the launcher exits non-zero, at startup (CUDA graph capture runs the check) or
-    at the first request, never serving a token from the faulty forward."""
-    from sglang_indexcache.cache import FAULT_ENV
+FAULT_MESSAGES = {
+    "previous": "IndexCacheError: layer 1 (Shared)",  # the first forward has no previous one: "no top-k"
+    "foreign": "IndexCacheError: layer 1 (Shared) was handed the top-k of layer 0 from forward",
+    "none": "IndexCacheError: layer 1 (Shared) has no top-k in forward",
+    "shape": "IndexCacheError: layer 1 (Shared): layer 0's top-k covers",
+    "later": "IndexCacheError: layer 1 (Shared) was handed the top-k of layer 2",
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULT_MESSAGES))
+def test_injected_stale_source_stops_the_server_naming_the_layer(gpu_models, tmp_path, fault):
+    """SGLANG_INDEXCACHE_FAULT hands every Shared layer a wrong source (through the store the
+    CUDA check reads): the forward raises IndexCacheError naming the layer and the launcher
+    exits non-zero, at startup (CUDA graph capture runs the check) or at the first request,
+    never serving a token from the faulty forward."""
+    from sglang_indexcache.backend.store import FAULT_ENV
 
     srv = Server(gpu_models[MODEL], [*GPU_ARGS, *DUMMY, *IC, "--index-cache-pattern", PATTERN],
                  log=tmp_path / "fault.log", device="cuda", startup_timeout=600)
-    srv.env[FAULT_ENV] = "previous"
+    srv.env[FAULT_ENV] = fault
     srv.env["SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION"] = "0"
     served = None
     try:
@@ -302,4 +395,4 @@ def test_injected_stale_source_stops_the_server_naming_the_layer(gpu_models, tmp
         srv.stop()
     assert served is None and code != 0
     log = srv.log.read_text(errors="replace")
-    assert "IndexCacheError: layer 1 (Shared)" in log, log[-3000:]
+    assert FAULT_MESSAGES[fault] in log, log[-3000:]

@@ -6,7 +6,7 @@ from transformers import DeepseekV32Config, GlmMoeDsaConfig
 from transformers.models.deepseek_v32.modeling_deepseek_v32 import DeepseekV32Indexer, DeepseekV32RotaryEmbedding
 from transformers.models.glm_moe_dsa.modeling_glm_moe_dsa import GlmMoeDsaIndexer, GlmMoeDsaRotaryEmbedding
 
-from sglang_indexcache.ops import apply_rope, causal_topk, index_scores, indexer_project, sparse_mla
+from sglang_indexcache.backend.ops import apply_rope, causal_topk, index_scores, indexer_project, sparse_mla
 
 DIMS = dict(hidden_size=64, q_lora_rank=32, qk_rope_head_dim=64, index_n_heads=32, index_head_dim=128, index_topk=16)
 

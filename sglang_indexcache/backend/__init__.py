@@ -1,8 +1,8 @@
 """The `indexcache` attention backend.
 
-On CUDA it runs SGLang's own DSA kernels (`gpu_backend.IndexCacheDSABackend`, SGLang's
+On CUDA it runs SGLang's own DSA kernels (`backend.gpu.IndexCacheDSABackend`, SGLang's
 `dsa` backend plus the fail-closed check of every Shared layer's source); on CPU it runs
-torch ops (`cpu_backend`). Either way Shared layers get no indexer module and no index-K
+torch ops (`backend.cpu`). Either way Shared layers get no indexer module and no index-K
 cache, because the schedule is installed in the model config as `indexer_types` before
 the model is built.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from sglang_indexcache.integration.model_config import schedule_of
-from sglang_indexcache.integration.plugin import (
+from sglang_indexcache.backend.hooks import (
     register_cpu_indexer,
     register_draft_backends,
     register_layer_check,
@@ -28,7 +28,7 @@ def create_backend(model_runner):
     if getattr(model_runner, "is_draft_worker", False):
         return _create_draft_backend(model_runner, schedule)
     if model_runner.device == "cpu":
-        from sglang_indexcache.cpu_backend import IndexCacheCPUBackend
+        from sglang_indexcache.backend.cpu import IndexCacheCPUBackend
 
         register_model_dispatch()
         register_cpu_indexer()
@@ -40,7 +40,7 @@ def create_backend(model_runner):
             f"the indexcache backend runs on CUDA and CPU, not on {model_runner.device!r}"
         )
     # Imported here: the DSA backend module loads CUDA kernels.
-    from sglang_indexcache.gpu_backend import IndexCacheDSABackend
+    from sglang_indexcache.backend.gpu import IndexCacheDSABackend
 
     register_model_dispatch()
     register_layer_check()

@@ -9,13 +9,16 @@ model's layer loop hands each Shared layer the top-k tensor of the layer before 
 What this class adds to SGLang's `dsa` backend is the check that the top-k a Shared layer
 is handed by the model's layer loop is exactly its scheduled source's top-k from this
 forward of this batch (a `TopkStore` keyed by tensor identity, filled and read by the
-plugin's hook around `DeepseekV2DecoderLayer.forward`). Any other tensor, or none, is an
+hook around (`backend/hooks.py`) `DeepseekV2DecoderLayer.forward`). Any other tensor, or none, is an
 `IndexCacheError` naming the layer: never a silent read of stale or foreign indices.
 
 The check is host-side Python on object identity: no device data is read and nothing
 synchronises. Under CUDA graphs it runs while the graph is captured; a replay re-executes
 the captured kernels, whose top-k buffers are the graph's own static memory, so the
-proven wiring is the replayed wiring. Replays are counted from the schedule.
+proven wiring is the replayed wiring. Replays are counted, not computed: the indexer calls
+the hook saw in each graph's capture forward are kept per graph (forward mode, batch size)
+and added once per replay of that graph; replaying a graph whose capture this backend did
+not see is an error.
 
 With SGLang's default fused top-k (`SGLANG_DSA_FUSE_TOPK=1`) the Full layer's top-k kernel
 already emits physical KV slots, so Shared layers run no index transform either.
@@ -29,7 +32,7 @@ import os
 
 from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
 
-from sglang_indexcache.cache import TopkStore, check_handed_topk
+from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.schedule import Role
 
@@ -52,6 +55,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.index_topk = int(model_runner.model_config.hf_text_config.index_topk)
         self.store = TopkStore()
         self.graph_replays = 0
+        self.graph_counts: dict = {}  # (forward mode, batch size) -> (indexer runs, skips) at capture
+        self._capturing = None  # the graph being captured, set until the next eager forward or replay
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
         logger.info(
@@ -61,21 +66,35 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
 
     # ---- forward boundaries ------------------------------------------------------------
 
+    def init_forward_metadata(self, forward_batch):
+        self._capturing = None  # an eager forward: whatever was being captured is done
+        super().init_forward_metadata(forward_batch)
+
     def init_forward_metadata_out_graph(self, forward_batch, in_capture: bool = False):
         super().init_forward_metadata_out_graph(forward_batch, in_capture=in_capture)
-        if not in_capture:
-            self._count_replay()
+        key = (forward_batch.forward_mode.name, int(forward_batch.batch_size))
+        if in_capture:
+            self._capturing = key  # its warm-ups and capture run through the hook next
+        else:
+            self._capturing = None
+            self._count_replay(key)
 
-    def _count_replay(self) -> None:
-        # A replay runs the captured kernels only; the wiring was checked at capture.
+    def _count_replay(self, key) -> None:
+        # A replay runs the kernels its capture recorded; the wiring was checked at capture.
+        counts = self.graph_counts.get(key)
+        if counts is None:
+            raise IndexCacheError(
+                f"replaying the CUDA graph for {key}, whose capture did not run through the indexcache "
+                f"check (captured: {sorted(self.graph_counts)}); refusing to attend on unchecked top-k"
+            )
         self.graph_replays += 1
         t = self.store.totals
         t["forwards"] += 1
-        t["indexer_runs"] += self.full_per_forward
-        t["indexer_skips"] += self.shared_per_forward
+        t["indexer_runs"] += counts[0]
+        t["indexer_skips"] += counts[1]
         self._write_stats(replay=True)
 
-    # ---- the check (called by the plugin's hook around every DeepSeek decoder layer) ----
+    # ---- the check (called by the hook around every DeepSeek decoder layer) ----
 
     def index_cache_layer(self, original, layer, args, kwargs, forward_batch, prev_topk):
         """Run one decoder layer; a Shared layer only with its source's top-k of this forward.
@@ -104,6 +123,9 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             topk = out[1] if isinstance(out, tuple) and len(out) > 1 else None
             self.store.put(layer_id, topk, batch=batch, num_tokens=rows)
         if layer_id == self.last_layer:
+            if self._capturing is not None:  # the last forward run for a graph is its capture
+                c = self.store.counters
+                self.graph_counts[self._capturing] = (c.indexer_runs, c.indexer_skips)
             self._write_stats(replay=False)
         return out
 
@@ -114,6 +136,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         stats = {
             **self.store.totals,
             "graph_replays": self.graph_replays,
+            "graph_counts": {f"{m}:{bs}": list(v) for (m, bs), v in sorted(self.graph_counts.items())},
             "dense_forwards": self.dense_forwards,
             "pattern": self.schedule.pattern,
             "last_forward": {

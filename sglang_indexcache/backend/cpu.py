@@ -28,9 +28,9 @@ import torch
 
 from sglang.srt.layers.attention.base_attn_backend import AttentionBackend
 
-from sglang_indexcache.cache import IndexCacheError, TopkStore
+from sglang_indexcache.backend.store import IndexCacheError, TopkStore
 from sglang_indexcache.integration.model_config import schedule_of
-from sglang_indexcache.ops import causal_topk, index_scores, indexer_project, sparse_mla
+from sglang_indexcache.backend.ops import causal_topk, index_scores, indexer_project, sparse_mla
 from sglang_indexcache.schedule import Role
 
 logger = logging.getLogger("sglang_indexcache")

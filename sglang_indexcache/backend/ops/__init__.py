@@ -1,6 +1,6 @@
 """Pure-torch DSA operators: the CPU path of the backend and the tests' reference glue."""
 
-from sglang_indexcache.ops.dsa import (
+from sglang_indexcache.backend.ops.dsa import (
     apply_rope,
     causal_topk,
     index_scores,

@@ -1,0 +1,113 @@
+"""Hooks the `indexcache` backend installs inside SGLang's model code, when it is built.
+
+Installed from the backend factory, not at plugin load: their targets live in SGLang's
+model and kernel modules, which a plugin loaded in every process (CPU ones too) must not
+import. Each `register_*` is idempotent and fails loudly if SGLang's hook registry did not
+take the hook.
+
+- `register_layer_check`: every DeepSeek/GLM decoder layer goes through the CUDA backend's
+  fail-closed source check; a Shared layer under a backend without the check is refused.
+- `register_draft_backends`: the speculative draft's backend map learns `indexcache`.
+- `register_cpu_indexer`: SGLang's torch-less indexer runs ours under the CPU backend.
+- `register_model_dispatch`: DeepSeek-family models take their DSA path under our name.
+"""
+
+from __future__ import annotations
+
+from sglang_indexcache.integration.model_config import BACKEND_NAME
+
+_INDEXER_NATIVE_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer.forward_native"
+_DECODER_LAYER_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2DecoderLayer.forward"
+_DRAFT_FACTORY_TARGET = "sglang.srt.speculative.draft_utils.DraftBackendFactory._create_backend"
+
+
+def _around_indexer_native(original, indexer, x, q_lora, positions, forward_batch, layer_id, *args, **kwargs):
+    """SGLang's indexer has no torch path; under our CPU backend it runs ours."""
+    from sglang.srt.model_executor.forward_context import get_attn_backend
+
+    backend = get_attn_backend()
+    run = getattr(backend, "run_indexer", None)
+    if run is None:
+        return original(indexer, x, q_lora, positions, forward_batch, layer_id, *args, **kwargs)
+    return run(indexer, x, q_lora, positions, forward_batch, layer_id)
+
+
+def _around_decoder_layer(original, layer, *args, **kwargs):
+    """Under the CUDA indexcache backend, every DeepSeek/GLM decoder layer goes through its
+    fail-closed source check (`IndexCacheDSABackend.index_cache_layer`)."""
+    # forward(positions, hidden_states, forward_batch, ..., prev_topk_indices=..., ...)
+    from sglang.srt.model_executor.forward_context import get_attn_backend
+
+    forward_batch = kwargs.get("forward_batch", args[2] if len(args) > 2 else None)
+    backend = get_attn_backend()
+    check = getattr(backend, "index_cache_layer", None)
+    if check is None:
+        # Another backend runs this forward (the speculative draft's, whose layers are all
+        # Full): a Shared layer there would attend on a top-k nobody checked. Refuse. (SGLang
+        # marks the NextN draft layer skip_topk too; it runs its own indexer when handed none.)
+        attn = getattr(layer, "self_attn", None)
+        if getattr(attn, "skip_topk", False) and not getattr(attn, "is_nextn", False):
+            from sglang_indexcache.backend.store import IndexCacheError
+
+            raise IndexCacheError(
+                f"layer {getattr(layer, 'layer_id', '?')} is Shared but this forward runs under "
+                f"{type(backend).__name__}, which does not check its top-k source; refusing to attend"
+            )
+        return original(layer, *args, **kwargs)
+    return check(original, layer, args, kwargs, forward_batch, kwargs.get("prev_topk_indices"))
+
+
+def _around_draft_backend(original, factory, backend_name, backend_map, *args, **kwargs):
+    """The speculative draft's decode and draft-extend backends are picked from a map keyed by
+    the backend name, which has no `indexcache`: the draft runs SGLang's DSA backends (all its
+    layers are Full, see `draft_schedule`), stamped `dsa` as upstream stamps them."""
+    if "dsa" in backend_map and BACKEND_NAME not in backend_map:
+        backend_map = {**backend_map, BACKEND_NAME: backend_map["dsa"]}
+    return original(factory, backend_name, backend_map, *args, **kwargs)
+
+
+def _install(target: str, hook) -> None:
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+    if target not in HookRegistry._patched:
+        HookRegistry.register(target, hook, HookType.AROUND)
+        HookRegistry.apply_hooks()
+    if target not in HookRegistry._patched:
+        raise RuntimeError(f"could not install the indexcache hook on {target}")
+
+
+def register_layer_check() -> None:
+    """Install the decoder-layer hook the CUDA backend checks Shared layers with (idempotent)."""
+    _install(_DECODER_LAYER_TARGET, _around_decoder_layer)
+
+
+def register_draft_backends() -> None:
+    """Let the speculative draft build SGLang's DSA backends under our name (idempotent).
+    Installed when the CUDA backend is built: the target model runner comes before the draft's."""
+    _install(_DRAFT_FACTORY_TARGET, _around_draft_backend)
+
+
+def register_cpu_indexer() -> None:
+    """Route SGLang's `Indexer.forward_native` to the CPU backend (idempotent).
+
+    Installed when the CPU backend is built, after the model modules are imported, so
+    no process imports the DSA indexer module just for loading the plugin.
+    """
+    _install(_INDEXER_NATIVE_TARGET, _around_indexer_native)
+
+
+def register_model_dispatch() -> None:
+    """Let DeepSeek-family models run their DSA forward method under our backend name.
+
+    Called when the backend is created (the model modules are loaded by then); importing
+    them at plugin load would pull CUDA kernels into every process, CPU ones too.
+    """
+    from sglang.srt.models.deepseek_common import utils
+    from sglang.srt.models.deepseek_common.attention_backend_handler import (
+        AttentionBackendRegistry,
+        handle_attention_dsa,
+    )
+
+    AttentionBackendRegistry.register(BACKEND_NAME, handle_attention_dsa)
+    if BACKEND_NAME not in utils.FORWARD_ABSORB_CORE_ATTENTION_BACKENDS:
+        utils.FORWARD_ABSORB_CORE_ATTENTION_BACKENDS.append(BACKEND_NAME)
