@@ -10,14 +10,11 @@ from sglang_indexcache.schedule import PP_HANDOFFS, IndexCacheFlags, ScheduleErr
 
 
 def _plan(args) -> int:
-    from sglang.srt.utils.hf_transformers_utils import get_config, get_hf_text_config
-
-    from sglang_indexcache.integration.model_config import _loaded_sharing, memory_of, schedule_for_model
+    from sglang_indexcache.integration.model_config import _loaded_sharing, memory_of, schedule_for_model, text_config
     from sglang_indexcache.schedule import kv_memory_line
 
     overrides = json.loads(args.json_model_override_args)
-    hf_config = get_config(args.model_path, trust_remote_code=True, model_override_args=overrides)
-    text = get_hf_text_config(hf_config)
+    text = text_config(args.model_path, overrides)
     flags = IndexCacheFlags(args.pattern, args.freq, args.offset, args.pp_handoff)
     schedule = schedule_for_model(
         model_path=args.model_path,

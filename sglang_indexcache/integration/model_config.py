@@ -244,3 +244,10 @@ def schedule_of(model_config: Any) -> Schedule:
             "did not run (is SGLANG_PLUGINS excluding 'indexcache'?)"
         )
     return schedule
+
+
+def text_config(model_path: str, overrides: Optional[Mapping[str, Any]] = None):
+    """The checkpoint's text config as SGLang loads it (its config loader, overrides applied)."""
+    from sglang.srt.utils.hf_transformers_utils import get_config, get_hf_text_config
+
+    return get_hf_text_config(get_config(model_path, trust_remote_code=True, model_override_args=dict(overrides or {})))
