@@ -124,6 +124,11 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
             "sharing, without the fail-closed check, is configured with --json-model-override-args "
             '\'{"indexer_types": null, "index_topk_pattern": "..."}\''
         )
+    from sglang_indexcache.integration.dsa_sites import refusal
+
+    refused = refusal(server_args)
+    if refused:
+        raise ScheduleError(f"{refused}; drop the flag or use --attention-backend dsa")
     if flags.pp_handoff == "transfer":
         raise ScheduleError(
             "--index-cache-pp-handoff transfer is not supported yet: the receiving stage has no "
