@@ -43,3 +43,27 @@ def test_stock_launch_lines_pass_without_the_plugin(monkeypatch):
 
 def test_the_plugin_reports_itself_registered_after_loading():
     assert plugin.is_registered()  # conftest loads SGLang's plugins, ours among them
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("launch, expected", [
+    (["--attention-backend", "dsa", "--index-cache-pattern", "FSSFSS"],
+     "--index-cache-pattern: the sglang_indexcache plugin, which implements these, is not active"),
+    (["--attention-backend", "indexcache"], "invalid choice: 'indexcache'"),
+])
+def test_a_real_launch_with_the_plugin_left_out_refuses(models, tmp_path, launch, expected):
+    """End to end: `SGLANG_PLUGINS` naming only another plugin leaves ours out; the launcher
+    refuses the flags at startup, before any weight loads, instead of serving without sharing."""
+    import subprocess
+    import sys
+
+    from sglang_indexcache.server import cpu_env
+
+    env = cpu_env() | {"SGLANG_PLUGINS": "some-other-plugin"}
+    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", models["deepseek-tiny"], "--device", "cpu",
+           "--port", "1", *launch]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out[-2000:]
+    assert expected in out, out[-2000:]
+    assert "Load weight" not in out
