@@ -21,7 +21,7 @@ from sglang_indexcache.server import Server
 PATTERN = "FSSFSS"
 VOCAB = 1024  # deepseek-tiny
 ARGS = ["--dtype", "float32", "--max-total-tokens", "16384", "--attention-backend", "indexcache",
-        "--sleep-on-idle", "--index-cache-pattern", PATTERN, "--context-length", "1024"]
+        "--sleep-on-idle", "--index-cache-pattern", PATTERN, "--context-length", "1024", "--enable-metrics"]
 
 
 def prompt(seed: int, n: int = 120) -> list:
@@ -134,6 +134,33 @@ def test_counters_after_the_faults_match_the_schedule(server, probe_answers):
     full = PATTERN.count("F")
     assert stats["indexer_runs"] == full * stats["forwards"]
     assert stats["indexer_skips"] == (len(PATTERN) - full) * stats["forwards"]
+
+
+def prometheus(srv: Server) -> dict:
+    """{(name, frozenset(labels)): value} of the indexcache metrics on /metrics."""
+    with urllib.request.urlopen(srv.url + "/metrics", timeout=60) as r:
+        text = r.read().decode()
+    out = {}
+    for m in re.finditer(r'^(sglang:indexcache_\w+)\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
+        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+@pytest.mark.engine
+def test_prometheus_metrics_match_the_counters(server, probe_answers):
+    """With --enable-metrics, SGLang's /metrics carries the indexer layer-calls run and skipped
+    per forward mode and the pattern in force; they agree with the backend's own counters."""
+    assert_still_serving(server, probe_answers)
+    metrics, stats = prometheus(server), server.stats()
+    calls = {(dict(k)["forward_mode"], dict(k)["outcome"]): v for (n, k), v in metrics.items()
+             if n == "sglang:indexcache_indexer_layer_calls_total"}
+    print(calls)
+    assert sum(v for (mode, outcome), v in calls.items() if outcome == "run") == stats["indexer_runs"]
+    assert sum(v for (mode, outcome), v in calls.items() if outcome == "skipped") == stats["indexer_skips"]
+    assert {mode for mode, _ in calls} >= {"EXTEND", "DECODE"}
+    info = [dict(k) for (n, k), v in metrics.items() if n == "sglang:indexcache_pattern_info" and v == 1]
+    assert [(i["pattern"], i["full_layers"], i["layers"]) for i in info] == [(PATTERN, "2", "6")]
 
 
 @pytest.mark.engine

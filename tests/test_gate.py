@@ -31,6 +31,7 @@ def backend(pattern=PATTERN):
     b.graph_replays = b.dense_forwards = 0
     b.stats_path = None
     b.use_mha = False
+    b.graph_counts, b._capturing, b.metrics = {}, None, None
     return b
 
 
@@ -138,3 +139,22 @@ def test_a_shared_layer_under_a_backend_without_the_check_is_refused(monkeypatch
     with pytest.raises(IndexCacheError, match="layer 5 is Shared but this forward runs under SimpleNamespace"):
         _around_decoder_layer(original, shared, None, "h", object())
     assert ran == [0, 0]
+
+
+def test_a_replay_adds_the_counts_seen_at_its_graphs_capture():
+    """Capture runs through the hook: the last forward run for a graph is its capture, and its
+    indexer calls are kept per graph. A replay adds them; a graph never seen is refused."""
+    b = backend("FSSSFS")
+    b._capturing = ("DECODE", 4)
+    run_forward(b, ("warm-up", 1))
+    run_forward(b, ("capture", 1))
+    assert b.graph_counts == {("DECODE", 4): (2, 4)}
+    before = dict(b.store.totals)
+    b._capturing = None
+    b._count_replay(("DECODE", 4))
+    assert b.graph_replays == 1
+    assert b.store.totals == {"forwards": before["forwards"] + 1, "indexer_runs": before["indexer_runs"] + 2,
+                              "indexer_skips": before["indexer_skips"] + 4}
+    with pytest.raises(IndexCacheError, match=r"replaying the CUDA graph for \('DECODE', 8\), whose capture"):
+        b._count_replay(("DECODE", 8))
+

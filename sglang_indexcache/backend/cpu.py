@@ -28,6 +28,7 @@ import torch
 
 from sglang.srt.layers.attention.base_attn_backend import AttentionBackend
 
+from sglang_indexcache.backend.metrics import metrics_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.backend.ops import causal_topk, index_scores, indexer_project, sparse_mla
@@ -83,6 +84,8 @@ class IndexCacheCPUBackend(AttentionBackend):
         # SGLANG_INDEXCACHE_STATS=path: the indexer counters as JSON, rewritten after
         # every forward (tests and the demo read it; off by default).
         self.stats_path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
+        self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
+        self._mode = None
         rows = self.pool.get_key_buffer(start).shape[0]
         # Index keys for layers that can run their indexer; Shared layers get none.
         self.index_k = {
@@ -101,6 +104,7 @@ class IndexCacheCPUBackend(AttentionBackend):
 
     def init_forward_metadata(self, forward_batch):
         mode = forward_batch.forward_mode
+        self._mode = mode.name
         if mode.is_idle():
             self.forward_metadata = _Meta([], 0, (id(forward_batch),))
             self.store.begin(self.forward_metadata.batch)
@@ -203,6 +207,8 @@ class IndexCacheCPUBackend(AttentionBackend):
     def _forward_done(self) -> None:
         c = self.store.counters
         logger.debug("indexcache forward %d: indexer ran on layers %s, reused on %s", c.forward_id, c.ran, c.reused)
+        if self.metrics is not None:
+            self.metrics.record(self._mode, c.indexer_runs, c.indexer_skips)
         if self.stats_path is None:
             return
         stats = {

@@ -32,6 +32,7 @@ import os
 
 from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
 
+from sglang_indexcache.backend.metrics import metrics_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.schedule import Role
@@ -59,6 +60,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self._capturing = None  # the graph being captured, set until the next eager forward or replay
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
+        self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
             self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,
@@ -92,6 +94,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         t["forwards"] += 1
         t["indexer_runs"] += counts[0]
         t["indexer_skips"] += counts[1]
+        if self.metrics is not None:
+            self.metrics.record(key[0], *counts)
         self._write_stats(replay=True)
 
     # ---- the check (called by the hook around every DeepSeek decoder layer) ----
@@ -126,6 +130,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             if self._capturing is not None:  # the last forward run for a graph is its capture
                 c = self.store.counters
                 self.graph_counts[self._capturing] = (c.indexer_runs, c.indexer_skips)
+            if self.metrics is not None:
+                self.metrics.record(forward_batch.forward_mode.name, c.indexer_runs, c.indexer_skips)
             self._write_stats(replay=False)
         return out
 
