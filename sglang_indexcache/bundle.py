@@ -8,7 +8,9 @@ and pip, so on the host (where this package is not installed):
     python3 BUNDLE/install_bundle.py --from BUNDLE --target /tmp/sg
 
 This file imports nothing outside the standard library and nothing from
-`sglang_indexcache`, so that the copy runs on its own (also under `python -I`).
+`sglang_indexcache`, so that the copy runs on its own (also under `python -I`). That is
+why wheel file names and versions are parsed here and not with `packaging` (not in every
+host's standard library, and the bundle is what would bring it).
 """
 
 from __future__ import annotations

@@ -2,6 +2,12 @@
 
 Nothing here reaches into SGLang: the server is a subprocess and everything goes through
 its HTTP API (`/generate`, `/v1/chat/completions`, `/flush_cache`).
+
+Not SGLang's `sglang.test.test_utils.popen_launch_server`: that one adds its CI's offline-mode
+retry and device auto-detection, and sends output to the caller's pipes; here every server
+writes its own log file (the tests read it: refusals, retractions, the schedule table), runs
+in its own process group (so `stop()` takes the scheduler and detokenizer down with it), and
+gets the CPU-engine environment and the backend's stats file.
 """
 
 from __future__ import annotations
