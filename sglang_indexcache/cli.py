@@ -25,13 +25,13 @@ def _plan(args) -> int:
         pp_size=args.pp_size,
         dummy_weights=args.load_format == "dummy",
     )
-    mem = memory_of(text, schedule, args.kv_bytes)
+    mem = memory_of(text, schedule, args.kv_cache_dtype)
     if args.json:
         print(json.dumps({**schedule.to_dict(), "kv_memory": mem}, indent=2))
     else:
         print(schedule.table())
         if mem is not None:
-            print(kv_memory_line(mem, schedule.num_layers, "bf16" if args.kv_bytes == 2 else f"{args.kv_bytes}-byte"))
+            print(kv_memory_line(mem, schedule.num_layers, args.kv_cache_dtype))
     return 0
 
 
@@ -194,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json-model-override-args", default="{}")
     plan.add_argument("--load-format", default="auto", help="'dummy' skips the indexer-weight check")
     plan.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    plan.add_argument("--kv-bytes", type=int, default=2, choices=(1, 2), help="bytes per latent KV value (2: bf16, 1: fp8)")
+    plan.add_argument("--kv-cache-dtype", default="bf16", choices=("bf16", "fp8_e4m3"),
+                      help="the latent KV dtype, as SGLang's --kv-cache-dtype (default bf16; fp8_e4m3: 656 B per "
+                           "token-layer on GLM-5 / DeepSeek-V3.2, SGLang's scaled FP8 layout)")
     plan.set_defaults(fn=_plan)
 
     patch = sub.add_parser("patch", help="apply/check/revert/status of the SGLang patch set")

@@ -474,11 +474,29 @@ INDEX_K_BYTES_PER_DIM = 1
 INDEX_K_SCALE_BLOCK = 128
 
 
-def kv_memory(schedule: Schedule, *, kv_lora_rank: int, rope_dim: int, index_head_dim: int, kv_bytes: int = 2) -> dict:
+KV_DTYPES = ("bf16", "fp8_e4m3")
+
+
+def latent_row_bytes(kv_lora_rank: int, rope_dim: int, kv_dtype: str = "bf16") -> int:
+    """Bytes of one token's latent KV row in one layer, as SGLang 0.5.23's DSA pool lays it out.
+
+    bf16: (kv_lora_rank + rope) x 2. fp8_e4m3 (the scaled layout of the FlashMLA kernels,
+    `kv_cache_configurator`'s override dim): the latent in fp8, one float32 scale per 128
+    values, the rope part kept in bf16: 512 + 16 + 128 = 656 B on DeepSeek-V3.2 / GLM-5.
+    (TRTLLM's raw fp8 layout differs; those kernels are refused with indexcache.)
+    """
+    if kv_dtype == "bf16":
+        return (kv_lora_rank + rope_dim) * 2
+    if kv_dtype == "fp8_e4m3":
+        return kv_lora_rank + kv_lora_rank // INDEX_K_SCALE_BLOCK * 4 + rope_dim * 2
+    raise ValueError(f"kv dtype {kv_dtype!r}: one of {KV_DTYPES}")
+
+
+def kv_memory(schedule: Schedule, *, kv_lora_rank: int, rope_dim: int, index_head_dim: int, kv_dtype: str = "bf16") -> dict:
     """Per-token KV bytes with every layer Full versus this schedule (SGLang's DSA pool layout:
     one latent row per layer, fp8 index keys only on layers that run an indexer)."""
     n = schedule.num_layers
-    latent = n * (kv_lora_rank + rope_dim) * kv_bytes
+    latent = n * latent_row_bytes(kv_lora_rank, rope_dim, kv_dtype)
     index_row = index_head_dim * INDEX_K_BYTES_PER_DIM + index_head_dim // INDEX_K_SCALE_BLOCK * 4
     all_full = latent + n * index_row
     this = latent + schedule.num_indexers * index_row

@@ -83,3 +83,13 @@ def test_tokenizer_round_trip(models):
     assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
     chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert chat == "<|user|>\nhi\n<|assistant|>\n"
+
+
+def test_plan_counts_the_fp8_latent_layout(models, capsys):
+    """GLM-5.2 (78 layers, its declared 1-in-4 indexers: 21): 656 B fp8 latent rows (1152 in
+    bf16) and 132 B fp8 index-K rows (128 values + one float32 scale)."""
+    for dtype, row in (("bf16", 1152), ("fp8_e4m3", 656)):
+        rc, out, _ = plan(capsys, "--model-path", models["glm-5.2"], "--load-format", "dummy", "--kv-cache-dtype", dtype)
+        assert rc == 0
+        full, this = 78 * (row + 132), 78 * row + 21 * 132
+        assert f"KV memory per token ({dtype} latent, fp8 index-K): {full} B all-Full, {this} B" in out, out

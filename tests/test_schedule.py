@@ -217,7 +217,7 @@ def test_kv_memory_counts_index_k_only_on_layers_that_run_an_indexer():
     from sglang_indexcache.schedule import kv_memory
 
     s = build_schedule(12, {"index_topk_pattern": "FSSSFSSSFSSS"})
-    mem = kv_memory(s, kv_lora_rank=512, rope_dim=64, index_head_dim=128, kv_bytes=2)
+    mem = kv_memory(s, kv_lora_rank=512, rope_dim=64, index_head_dim=128, kv_dtype="bf16")
     # latent row 576 x 2 B on all 12 layers; fp8 index key 128 B + one fp32 scale on 3
     assert mem["bytes_per_token_all_full"] == 12 * 1152 + 12 * 132
     assert mem["bytes_per_token"] == 12 * 1152 + 3 * 132
@@ -236,3 +236,18 @@ def test_nearest_full_is_the_one_definition_of_a_source():
         pattern_sources("SF")
     s = build_schedule(6, {}, flags=IndexCacheFlags(pattern="FSSFSS"))
     assert [r.source for r in s.layers] == pattern_sources("FSSFSS")
+
+
+def test_fp8_latent_row_is_sglangs_scaled_layout():
+    """SGLang 0.5.23's DSA pool stores an fp8 latent row as kv_lora_rank fp8 values, one float32
+    scale per 128, and the rope part in bf16 (kv_cache_configurator's override dim)."""
+    from sglang.srt.mem_cache.kv_cache_configurator import DSATokenToKVPool
+
+    from sglang_indexcache.schedule import latent_row_bytes
+
+    assert latent_row_bytes(512, 64, "bf16") == 1152
+    blk, rope = DSATokenToKVPool.quant_block_size, DSATokenToKVPool.rope_storage_dtype.itemsize
+    assert latent_row_bytes(512, 64, "fp8_e4m3") == 512 + 512 // blk * 4 + 64 * rope == 656
+    with pytest.raises(ValueError, match="one of"):
+        latent_row_bytes(512, 64, "fp16")
+

@@ -172,9 +172,9 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
     for config in {id(c): c for c in (cfg, model_config.hf_config)}.values():
         config.indexer_types = types
     model_config.index_cache_schedule = schedule
-    kv_bytes = 1 if "fp8" in str(getattr(server_args, "kv_cache_dtype", "") or "") else 2
-    mem = memory_of(cfg, schedule, kv_bytes)
-    _log_once(schedule, None if mem is None else kv_memory_line(mem, schedule.num_layers, "fp8" if kv_bytes == 1 else "bf16"))
+    kv_dtype = "fp8_e4m3" if "fp8" in str(getattr(server_args, "kv_cache_dtype", "") or "") else "bf16"
+    mem = memory_of(cfg, schedule, kv_dtype)
+    _log_once(schedule, None if mem is None else kv_memory_line(mem, schedule.num_layers, kv_dtype))
     if getattr(server_args, "speculative_algorithm", None):
         # the draft's ModelConfig is built in the scheduler processes only: its table is logged here
         _log_once(draft_schedule(_draft_layers(cfg)), section="draft")
@@ -206,7 +206,7 @@ def _apply_to_draft(model_config: Any) -> Schedule:
     return schedule
 
 
-def memory_of(text_config: Any, schedule: Schedule, kv_bytes: int = 2) -> Optional[dict]:
+def memory_of(text_config: Any, schedule: Schedule, kv_dtype: str = "bf16") -> Optional[dict]:
     """`schedule.kv_memory` from a model's text config (None if it lacks MLA/DSA dims)."""
     try:
         return kv_memory(
@@ -214,7 +214,7 @@ def memory_of(text_config: Any, schedule: Schedule, kv_bytes: int = 2) -> Option
             kv_lora_rank=int(text_config.kv_lora_rank),
             rope_dim=int(text_config.qk_rope_head_dim),
             index_head_dim=int(text_config.index_head_dim),
-            kv_bytes=kv_bytes,
+            kv_dtype=kv_dtype,
         )
     except (AttributeError, TypeError):
         return None
