@@ -47,6 +47,16 @@ def checkpoint_tensor_names(model_path: str) -> Optional[list]:
     return [k for p in files for k in _safetensors_keys(p)]
 
 
+def indexer_weight_layers_between(model_path: str, lo: int, hi: int) -> Optional[frozenset]:
+    """Layers in [lo, hi) whose checkpoint carries `self_attn.indexer.*` weights (the NextN /
+    MTP layers of a DeepSeek-V3.2 or GLM-5 checkpoint are numbered from num_hidden_layers on).
+    None when the folder has no safetensors: unknown."""
+    names = checkpoint_tensor_names(model_path)
+    if names is None:
+        return None
+    return frozenset(int(m.group(1)) for m in map(_INDEXER_KEY.match, names) if m and lo <= int(m.group(1)) < hi)
+
+
 def indexer_weight_layers(model_path: str, num_layers: int) -> Optional[frozenset]:
     """Layers below `num_layers` whose checkpoint carries `self_attn.indexer.*` weights.
 

@@ -191,3 +191,23 @@ def test_draft_flag_given_positionally_is_honoured(models):
     draft = ModelConfig.from_server_args(sa, models["deepseek-tiny"], None, True)
     assert draft.index_cache_schedule.source.startswith("draft model")  # not the target's FSSFSS
     assert sglang_pattern(draft) == "FFFFFF"
+
+
+def test_a_draft_without_indexer_weights_is_refused_before_weights_load(models, tmp_path):
+    """MTP over a checkpoint whose NextN layer has no indexer weights: the draft runs its own
+    indexer on every layer, so the launch is refused naming the flag; with the weights listed
+    (or dummy weights) it passes."""
+    import shutil
+
+    spec = dict(attention_backend="indexcache", index_cache_pattern="FSSFSS", speculative_algorithm="EAGLE",
+                speculative_num_steps=1, speculative_eagle_topk=1, speculative_num_draft_tokens=2)
+    with pytest.raises(ScheduleError, match=r"--speculative-algorithm EAGLE: the draft model's NextN layer\(s\) \[6\]"):
+        model_config(models["deepseek-tiny"], **spec)
+    model_config(models["deepseek-tiny"], load_format="dummy", **spec)
+
+    with_mtp = tmp_path / "with-mtp"
+    shutil.copytree(models["deepseek-tiny"], with_mtp)
+    names = {f"model.layers.{i}.self_attn.indexer.wk.weight": "model.safetensors" for i in range(7)}
+    (with_mtp / "model.safetensors.index.json").write_text(json.dumps({"weight_map": names}))
+    mc = model_config(str(with_mtp), **spec)
+    assert mc.index_cache_schedule.pattern == "FSSFSS"

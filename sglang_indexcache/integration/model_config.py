@@ -13,7 +13,12 @@ import logging
 import multiprocessing
 from typing import Any, Mapping, Optional
 
-from sglang_indexcache.checkpoint import declared_sharing_config, indexer_weight_layers, read_raw_config
+from sglang_indexcache.checkpoint import (
+    declared_sharing_config,
+    indexer_weight_layers,
+    indexer_weight_layers_between,
+    read_raw_config,
+)
 from sglang_indexcache.schedule import (
     CONFIG_SOURCE_KEYS,
     IndexCacheFlags,
@@ -153,6 +158,7 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
         return _apply_to_draft(model_config)
     check_launch(server_args, flags)
     cfg = model_config.hf_text_config
+    _check_draft_weights(server_args, cfg, model_config.model_path)
     if not is_deepseek_dsa(cfg):
         arch = (getattr(model_config.hf_config, "architectures", None) or ["?"])[0]
         raise ScheduleError(
@@ -179,6 +185,26 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
         # the draft's ModelConfig is built in the scheduler processes only: its table is logged here
         _log_once(draft_schedule(_draft_layers(cfg)), section="draft")
     return schedule
+
+
+def _check_draft_weights(server_args: Any, text_config: Any, model_path: str) -> None:
+    """A speculative draft over the checkpoint's NextN layers runs its own indexer on each of
+    them (all Full): refuse, before weights load, a checkpoint whose NextN layers have no
+    indexer weights (dummy weights and checkpoints of unknown layout pass)."""
+    algo = getattr(server_args, "speculative_algorithm", None)
+    if not algo or getattr(server_args, "load_format", None) == "dummy":
+        return
+    draft_path = getattr(server_args, "speculative_draft_model_path", None) or model_path
+    n = int(text_config.num_hidden_layers)
+    wanted = range(n, n + _draft_layers(text_config))
+    found = indexer_weight_layers_between(str(draft_path), wanted.start, wanted.stop)
+    if found is not None and set(wanted) - found:
+        missing = sorted(set(wanted) - found)
+        raise ScheduleError(
+            f"--speculative-algorithm {algo}: the draft model's NextN layer(s) {missing} in {draft_path} have no "
+            "self_attn.indexer weights, and the draft runs its own indexer on every layer (it never reuses the "
+            "target's top-k). Use a checkpoint with its MTP layers, or drop the speculative flags"
+        )
 
 
 def _draft_layers(text_config: Any) -> int:
