@@ -141,6 +141,19 @@ def test_a_shared_layer_under_a_backend_without_the_check_is_refused(monkeypatch
     assert ran == [0, 0]
 
 
+def test_metrics_are_recorded_per_forward_and_per_replay():
+    """With --enable-metrics the backend records every forward it checked and every replay."""
+    b = backend()
+    seen = []
+    b.metrics = types.SimpleNamespace(record=lambda mode, runs, skips: seen.append((mode, runs, skips)))
+    batch = types.SimpleNamespace(forward_mode=types.SimpleNamespace(name="DECODE"))
+    b._capturing = ("DECODE", 1)
+    run_forward(b, batch)
+    b._capturing = None
+    b._count_replay(("DECODE", 1))
+    assert seen == [("DECODE", 2, 4), ("DECODE", 2, 4)]
+
+
 def test_a_replay_adds_the_counts_seen_at_its_graphs_capture():
     """Capture runs through the hook: the last forward run for a graph is its capture, and its
     indexer calls are kept per graph. A replay adds them; a graph never seen is refused."""

@@ -8,9 +8,9 @@ model's layer loop hands each Shared layer the top-k tensor of the layer before 
 
 What this class adds to SGLang's `dsa` backend is the check that the top-k a Shared layer
 is handed by the model's layer loop is exactly its scheduled source's top-k from this
-forward of this batch (a `TopkStore` keyed by tensor identity, filled and read by the
-hook around (`backend/hooks.py`) `DeepseekV2DecoderLayer.forward`). Any other tensor, or none, is an
-`IndexCacheError` naming the layer: never a silent read of stale or foreign indices.
+forward of this batch (a `TopkStore` keyed by tensor identity, filled and read by the hook
+around `DeepseekV2DecoderLayer.forward`, `backend/hooks.py`). Any other tensor, or none, is
+an `IndexCacheError` naming the layer: never a silent read of stale or foreign indices.
 
 The check is host-side Python on object identity: no device data is read and nothing
 synchronises. Under CUDA graphs it runs while the graph is captured; a replay re-executes
@@ -127,8 +127,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             topk = out[1] if isinstance(out, tuple) and len(out) > 1 else None
             self.store.put(layer_id, topk, batch=batch, num_tokens=rows)
         if layer_id == self.last_layer:
+            c = self.store.counters
             if self._capturing is not None:  # the last forward run for a graph is its capture
-                c = self.store.counters
                 self.graph_counts[self._capturing] = (c.indexer_runs, c.indexer_skips)
             if self.metrics is not None:
                 self.metrics.record(forward_batch.forward_mode.name, c.indexer_runs, c.indexer_skips)
