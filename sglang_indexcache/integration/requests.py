@@ -8,6 +8,10 @@ the OpenAI-compatible ones, each element of a batch) after tokenization and befo
 is sent to the scheduler; a ValueError there is answered with HTTP 400 and the message. This
 module adds the missing check there, through the plugin API (a BEFORE hook), and imports no
 SGLang itself.
+
+Upstream: sgl-project/sglang issue #31597 (item 3) and pull requests #31908 (open) and #35903
+(closed) propose the same check in `_validate_one_request`. Remove this hook once SGLang
+range-checks prompt token ids itself.
 """
 
 from __future__ import annotations
