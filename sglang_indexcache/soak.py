@@ -111,7 +111,7 @@ class Soak:
                 raw = body if isinstance(body, bytes) else None
                 status, text = _post(self.srv.url, path, None if raw else body, raw=raw)
                 ok = 400 <= status < 500
-                self._note(f"bad refused" if ok else "bad not refused", None if ok else f"{name}: HTTP {status} {text}")
+                self._note("bad refused" if ok else "bad not refused", None if ok else f"{name}: HTTP {status} {text}")
 
     def _abort(self, rng: random.Random, rid: str, convo: list) -> None:
         n = self.context - len(convo) - 8

@@ -22,7 +22,7 @@ _METRICS: dict = {}  # one set per process: prometheus_client refuses a name reg
 LABELS = ("model_name", "tp_rank", "pp_rank")
 
 
-def _get(labels: tuple):
+def _get():
     if not _METRICS:
         from prometheus_client import Counter, Gauge
 
@@ -43,7 +43,7 @@ def _get(labels: tuple):
 class IndexerMetrics:
     def __init__(self, schedule, labels: dict):
         self.labels = {k: str(labels[k]) for k in LABELS}
-        m = _get(LABELS)
+        m = _get()
         self.calls = m["calls"]
         m["info"].labels(**self.labels, pattern=schedule.pattern, full_layers=str(schedule.num_indexers),
                          layers=str(schedule.num_layers)).set(1)
