@@ -11,7 +11,7 @@ from sglang_indexcache.schedule import PP_HANDOFFS, IndexCacheFlags, ScheduleErr
 
 def _plan(args) -> int:
     from sglang_indexcache.integration.model_config import _loaded_sharing, memory_of, schedule_for_model, text_config
-    from sglang_indexcache.schedule import kv_memory_line
+    from sglang_indexcache.kv_memory import kv_memory_line
 
     overrides = json.loads(args.json_model_override_args)
     text = text_config(args.model_path, overrides)

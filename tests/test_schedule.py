@@ -214,7 +214,7 @@ def test_shadowed_source_is_reported_not_validated():
 
 
 def test_kv_memory_counts_index_k_only_on_layers_that_run_an_indexer():
-    from sglang_indexcache.schedule import kv_memory
+    from sglang_indexcache.kv_memory import kv_memory
 
     s = build_schedule(12, {"index_topk_pattern": "FSSSFSSSFSSS"})
     mem = kv_memory(s, kv_lora_rank=512, rope_dim=64, index_head_dim=128, kv_dtype="bf16")
@@ -243,7 +243,7 @@ def test_fp8_latent_row_is_sglangs_scaled_layout():
     scale per 128, and the rope part in bf16 (kv_cache_configurator's override dim)."""
     from sglang.srt.mem_cache.kv_cache_configurator import DSATokenToKVPool
 
-    from sglang_indexcache.schedule import latent_row_bytes
+    from sglang_indexcache.kv_memory import latent_row_bytes
 
     assert latent_row_bytes(512, 64, "bf16") == 1152
     blk, rope = DSATokenToKVPool.quant_block_size, DSATokenToKVPool.rope_storage_dtype.itemsize

@@ -19,6 +19,7 @@ from sglang_indexcache.checkpoint import (
     indexer_weight_layers_between,
     read_raw_config,
 )
+from sglang_indexcache.kv_memory import kv_memory, kv_memory_line
 from sglang_indexcache.schedule import (
     CONFIG_SOURCE_KEYS,
     IndexCacheFlags,
@@ -26,8 +27,6 @@ from sglang_indexcache.schedule import (
     ScheduleError,
     build_schedule,
     draft_schedule,
-    kv_memory,
-    kv_memory_line,
     sglang_skips_topk,
 )
 
@@ -233,7 +232,7 @@ def _apply_to_draft(model_config: Any) -> Schedule:
 
 
 def memory_of(text_config: Any, schedule: Schedule, kv_dtype: str = "bf16") -> Optional[dict]:
-    """`schedule.kv_memory` from a model's text config (None if it lacks MLA/DSA dims)."""
+    """`kv_memory.kv_memory` from a model's text config (None if it lacks MLA/DSA dims)."""
     try:
         return kv_memory(
             schedule,
