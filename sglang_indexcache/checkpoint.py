@@ -63,15 +63,7 @@ def indexer_weight_layers(model_path: str, num_layers: int) -> Optional[frozense
     None when the folder has no safetensors (a hub id, .bin weights): unknown.
     Draft/MTP layers (index >= num_layers) are not counted.
     """
-    names = checkpoint_tensor_names(model_path)
-    if names is None:
-        return None
-    layers = set()
-    for name in names:
-        m = _INDEXER_KEY.match(name)
-        if m and int(m.group(1)) < num_layers:
-            layers.add(int(m.group(1)))
-    return frozenset(layers)
+    return indexer_weight_layers_between(model_path, 0, num_layers)
 
 
 def declared_sharing_config(raw: dict, overrides: dict[str, Any]) -> dict:

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from sglang_indexcache.schedule import Schedule
 
-# SGLang's DSA pool keeps index keys as fp8 with one float32 scale per 128 values.
-INDEX_K_BYTES_PER_DIM = 1
-INDEX_K_SCALE_BLOCK = 128
+# SGLang's DSA pool (`DSATokenToKVPool.quant_block_size`): fp8 values with one float32 scale
+# per 128 of them, for the index keys and for an fp8 latent alike.
+FP8_SCALE_BLOCK = 128
+
+
+def _fp8_with_scales(values: int) -> int:
+    return values + values // FP8_SCALE_BLOCK * 4
 
 
 KV_DTYPES = ("bf16", "fp8_e4m3")
@@ -26,7 +30,7 @@ def latent_row_bytes(kv_lora_rank: int, rope_dim: int, kv_dtype: str = "bf16") -
     if kv_dtype == "bf16":
         return (kv_lora_rank + rope_dim) * 2
     if kv_dtype == "fp8_e4m3":
-        return kv_lora_rank + kv_lora_rank // INDEX_K_SCALE_BLOCK * 4 + rope_dim * 2
+        return _fp8_with_scales(kv_lora_rank) + rope_dim * 2
     raise ValueError(f"kv dtype {kv_dtype!r}: one of {KV_DTYPES}")
 
 
@@ -35,7 +39,7 @@ def kv_memory(schedule: Schedule, *, kv_lora_rank: int, rope_dim: int, index_hea
     one latent row per layer, fp8 index keys only on layers that run an indexer)."""
     n = schedule.num_layers
     latent = n * latent_row_bytes(kv_lora_rank, rope_dim, kv_dtype)
-    index_row = index_head_dim * INDEX_K_BYTES_PER_DIM + index_head_dim // INDEX_K_SCALE_BLOCK * 4
+    index_row = _fp8_with_scales(index_head_dim)
     all_full = latent + n * index_row
     this = latent + schedule.num_indexers * index_row
     return {

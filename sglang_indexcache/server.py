@@ -93,13 +93,9 @@ class Server:
         while time.monotonic() - t0 < self.startup_timeout:
             if self.proc.poll() is not None:
                 raise ServerError(f"server exited with {self.proc.returncode}; log {self.log}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        self.startup_s = time.monotonic() - t0
-                        return self
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
+            if self.healthy(timeout=5):
+                self.startup_s = time.monotonic() - t0
+                return self
             time.sleep(1.0)
         self.stop()
         raise ServerError(f"server not healthy after {self.startup_timeout:.0f} s; log {self.log}:\n{self.tail()}")
@@ -135,6 +131,16 @@ class Server:
 
     # -- API --------------------------------------------------------------------------
 
+    def request(self, path: str, body=None, *, raw: Optional[bytes] = None, timeout: float = 300.0) -> tuple:
+        """POST `body` as JSON (or `raw` bytes as they are); (HTTP status, response text), errors included."""
+        data = raw if raw is not None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
     def post(self, path: str, body: Optional[dict] = None, *, timeout: float = 600.0) -> dict:
         data = json.dumps(body or {}).encode()
         req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
@@ -160,7 +166,7 @@ class Server:
         try:
             with urllib.request.urlopen(self.url + "/health", timeout=timeout) as r:
                 return r.status == 200
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, ConnectionError, OSError):
             return False
 
     def flush_cache(self, wait_s: float = 0.0) -> None:

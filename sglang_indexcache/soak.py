@@ -34,16 +34,6 @@ from sglang_indexcache.server import Server
 ACTIONS = (("ok", 0.6), ("abort", 0.15), ("hangup", 0.15), ("bad", 0.1))
 
 
-def _post(url: str, path: str, body, timeout: float = 300.0, raw: bytes | None = None) -> tuple:
-    data = raw if raw is not None else json.dumps(body).encode()
-    req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-
-
 def _gen(ids, max_new: int, rid: str | None = None, **extra) -> dict:
     body = {"input_ids": ids, "sampling_params": {"max_new_tokens": max_new, "temperature": 0.0, "ignore_eos": True}}
     if rid:
@@ -93,7 +83,7 @@ class Soak:
             action = rng.choices(names, weights)[0]
             if action == "ok":
                 n = rng.randrange(4, 24)
-                status, text = _post(self.srv.url, "/generate", _gen(convo, n))
+                status, text = self.srv.request("/generate", _gen(convo, n))
                 if status != 200:
                     self._note("ok failed", f"HTTP {status}: {text}")
                     continue
@@ -109,16 +99,16 @@ class Soak:
             else:
                 name, path, body = rng.choice(bad)
                 raw = body if isinstance(body, bytes) else None
-                status, text = _post(self.srv.url, path, None if raw else body, raw=raw)
+                status, text = self.srv.request(path, None if raw else body, raw=raw)
                 ok = 400 <= status < 500
                 self._note("bad refused" if ok else "bad not refused", None if ok else f"{name}: HTTP {status} {text}")
 
     def _abort(self, rng: random.Random, rid: str, convo: list) -> None:
         n = self.context - len(convo) - 8
         with cf.ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(_post, self.srv.url, "/generate", _gen(convo, n, rid))
+            fut = pool.submit(self.srv.request, "/generate", _gen(convo, n, rid))
             time.sleep(rng.uniform(0.05, 0.5))
-            _post(self.srv.url, "/abort_request", {"rid": rid}, timeout=30)
+            self.srv.request("/abort_request", {"rid": rid}, timeout=30)
             status, text = fut.result()
         reason = (json.loads(text).get("meta_info", {}).get("finish_reason") or {}) if text.startswith("{") else {}
         if reason.get("type") == "abort" or (status >= 400 and "abort" in text.lower()):
@@ -145,7 +135,7 @@ class Soak:
     def _flusher(self, deadline: float) -> None:
         while time.monotonic() < deadline - 2:
             time.sleep(3.0)
-            status, _ = _post(self.srv.url, "/flush_cache", {}, timeout=60)
+            status, _ = self.srv.request("/flush_cache", {}, timeout=60)
             self._note("flush done" if status == 200 else "flush refused while busy")
 
     def run(self, duration_s: float, max_checked: int = 80) -> dict:

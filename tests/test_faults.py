@@ -55,13 +55,7 @@ def test_token_id_check_passes_valid_ids(ids):
 
 
 def http(srv: Server, path: str, body, *, raw: bytes | None = None) -> tuple:
-    data = raw if raw is not None else json.dumps(body).encode()
-    req = urllib.request.Request(srv.url + path, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
+    return srv.request(path, body, raw=raw, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +76,7 @@ def probe_answers(server):
 
 def assert_still_serving(srv: Server, answers: list) -> None:
     assert srv.proc.poll() is None, srv.tail()
-    with urllib.request.urlopen(srv.url + "/health", timeout=30) as r:
-        assert r.status == 200
+    assert srv.healthy(timeout=30), srv.tail()
     assert [srv.generate(p, 8)["output_ids"] for p in PROBES] == answers
 
 

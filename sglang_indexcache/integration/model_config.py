@@ -19,6 +19,7 @@ from sglang_indexcache.checkpoint import (
     indexer_weight_layers_between,
     read_raw_config,
 )
+from sglang_indexcache.integration.dsa_sites import refusal
 from sglang_indexcache.kv_memory import kv_memory, kv_memory_line
 from sglang_indexcache.schedule import (
     CONFIG_SOURCE_KEYS,
@@ -128,8 +129,6 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
             "sharing, without the fail-closed check, is configured with --json-model-override-args "
             '\'{"indexer_types": null, "index_topk_pattern": "..."}\''
         )
-    from sglang_indexcache.integration.dsa_sites import refusal
-
     refused = refusal(server_args)
     if refused:
         raise ScheduleError(f"{refused}; drop the flag or use --attention-backend dsa")

@@ -1,9 +1,10 @@
 """The `sglang.srt.plugins` entry point: SGLang calls `register()` early in every process.
 
 It adds the `indexcache` attention backend (CLI choice and factory; the hooks the backend
-needs inside SGLang's model code are installed by `backend/hooks.py` when it is built), the hook that resolves the
-IndexCache schedule whenever SGLang builds a ModelConfig, and the request validation of
-`integration/requests.py` (out-of-vocabulary prompt token ids answered with HTTP 400).
+needs inside SGLang's model code are installed by `backend/hooks.py` when it is built),
+the hook that resolves the IndexCache schedule whenever SGLang builds a ModelConfig, and
+the request validation of `integration/requests.py` (out-of-vocabulary prompt token ids
+answered with HTTP 400).
 """
 
 from __future__ import annotations
