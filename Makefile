@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 MODELS ?= models
 
-.PHONY: install test demo bench plan clean small-model study soak
+.PHONY: install test demo bench bench-paper plan clean small-model study soak
 
 # The venv gets exactly requirements/lock.txt (every package pinned with hashes; regenerate with
 # `$(BIN)/python -m sglang_indexcache.envlock`), then this package without dependencies, then the
@@ -50,11 +50,20 @@ soak: $(MODELS)/deepseek-tiny/config.json
 	$(BIN)/python -m sglang_indexcache.soak --model-path $(MODELS)/deepseek-tiny --pattern FSSFSS \
 		--duration $(SOAK_S) --seed 0 --out soak_results
 
-# Side by side on a CUDA GPU: dsa vs indexcache, all-Full and 1/4 (see sglang_indexcache/bench.py).
-BENCH_OUT ?= bench_results/run
+# Side by side on a CUDA GPU (sglang_indexcache/bench/): agentic sessions replayed by SGLang's
+# bench_serving, dsa vs indexcache (all-Full, native sharing, 1/4, 1/8, searched shape), at
+# concurrency 1, 4, 16. BENCH_SHAPE=glm-5.2-tp8 for one TP rank of GLM-5.2 (78 layers).
+BENCH_OUT   ?= bench_results/agentic
+BENCH_SHAPE ?= flash-12
 bench:
-	$(BIN)/python -m sglang_indexcache.bench run --out $(BENCH_OUT)
-	$(BIN)/python -m sglang_indexcache.bench report $(BENCH_OUT)/results.json --png $(BENCH_OUT)/bench.png
+	$(BIN)/python -m sglang_indexcache.bench agentic --out $(BENCH_OUT) --shape $(BENCH_SHAPE)
+	$(BIN)/python -m sglang_indexcache.bench report $(BENCH_OUT)/results.json --png $(BENCH_OUT)/agentic.png
+
+# The paper's table: batch-1 prefill (one_batch) and 16 x 64K decode, dsa vs indexcache.
+PAPER_OUT ?= bench_results/paper
+bench-paper:
+	$(BIN)/python -m sglang_indexcache.bench run --out $(PAPER_OUT)
+	$(BIN)/python -m sglang_indexcache.bench report $(PAPER_OUT)/results.json --png $(PAPER_OUT)/bench.png
 
 # The small trained 12-layer DSA model the pattern tools are demonstrated on (~12 min, CPU).
 $(MODELS)/glm-small/config.json:

@@ -4,7 +4,7 @@
 # in later shells (or export PYTHONPATH=$SG yourself).
 #   bash scripts/gpu_host.sh install BUNDLE_DIR     # verify + install (about 1 minute)
 #   bash scripts/gpu_host.sh test [pytest args]     # the gpu-marked tests
-#   bash scripts/gpu_host.sh bench [bench args]     # python -m sglang_indexcache.bench run ...
+#   bash scripts/gpu_host.sh bench agentic|run ...  # python -m sglang_indexcache.bench ...
 set -euo pipefail
 SG=${SG:-/tmp/sg}
 PY=${PY:-python3}
@@ -34,8 +34,8 @@ PY
     cd "$here" && $PY -m pytest -m gpu -v -rA -p no:cacheprovider -W ignore::DeprecationWarning "$@"
     ;;
   bench)
-    cd "$here" && $PY -m sglang_indexcache.bench run "$@"
+    cd "$here" && $PY -m sglang_indexcache.bench "$@"
     ;;
   env) ;;
-  *) echo "usage: $0 install BUNDLE | test [...] | bench [...]" >&2; exit 2 ;;
+  *) echo "usage: $0 install BUNDLE | test [...] | bench agentic|run [...]" >&2; exit 2 ;;
 esac

@@ -118,8 +118,14 @@ def _training_text() -> str:
     return "\n".join(topics[k] for k in sorted(topics))
 
 
-def build_tokenizer(out: Path) -> None:
-    """Train a byte-level BPE tokenizer (VOCAB_SIZE tokens) and save it HF-style in `out`."""
+def build_tokenizer(out: Path, cover: Optional[int] = None) -> None:
+    """Train a byte-level BPE tokenizer (VOCAB_SIZE tokens) and save it HF-style in `out`.
+
+    `cover`: the model's vocabulary when larger (the real shapes). Ids past the BPE's are
+    added as plain tokens `<tN>`, so every id a dummy-weight model emits decodes to text that
+    encodes back to the same id: chat replies keep their token count when a multi-turn
+    client sends them back, and the server streams a chunk for every token (TTFT and ITL
+    measured per token, not per printable token)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -140,6 +146,10 @@ def build_tokenizer(out: Path) -> None:
         pad_token="<|endoftext|>",
         unk_token=None,
     )
+    if cover is not None and cover > len(fast):
+        from tokenizers import AddedToken
+
+        fast.add_tokens([AddedToken(f"<t{i}>", normalized=False) for i in range(len(fast), cover)])
     fast.chat_template = CHAT_TEMPLATE
     fast.model_max_length = 4096
     fast.save_pretrained(out)
@@ -213,5 +223,5 @@ def make_shape(
         cfg = json.loads((out / "config.json").read_text())
         cfg.pop("indexer_types", None)
         (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    build_tokenizer(out)
+    build_tokenizer(out, cover=values["vocab_size"])
     return out

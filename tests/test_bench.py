@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from sglang_indexcache import bench
+from sglang_indexcache.bench import common, decode, report
 
 # Lines in the format of SGLang 0.5.23's scheduler metrics reporter (metrics_reporter.py).
 LOG = """\
@@ -25,11 +25,11 @@ LOG = """\
 
 
 def test_decode_log_lines_keep_only_full_batch_lines():
-    got = bench.decode_log_lines(LOG, 16)
+    got = decode.decode_log_lines(LOG, 16)
     assert got["gen_throughput"] == [546.25, 5544.84, 5284.66]
     assert got["lines"] == 3 and got["graph_lines"] == 2
-    assert bench.decode_log_lines(LOG, 15)["gen_throughput"] == [5100.0]
-    assert bench.decode_log_lines("no decode here", 16) == {"lines": 0, "graph_lines": 0, "gen_throughput": []}
+    assert decode.decode_log_lines(LOG, 15)["gen_throughput"] == [5100.0]
+    assert decode.decode_log_lines("no decode here", 16) == {"lines": 0, "graph_lines": 0, "gen_throughput": []}
 
 
 def test_ratios_prefill_and_both_decode_figures():
@@ -43,7 +43,7 @@ def test_ratios_prefill_and_both_decode_figures():
         "c": {"prefill": {"latency_s": {"16384": {"median": 1.0}}, "kv_pool_tokens": 110}, **dec(6000.0, 6000.0)},
         "d": {"prefill": {"latency_s": {"16384": {"median": 1.1}}, "kv_pool_tokens": 110}, **dec(5000.0, 5000.0)},
     }}
-    r = bench.ratios(results)
+    r = report.ratios(results)
     assert r["prefill_16384"]["b_over_a_time"] == pytest.approx(1.01)
     assert r["prefill_16384"]["c_speed_over_d"] == pytest.approx(1.1)
     assert r["prefill_16384"]["c_speedup_over_a"] == pytest.approx(2.0)
@@ -51,7 +51,7 @@ def test_ratios_prefill_and_both_decode_figures():
     assert r["decode_tokens_per_s_log"]["c_over_d"] == pytest.approx(1.2)
     assert r["decode_tokens_per_s_wallclock"]["b_over_a"] == pytest.approx(1.1)
     assert r["kv_pool_c_over_d"] == 1.0 and r["kv_pool_c_over_a"] == pytest.approx(1.1)
-    text = bench.table({**results, "ratios": r})
+    text = report.table({**results, "ratios": r})
     assert "b/a 1.010" in text and "c/d 1.200" in text
 
 
@@ -62,8 +62,8 @@ def test_committed_gpu_results_reproduce_the_quoted_ratios():
     root = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     run1 = json.loads((root / "h200-decode-2026-11-24-run1.json").read_text())
     run2 = json.loads((root / "h200-decode-2026-11-24-run2.json").read_text())
-    assert round(bench.ratios(run1)["decode_tokens_per_s_log"]["b_over_a"], 3) == 1.001
-    assert round(bench.ratios(run2)["decode_tokens_per_s_log"]["c_over_d"], 3) == 0.997
+    assert round(report.ratios(run1)["decode_tokens_per_s_log"]["b_over_a"], 3) == 1.001
+    assert round(report.ratios(run2)["decode_tokens_per_s_log"]["c_over_d"], 3) == 0.997
     for run in (run1, run2):
         for cfg in run["configs"].values():
             d = cfg["decode"]
@@ -79,7 +79,7 @@ def test_serve_decode_on_cpu(models, tmp_path):
         decode_mem_fraction=0.5, decode_log_interval=2, chunked_prefill_size=128, seed=0,
         device="cpu", timeout=300,
     )
-    d = bench.serve_decode(models["glm-tiny-full"], [*bench.CPU_ARGS, "--attention-backend", "indexcache",
+    d = decode.serve_decode(models["glm-tiny-full"], [*common.CPU_ARGS, "--attention-backend", "indexcache",
                                                      "--index-cache-pattern", "FSSSFSSS"], args, tmp_path / "srv.log")
     assert d["batch_size"] == 3 and d["context"] == 200
     assert len(d["times_s"]["2"]) == len(d["times_s"]["24"]) == 2
@@ -87,3 +87,108 @@ def test_serve_decode_on_cpu(models, tmp_path):
     assert d["log_lines"] > 0 and d["log_gen_throughput_median"] > 0
     assert d["kv_pool_tokens"] > 0
     assert "--index-cache-pattern FSSSFSSS" in d["command"]
+
+
+# ---- the agentic workload: SGLang's agentic-trace format, replayed by bench_serving ----------
+
+
+def _load_with_sglang(path, sessions):
+    """The trace as SGLang's own loader reads it (what bench_serving replays)."""
+    from sglang.benchmark.datasets.agentic_trace import AgenticTraceDataset
+
+    ds = AgenticTraceDataset(dataset_path=str(path), num_requests=sessions, fixed_output_len=8, offset=0, max_turns=None)
+    return ds.load(tokenizer=None)
+
+
+def test_trace_is_seeded_in_sglang_format_and_grows_as_specified(models, tmp_path):
+    from transformers import AutoTokenizer
+
+    from sglang_indexcache.bench import trace
+
+    spec = trace.spec_for("smoke", 3, seed=7)
+    meta = trace.write_trace(models["deepseek-tiny"], spec, tmp_path / "a.json")
+    again = trace.write_trace(models["deepseek-tiny"], spec, tmp_path / "b.json")
+    other = trace.write_trace(models["deepseek-tiny"], trace.spec_for("smoke", 3, seed=8), tmp_path / "c.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert meta["sha256"] == again["sha256"] != other["sha256"]
+
+    rows = _load_with_sglang(tmp_path / "a.json", 3)
+    assert [len(r.prompt) for r in rows] == meta["turns"] and min(meta["turns"]) >= 3
+    data = json.loads((tmp_path / "a.json").read_text())
+    tok = AutoTokenizer.from_pretrained(models["deepseek-tiny"])
+    systems = {conv[0]["messages"][0]["content"] for conv in data["conversations"]}
+    assert len(systems) == 1  # one system prompt + tool schema, shared by every session
+    assert '"name": "run_tests"' in systems.pop()
+    lo, hi = spec.tool_tokens
+    for conv in data["conversations"]:
+        contexts = [turn["prompt_tokens"] for turn in conv]
+        assert contexts == sorted(contexts) and contexts[-1] <= spec.max_context
+        assert abs(contexts[0] - spec.first_context) <= 0.1 * spec.first_context
+        for turn in conv[1:]:
+            (msg,) = turn["messages"]
+            n = len(tok(msg["content"], add_special_tokens=False)["input_ids"])
+            assert 0.9 * lo <= n <= 1.1 * hi + 8, n
+
+
+def test_turns_pair_bench_serving_rounds_with_the_trace():
+    from sglang_indexcache.bench import agentic
+
+    trace = {"conversations": [[{}, {}, {}], [{}, {}]]}
+    n = 5
+    result = {"ttfts": [0.1 * (i + 1) for i in range(n)], "itls": [[0.01, 0.03]] * n, "input_lens": [100, 200, 300, 110, 220],
+              "cached_tokens": [0, 96, 192, 64, 96], "output_lens": [8] * n, "errors": [""] * 4 + ["boom"]}
+    rows = agentic.turns(result, trace, 2)
+    assert [(r["session"], r["turn"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    assert rows[2]["context"] == 300 and rows[2]["cached"] == 192 and rows[4]["error"] == "boom"
+    assert rows[0]["itl_median_s"] == pytest.approx(0.02)
+    with pytest.raises(RuntimeError, match="returned 5 rounds, the trace has 3"):
+        agentic.turns(result, trace, 1)
+    summary = agentic.summarize({"duration": 2.0, "output_throughput": 20.0, "median_ttft_ms": 300, "p90_ttft_ms": 450,
+                                 "median_itl_ms": 20, "p90_itl_ms": 30}, rows, 2)
+    assert summary["failed_rounds"] == 1 and summary["rounds"] == 5
+    assert summary["new_tokens_per_s"] == pytest.approx((100 + 104 + 108 + 46) / 2.0)
+
+
+def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
+    def level(ttft_long, spm):
+        return {"levels": {"1": {"ttft_long_median_s": ttft_long, "sessions_per_min": spm}}, "label": "x"}
+
+    results = {"concurrency": [1], "configs": {"a": level(2.0, 1.0), "d": level(1.25, 1.5), "c": level(1.0, 1.6)}}
+    r = report.agentic_ratios(results)
+    assert r["over_a"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(2.0)
+    assert r["over_a"]["1"]["c"]["sessions_per_min"] == pytest.approx(1.6)
+    assert r["over_d"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(1.25)
+
+
+@pytest.mark.engine
+def test_agentic_pipeline_on_cpu(models, tmp_path):
+    """The whole pipeline on a CPU server: trace, SGLang's bench_serving multi-turn replay at
+    two concurrencies, per-turn rows, table and plot. Every later turn hits the radix cache
+    for the history bench_serving sent before (its prompt and the server's reply)."""
+    from sglang_indexcache.bench import agentic
+
+    args = argparse.Namespace(
+        out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
+        low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
+        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900,
+    )
+    assert agentic.run(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    cfg = results["configs"]["c"]
+    assert "--index-cache-pattern FSSFSS" in cfg["server_command"]
+    for level in ("1", "2"):
+        s = cfg["levels"][level]
+        assert "sglang.benchmark.serving" in s["command"] and f"--max-concurrency {level}" in s["command"]
+        assert s["failed_rounds"] == 0 and s["sessions"] == 2
+        assert s["rounds"] == sum(results["trace"]["turns"][:2])
+        assert all(r["output_tokens"] == 8 for r in s["turns"])
+        by_session = {}
+        for r in s["turns"]:
+            by_session.setdefault(r["session"], []).append(r)
+        for rows in by_session.values():
+            for prev, cur in zip(rows, rows[1:]):
+                assert cur["context"] > prev["context"] + prev["output_tokens"]
+                assert cur["cached"] >= prev["context"] - 64, (prev, cur)  # whole pages of the history
+        assert s["cache_hit_rate_pct"] > 50
+    report.agentic_plot({**results, "ratios": report.agentic_ratios(results)}, tmp_path / "agentic.png")
+    assert (tmp_path / "agentic.png").stat().st_size > 10_000

@@ -85,7 +85,7 @@ def gpu_models(models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(gpu_models, tmp_path_factory, monkeypatch_module):
-    from sglang_indexcache.bench import dense_prefill_env
+    from sglang_indexcache.bench.common import dense_prefill_env
 
     for key, value in dense_prefill_env().items():  # no FA3 in an offline bundle: sparse MLA only
         monkeypatch_module.setenv(key, value)
@@ -250,7 +250,7 @@ def test_replay_counters_are_counted_at_capture(servers, tmp_path):
 def test_default_dense_prefill_path_equals_dsa(servers):
     """SGLang's default: a prefill whose KV is at most 2048 tokens takes the dense-MHA path
     (FA3), where no layer reads a top-k. Needs FA3, carried in a bundle built without --strip."""
-    from sglang_indexcache.bench import dense_prefill_env
+    from sglang_indexcache.bench.common import dense_prefill_env
 
     if dense_prefill_env():
         pytest.skip("FA3 (sgl_kernel.flash_attn) is not importable: the bundle was built with --strip")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sglang_indexcache import bench, bundle, envlock
+from sglang_indexcache import bundle, envlock
+from sglang_indexcache.bench import common as bench_common
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,4 +101,4 @@ def test_this_venv_is_exactly_the_lock():
 
 @pytest.mark.parametrize("total_gib, want", [(79.6, 0.3), (140.4, 0.6), (40, 0.1), (1000, 0.9)])
 def test_memory_fraction_leaves_the_measured_headroom(total_gib, want):
-    assert bench.mem_fraction_for(int(total_gib * 2**30)) == want
+    assert bench_common.mem_fraction_for(int(total_gib * 2**30)) == want

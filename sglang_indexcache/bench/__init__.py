@@ -1,0 +1,25 @@
+"""`make bench`: SGLang's `dsa` backend against `indexcache`, side by side on one CUDA GPU.
+
+Configurations of one model, run one after another in one invocation (`common.configs`):
+  a  upstream `dsa`, every layer Full
+  b  `indexcache`, every layer Full (`--index-cache-pattern F...F`)
+  c  `indexcache`, a pattern through our flag (1/4 of indexers by default)
+  d  upstream native sharing with that pattern (`--json-model-override-args`
+     '{"indexer_types": null, "index_topk_pattern": ...}')
+  e  `indexcache` at lower retention (every 8th layer; on GLM-5.2 every other declared Full)
+  f  `indexcache` with a pattern of the shape the greedy search found (12 layers)
+
+Workloads, one module each, all writing one JSON (commands, GPU, versions) and PNGs:
+  agentic  multi-turn agent sessions replayed by SGLang's `bench_serving` (`agentic.py`,
+           traces from `trace.py`): TTFT per turn against context, ITL, sessions/min,
+           cache hit rate, at several concurrencies
+  prefill  batch-1 prefill through SGLang's `one_batch` (`prefill.py`), the paper's table
+  decode   B concurrent requests at L tokens of context on a server (`decode.py`)
+`report.py` prints tables and draws plots of a results file. The first server on a fresh
+machine spends minutes in kernel JIT during graph capture.
+
+    python -m sglang_indexcache.bench agentic --out out/agentic --shape flash-12
+    python -m sglang_indexcache.bench run --out out/paper --phase prefill
+    python -m sglang_indexcache.bench run --out out/paper --phase decode
+    python -m sglang_indexcache.bench report out/agentic/results.json --png out/agentic/agentic.png
+"""

@@ -1,0 +1,158 @@
+"""`python -m sglang_indexcache.bench`: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+from sglang_indexcache.bench import agentic, decode, prefill, report, trace
+from sglang_indexcache.bench.common import (
+    BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, SHAPES, configs, dense_prefill_env, gpu_info,
+    gpu_total_bytes, mem_fraction_for, versions,
+)
+
+
+def run(args) -> int:
+    from sglang_indexcache.tiny_model import make_shape
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.model_path:
+        model = Path(args.model_path)
+        model_label = str(model)
+        layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
+        if layers != args.num_layers:
+            raise SystemExit(f"{model} has {layers} layers; pass --num-layers {layers} and a pattern of that length")
+    else:
+        model = out / "model"
+        if not (model / "config.json").exists():
+            make_shape("glm-4.7-flash", model, num_layers=args.num_layers, num_heads=args.num_heads)
+        model_label = f"GLM-4.7-Flash shape with DSA, {args.num_layers} layers, {args.num_heads} heads, dummy bf16 weights"
+    if args.device != "cuda" and (args.phase != "decode" or set(args.configs) - {"b", "c"}):
+        raise SystemExit("--device cpu runs only --phase decode with --configs b c (upstream dsa needs CUDA)")
+    base_args = BASE_ARGS if args.device == "cuda" else CPU_ARGS
+    if args.device == "cuda" and None in (args.mem_fraction, args.decode_mem_fraction):
+        auto = mem_fraction_for(gpu_total_bytes())
+        args.mem_fraction = auto if args.mem_fraction is None else args.mem_fraction
+        args.decode_mem_fraction = auto if args.decode_mem_fraction is None else args.decode_mem_fraction
+        print(f"--mem-fraction-static {args.mem_fraction} (prefill), {args.decode_mem_fraction} (decode): "
+              f"{HEADROOM_GIB} GiB of the GPU left outside the pool", flush=True)
+    if args.decode_mem_fraction is None:  # --device cpu: the pool comes from host RAM; the old default
+        args.decode_mem_fraction = 0.6
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results.update({
+        "model": model_label,
+        "pattern": args.pattern,
+        "gpu": gpu_info() if args.device == "cuda" else None,
+        "versions": versions(),
+        "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
+        "env": dense_prefill_env(),
+    })
+    results.setdefault("configs", {})
+    cfgs = configs(args.num_layers, args.pattern)
+    for key in args.configs:
+        cfg = cfgs[key]
+        entry = results["configs"].setdefault(key, {"label": cfg["label"]})
+        common_args = ["--model-path", str(model), *base_args, *cfg["args"], "--run-name", key]
+        if args.phase in ("prefill", "all"):
+            entry["prefill"] = prefill.measure(key, common_args, args, out)
+            per_len = {n: v["median"] for n, v in entry["prefill"]["latency_s"].items()}
+            print(f"[{key}] prefill {cfg['label']}: " + ", ".join(f"{n}: {v:.4f} s" for n, v in per_len.items())
+                  + f"; KV pool {entry['prefill']['kv_pool_tokens']} tokens", flush=True)
+        if args.phase in ("decode", "all"):
+            d = decode.serve_decode(model, [*base_args, *cfg["args"]], args, out / f"{key}-decode.log")
+            entry["decode"] = d
+            print(f"[{key}] decode {cfg['label']}: bs {d['batch_size']} at {d['context']}: "
+                  f"{d['tokens_per_s']:.1f} tok/s ({d['ms_per_step']:.2f} ms/step), SGLang log median "
+                  f"{d['log_gen_throughput_median']} tok/s; KV pool {d['kv_pool_tokens']} tokens", flush=True)
+        results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+    results["ratios"] = report.ratios(results)
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(report.table(results))
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "one-batch":
+        return prefill.one_batch_main(argv[1:])
+    import sglang_indexcache.bench as pkg
+
+    p = argparse.ArgumentParser(prog="python -m sglang_indexcache.bench", description=pkg.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("agentic", help="agentic sessions through SGLang's bench_serving, side by side")
+    g.add_argument("--out", required=True)
+    g.add_argument("--shape", choices=sorted(SHAPES), help="generate this model shape (dummy weights)")
+    g.add_argument("--model-path", help="an existing model folder instead of --shape")
+    g.add_argument("--configs", nargs="+", default=["a", "d", "c", "e", "f"], choices=list("abcdef"))
+    g.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
+    g.add_argument("--low", help="config e pattern (default: the shape's)")
+    g.add_argument("--searched", help="config f pattern (default: the shape's)")
+    g.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    g.add_argument("--min-sessions", type=int, default=2, help="sessions replayed at a concurrency below this")
+    g.add_argument("--trace", help="a trace file (default: OUT/trace.json, generated if missing)")
+    g.add_argument("--size", default="128k", choices=sorted(trace.SIZES), help="trace size when generating")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--mtp", action="store_true", help="EAGLE over the model's NextN layer in every config")
+    g.add_argument("--mem-fraction", type=float, default=None,
+                   help=f"default: leave {HEADROOM_GIB} GiB of the GPU outside the pool")
+    g.add_argument("--chunked-prefill-size", type=int, default=16384)
+    g.add_argument("--device", default="cuda", help="cpu: a smoke run of indexcache configs on a tiny model")
+    g.add_argument("--timeout", type=float, default=1800)
+    g.set_defaults(fn=agentic.run)
+
+    t = sub.add_parser("trace", help="write an agentic trace (SGLang's agentic-trace format)")
+    t.add_argument("--tokenizer", required=True, help="a model folder with the tokenizer to count with")
+    t.add_argument("--size", default="128k", choices=sorted(trace.SIZES))
+    t.add_argument("--sessions", type=int, default=16)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True)
+    t.set_defaults(fn=lambda a: print(json.dumps(trace.write_trace(
+        a.tokenizer, trace.spec_for(a.size, a.sessions, a.seed), Path(a.out)), indent=1)) or 0)
+
+    r = sub.add_parser("run", help="prefill (one_batch) and decode side by side (the paper's table)")
+    r.add_argument("--out", required=True)
+    r.add_argument("--phase", choices=("prefill", "decode", "all"), default="all")
+    r.add_argument("--configs", nargs="+", default=["a", "b", "c", "d"], choices=["a", "b", "c", "d"])
+    r.add_argument("--pattern", default=DEFAULT_PATTERN)
+    r.add_argument("--num-layers", type=int, default=12)
+    r.add_argument("--num-heads", type=int, default=32)
+    r.add_argument("--lengths", type=int, nargs="+", default=[16384, 65536, 131072])
+    r.add_argument("--repeats", type=int, default=4)
+    r.add_argument("--prefill-output-len", type=int, default=8)
+    r.add_argument("--mem-fraction", type=float, default=None,
+                   help=f"prefill; default: leave {HEADROOM_GIB} GiB outside the pool (0.30 on an H100, 0.60 on an H200)")
+    r.add_argument("--decode-batch", type=int, default=16)
+    r.add_argument("--decode-len", type=int, default=65536)
+    r.add_argument("--decode-steps", type=int, default=1088, help="long max_new_tokens of the timed decode")
+    r.add_argument("--decode-short", type=int, default=64, help="short max_new_tokens of the timed decode")
+    r.add_argument("--decode-repeats", type=int, default=5)
+    r.add_argument("--decode-mem-fraction", type=float, default=None, help="decode; default as --mem-fraction")
+    r.add_argument("--decode-log-interval", type=int, default=16)
+    r.add_argument("--chunked-prefill-size", type=int, default=16384)
+    r.add_argument("--mtp", action="store_true", help="decode with EAGLE over the model's NextN layer (--model-path)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="cuda", help="cpu only for a smoke run of configs b/c on a tiny model")
+    r.add_argument("--model-path", help="an existing model instead of the generated GLM-4.7-Flash shape")
+    r.add_argument("--timeout", type=float, default=900)
+    r.set_defaults(fn=run)
+
+    rep = sub.add_parser("report", help="print the table (and plot) of a results file")
+    rep.add_argument("results")
+    rep.add_argument("--png")
+    rep.set_defaults(fn=report.report_cmd)
+    args = p.parse_args(argv)
+    if args.cmd == "run" and len(args.pattern) != args.num_layers:
+        p.error(f"--pattern has {len(args.pattern)} layers, the model {args.num_layers}")
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""What every workload of the benchmark shares: the configurations compared, the model
+shapes, the GPU's memory split, and the record of versions and hardware."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+DEFAULT_PATTERN = "FSSSFSSSFSSS"
+BASE_ARGS = [
+    "--load-format", "dummy",
+    "--dtype", "bfloat16",
+    "--dsa-prefill-backend", "flashmla_sparse",
+    "--dsa-decode-backend", "flashmla_sparse",
+]
+# --device cpu: a smoke run of the decode path (configs b and c; upstream dsa has no CPU path)
+CPU_ARGS = ["--dtype", "float32", "--sleep-on-idle"]
+
+
+def uniform(num_layers: int, every: int) -> str:
+    """Full at layers 0, every, 2*every, ...; Shared elsewhere."""
+    return "".join("F" if i % every == 0 else "S" for i in range(num_layers))
+
+
+def configs(num_layers: int, pattern: str, *, low: str | None = None, searched: str | None = None) -> dict:
+    """a-d: the paper-table comparison; e, f: lower retention and a searched shape (agentic)."""
+    full = json.dumps({"indexer_types": ["full"] * num_layers})
+    native = json.dumps({"indexer_types": None, "index_topk_pattern": pattern})
+    ic = ["--attention-backend", "indexcache", "--index-cache-pattern"]
+    out = {
+        "a": {"label": "dsa, all Full", "args": ["--attention-backend", "dsa", "--json-model-override-args", full]},
+        "b": {"label": "indexcache, all Full", "args": [*ic, "F" * num_layers]},
+        "c": {"label": f"indexcache, {pattern}", "args": [*ic, pattern]},
+        "d": {"label": f"dsa native sharing, {pattern}", "args": ["--attention-backend", "dsa", "--json-model-override-args", native]},
+    }
+    if low:
+        out["e"] = {"label": f"indexcache, {low}", "args": [*ic, low]}
+    if searched:
+        out["f"] = {"label": f"indexcache, {searched} (searched shape)", "args": [*ic, searched]}
+    return out
+
+
+# Model shapes a benchmark runs (config + tokenizer, dummy weights). What is real about them
+# is in the README ("Benchmarks"): attention, indexer and MoE dimensions and the layer count;
+# not real: the weights, the expert count where cut, and (for one TP rank) the all-reduce.
+SHAPES = {
+    # GLM-4.7-Flash with DSA, 12 of its 47 layers: the shape of the paper-table comparison
+    "flash-12": {"shape": "glm-4.7-flash", "num_layers": 12, "num_heads": 32, "overrides": {},
+                 "pattern": "FSSSFSSSFSSS", "low": uniform(12, 8),
+                 # the 3-Full pattern the greedy search found on the 12-layer trained model
+                 # (benchmarks/results/pattern-study/search.json)
+                 "searched": "FSSFSSSFSSSS"},
+    # one tensor-parallel rank of GLM-5.2 at TP 8: 78 layers, 64/8 heads, the MoE and dense
+    # MLP widths / 8, 32 of 256 routed experts (to fit one GPU), its declared schedule
+    "glm-5.2-tp8": {"shape": "glm-5.2", "num_layers": 78, "num_heads": 8,
+                    "overrides": {"n_routed_experts": 32, "moe_intermediate_size": 256, "intermediate_size": 1536},
+                    # declared schedule (21 Full); lower retention keeps every other declared
+                    # Full layer (11 of 78): a real checkpoint has indexer weights on no others
+                    "pattern": None, "low": None, "searched": None},
+}
+
+
+def make_model(name: str, out) -> "Path":
+    """Write the config-only folder of SHAPES[name] at `out` (kept if it exists)."""
+    from pathlib import Path
+
+    from sglang_indexcache.tiny_model import make_shape
+
+    spec = SHAPES[name]
+    out = Path(out)
+    if not (out / "config.json").exists():
+        make_shape(spec["shape"], out, num_layers=spec["num_layers"], num_heads=spec["num_heads"],
+                   overrides=spec["overrides"] or None)
+    return out
+
+
+def shape_patterns(name: str) -> dict:
+    """pattern / low / searched of a shape; a shape with a declared schedule takes it as `pattern`."""
+    from sglang_indexcache.schedule import sglang_skips_topk
+    from sglang_indexcache.tiny_model import SHAPES as MODEL_SHAPES
+
+    spec = dict(SHAPES[name])
+    if spec["pattern"] is None:  # the checkpoint's declared schedule, read as SGLang reads it
+        cfg = MODEL_SHAPES[spec["shape"]]
+        spec["pattern"] = "".join("S" if sglang_skips_topk(cfg, i) else "F" for i in range(spec["num_layers"]))
+    if spec["low"] is None:
+        fulls = [i for i, c in enumerate(spec["pattern"]) if c == "F"][::2]
+        spec["low"] = "".join("F" if i in fulls else "S" for i in range(spec["num_layers"]))
+    return spec
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("sglang", "sglang-kernel", "torch", "triton", "flashinfer-python", "sgl-flash-mla", "sgl-deep-gemm", "sglang-indexcache"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+# Memory left outside SGLang's static pool (weights + KV) for activations, the indexer's
+# logits and FlashMLA's workspace. Measured: a 128K prefill of the 12-layer Flash shape ran
+# out of memory with 36 GB left (H100 80 GB at 0.55: `Tried to allocate 8.00 GiB` in
+# flash_mla_sparse_fwd) and with 28 GB (H200 at 0.8), and ran with 56 GB (H100 at 0.3) and 63 GB
+# (H200 at 0.55). So: static fraction = (total - 56 GiB) / total, within [0.1, 0.9]:
+# 0.30 on an 80 GB H100, 0.60 on a 141 GB H200.
+HEADROOM_GIB = 56
+
+
+def mem_fraction_for(total_bytes: int, headroom_gib: float = HEADROOM_GIB) -> float:
+    """`--mem-fraction-static` that leaves `headroom_gib` of a GPU of `total_bytes` outside the pool."""
+    frac = (total_bytes - headroom_gib * 2**30) / total_bytes
+    return round(min(0.9, max(0.1, frac)), 2)
+
+
+def gpu_total_bytes() -> int:
+    """Memory of GPU 0 as nvidia-smi reports it (no CUDA context in this process)."""
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return int(smi.stdout.split()[0]) * 2**20  # MiB
+
+
+def gpu_info() -> dict:
+    import torch
+
+    info = {"name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30,
+        )
+        info["nvidia_smi"] = smi.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        info["nvidia_smi"] = None
+    info["cuda"] = torch.version.cuda
+    return info
+
+
+def dense_prefill_env() -> dict:
+    """Without FA3 (the offline bundle strips sglang-kernel's 1.1 GB FA3 library), SGLang's
+    DSA backend must not pick its dense MHA path for short prefills: threshold 0 keeps
+    every prefill on sparse MLA (FlashMLA). Empty when FA3 is importable."""
+    try:
+        import sgl_kernel.flash_attn  # noqa: F401
+
+        return {}
+    except Exception:
+        return {"SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD": "0"}
+
+

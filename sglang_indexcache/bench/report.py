@@ -1,0 +1,250 @@
+"""Ratios, tables and plots of a results file (prefill and decode; the agentic workload's
+own are in `agentic_report`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+def ratios(results: dict) -> dict:
+    c = results.get("configs", {})
+    out = {}
+
+    def pre(k, n):
+        return c.get(k, {}).get("prefill", {}).get("latency_s", {}).get(n, {}).get("median")
+
+    lengths = sorted({n for v in c.values() for n in v.get("prefill", {}).get("latency_s", {})}, key=int)
+    for n in lengths:
+        row = {}
+        if pre("a", n) and pre("b", n):
+            row["b_over_a_time"] = pre("b", n) / pre("a", n)
+        if pre("c", n) and pre("d", n):
+            row["c_speed_over_d"] = pre("d", n) / pre("c", n)
+        if pre("a", n) and pre("c", n):
+            row["c_speedup_over_a"] = pre("a", n) / pre("c", n)
+        if pre("a", n) and pre("d", n):
+            row["d_speedup_over_a"] = pre("a", n) / pre("d", n)
+        out[f"prefill_{n}"] = row
+    # two decode figures per config: SGLang's own gen-throughput log (median over the long
+    # runs; inter-quartile range 0.4-4% on the H200) and the wall-clock
+    # differential (per-call HTTP timing, a few % of noise)
+    for tag, field in (("log", "log_gen_throughput_median"), ("wallclock", "tokens_per_s")):
+        dec = {k: v["decode"][field] for k, v in c.items() if v.get("decode", {}).get(field)}
+        row = {}
+        for x, y in (("b", "a"), ("c", "d"), ("c", "a"), ("c", "b"), ("d", "a")):
+            if x in dec and y in dec:
+                row[f"{x}_over_{y}"] = dec[x] / dec[y]
+        if row:
+            out[f"decode_tokens_per_s_{tag}"] = row
+    pools = {k: v.get("prefill", v.get("decode", {})).get("kv_pool_tokens") for k, v in c.items()}
+    if pools.get("c") and pools.get("d"):
+        out["kv_pool_c_over_d"] = pools["c"] / pools["d"]
+    if pools.get("a") and pools.get("c"):
+        out["kv_pool_c_over_a"] = pools["c"] / pools["a"]
+    return out
+
+
+def table(results: dict) -> str:
+    c = results.get("configs", {})
+    lines = [f"model: {results.get('model')}; GPU: {(results.get('gpu') or {}).get('name')}"]
+    lengths = sorted({n for v in c.values() for n in v.get("prefill", {}).get("latency_s", {})}, key=int)
+    if lengths:
+        lines.append("prefill, batch 1, median seconds:")
+        lines.append(f"{'context':>8} " + " ".join(f"{k:>9}" for k in sorted(c)) + "   b/a    d/c(speed c)  a/c")
+        for n in lengths:
+            vals = {k: c[k].get("prefill", {}).get("latency_s", {}).get(n, {}).get("median") for k in sorted(c)}
+            r = results.get("ratios", {}).get(f"prefill_{n}", {})
+            lines.append(
+                f"{int(n):>8} " + " ".join(f"{v:9.4f}" if v else f"{'-':>9}" for v in vals.values())
+                + f"  {r.get('b_over_a_time', float('nan')):.3f}  {r.get('c_speed_over_d', float('nan')):.3f}"
+                + f"        {r.get('c_speedup_over_a', float('nan')):.2f}x"
+            )
+    dec = {k: v["decode"] for k, v in c.items() if "decode" in v}
+    if dec:
+        any_d = next(iter(dec.values()))
+        lines.append(f"decode, {any_d['batch_size']} concurrent requests at {any_d['context']} tokens of context, tokens/s:")
+        lines.append(f"  {'':<38} {'SGLang log median':>18} {'wall-clock':>11}")
+        for k, d in sorted(dec.items()):
+            log = d.get("log_gen_throughput_median")
+            lines.append(f"  {k} {c[k]['label']:<36} {log if log is not None else float('nan'):18.1f} {d['tokens_per_s']:11.1f}")
+        for tag in ("log", "wallclock"):
+            r = results.get("ratios", {}).get(f"decode_tokens_per_s_{tag}")
+            if r:
+                lines.append(f"  ratios ({tag}): " + ", ".join(f"{k.replace('_over_', '/')} {v:.3f}" for k, v in r.items()))
+    pools = {k: v.get("prefill", v.get("decode", {})).get("kv_pool_tokens") for k, v in c.items()}
+    lines.append("KV pool tokens: " + ", ".join(f"{k}={v}" for k, v in sorted(pools.items())))
+    return "\n".join(lines)
+
+
+def report_cmd(args) -> int:
+    results = json.loads(Path(args.results).read_text())
+    if results.get("workload") == "agentic":
+        results["ratios"] = agentic_ratios(results)
+        print(agentic_table(results))
+        draw = agentic_plot
+    else:
+        results["ratios"] = ratios(results)
+        print(table(results))
+        draw = plot
+    if args.png:
+        draw(results, Path(args.png))
+        print(f"wrote {args.png}")
+    return 0
+
+
+def plot(results: dict, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = results["configs"]
+    pre = [k for k in sorted(c) if c[k].get("prefill", {}).get("latency_s")]
+    dec = [k for k in sorted(c) if "decode" in c[k]]
+    n = 2 * bool(pre) + bool(dec)
+    fig, axes = plt.subplots(1, n, figsize=(max(7.5, 5.5 * n), 4.5), squeeze=False)
+    axes = list(axes[0])
+    if pre:
+        ax = axes.pop(0)
+        for k in pre:
+            lat = c[k]["prefill"]["latency_s"]
+            xs = sorted(lat, key=int)
+            ax.plot([int(x) // 1024 for x in xs], [lat[x]["median"] for x in xs], marker="o", label=f"{k}: {c[k]['label']}")
+        ax.set_xlabel("context (K tokens)")
+        ax.set_ylabel("prefill latency, batch 1 (s)")
+        ax.set_title("prefill (median)")
+        ax.legend(fontsize=7)
+        ax = axes.pop(0)
+        base = c.get("a", {}).get("prefill", {}).get("latency_s", {})
+        for k in pre:
+            lat = c[k]["prefill"]["latency_s"]
+            xs = [x for x in sorted(lat, key=int) if x in base]
+            if xs:
+                ax.plot([int(x) // 1024 for x in xs], [base[x]["median"] / lat[x]["median"] for x in xs],
+                        marker="o", label=f"{k}: {c[k]['label']}")
+        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.set_xlabel("context (K tokens)")
+        ax.set_ylabel("prefill speed-up over (a)")
+        ax.set_title("speed-up over upstream dsa, all Full")
+        ax.legend(fontsize=7)
+    if dec:
+        ax = axes.pop(0)
+        xs = range(len(dec))
+        for off, field, label in ((-0.2, "log_gen_throughput_median", "SGLang log median"),
+                                  (0.2, "tokens_per_s", "wall-clock differential")):
+            vals = [c[k]["decode"].get(field) or 0.0 for k in dec]
+            bars = ax.bar([x + off for x in xs], vals, width=0.4, label=label)
+            ax.bar_label(bars, labels=[f"{v:.0f}" for v in vals], fontsize=7)
+        d0 = c[dec[0]]["decode"]
+        ax.set_title(f"decode, {d0['batch_size']} concurrent at {d0['context'] // 1024}K context")
+        ax.set_ylabel("tokens/s")
+        ax.set_xticks(list(xs), [f"{k}: {c[k]['label']}" for k in dec], fontsize=7, rotation=15)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{results.get('model')} on {(results.get('gpu') or {}).get('name')}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+
+
+# ---- the agentic workload ---------------------------------------------------------------
+
+# figure: (key in a level's summary, higher is better)
+AGENTIC_FIGURES = {
+    "ttft_long_median_s": False, "ttft_long_p90_s": False, "ttft_median_s": False, "ttft_p90_s": False,
+    "itl_median_ms": False, "sessions_per_min": True, "output_tokens_per_s": True,
+}
+
+
+def agentic_ratios(results: dict) -> dict:
+    """Per concurrency, per config: speed-up over (a) dsa all-Full and over (d) native sharing
+    (>1 means faster: a time divided by ours, or our rate divided by theirs)."""
+    c = results.get("configs", {})
+    out = {}
+    for ref in ("a", "d"):
+        for level in map(str, results.get("concurrency", [])):
+            base = c.get(ref, {}).get("levels", {}).get(level)
+            if not base:
+                continue
+            for key, entry in c.items():
+                mine = entry.get("levels", {}).get(level)
+                if key == ref or not mine:
+                    continue
+                row = {}
+                for fig, higher in AGENTIC_FIGURES.items():
+                    x, y = mine.get(fig), base.get(fig)
+                    if x and y:
+                        row[fig] = x / y if higher else y / x
+                out.setdefault(f"over_{ref}", {}).setdefault(level, {})[key] = row
+    return out
+
+
+def agentic_table(results: dict) -> str:
+    c = results.get("configs", {})
+    t = results.get("trace", {})
+    lines = [f"agentic: {results.get('model')} on {(results.get('gpu') or {}).get('name') or results.get('device')}; "
+             f"trace {t.get('spec', {}).get('sessions')} sessions, {sum(t.get('turns', []))} turns, "
+             f"up to {max(t.get('last_prompt_tokens') or [0])} tokens"]
+    head = f"  {'':<44}{'TTFT med':>9}{'p90':>7}{'>=96K med':>10}{'ITL ms':>8}{'sess/min':>9}{'hit %':>7}"
+    for level in map(str, results.get("concurrency", [])):
+        lines += [f"concurrency {level}:", head]
+        for key in sorted(c):
+            s = c[key].get("levels", {}).get(level)
+            if not s:
+                continue
+            long_ = s.get("ttft_long_median_s")
+            lines.append(f"  {key} {c[key]['label'][:41]:<41} {s['ttft_median_s']:8.3f} {s['ttft_p90_s']:6.3f} "
+                         f"{long_ if long_ is not None else float('nan'):9.3f} {s['itl_median_ms']:7.2f} "
+                         f"{s['sessions_per_min']:8.2f} {s.get('cache_hit_rate_pct') or float('nan'):6.1f}"
+                         + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else ""))
+        for ref in ("a", "d"):
+            rows = results.get("ratios", {}).get(f"over_{ref}", {}).get(level, {})
+            for key, row in sorted(rows.items()):
+                if row:
+                    lines.append(f"  {key} over {ref}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    return "\n".join(lines)
+
+
+def agentic_plot(results: dict, png: Path) -> None:
+    """TTFT against context per configuration (one panel per concurrency) and a bar chart of
+    the speed-ups over dsa all-Full."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = results["configs"]
+    levels = [str(x) for x in results.get("concurrency", [])]
+    fig, axes = plt.subplots(1, len(levels) + 1, figsize=(5 * (len(levels) + 1), 4.5), squeeze=False)
+    axes = list(axes[0])
+    for level, ax in zip(levels, axes):
+        for key in sorted(c):
+            s = c[key].get("levels", {}).get(level)
+            if not s:
+                continue
+            bins = sorted(s["ttft_by_context"], key=int)
+            xs = [(int(b) + 8192) / 1024 for b in bins]
+            ax.plot(xs, [s["ttft_by_context"][b]["median_s"] for b in bins], marker="o", label=f"{key}: {c[key]['label']}")
+            ax.fill_between(xs, [s["ttft_by_context"][b]["median_s"] for b in bins],
+                            [s["ttft_by_context"][b]["p90_s"] for b in bins], alpha=0.12)
+        ax.set_xlabel("turn context (K tokens, 16K bins)")
+        ax.set_ylabel("time to first token (s): median, band to p90")
+        ax.set_title(f"concurrency {level}")
+        ax.legend(fontsize=6)
+    ax = axes[-1]
+    over = results.get("ratios", {}).get("over_a", {})
+    keys = sorted({k for lv in over.values() for k in lv})
+    width = 0.8 / max(1, len(levels))
+    for i, level in enumerate(levels):
+        vals = [over.get(level, {}).get(k, {}).get("ttft_long_median_s") or 0.0 for k in keys]
+        bars = ax.bar([j + i * width for j in range(len(keys))], vals, width=width, label=f"concurrency {level}")
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=6)
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_xticks([j + width * (len(levels) - 1) / 2 for j in range(len(keys))], keys)
+    ax.set_ylabel("TTFT speed-up over (a), turns at >= 96K")
+    ax.set_title("speed-up over dsa, all Full")
+    ax.legend(fontsize=7)
+    gpu = (results.get("gpu") or {}).get("name") or results.get("device")
+    fig.suptitle(f"agentic sessions: {results.get('model')} on {gpu}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
