@@ -151,12 +151,16 @@ class Server:
             raise ServerError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')[:2000]}") from e
         return json.loads(text) if text.strip().startswith(("{", "[")) else {"text": text}
 
-    def get(self, path: str, *, timeout: float = 60.0) -> dict:
+    def text(self, path: str, *, timeout: float = 60.0) -> str:
+        """GET `path`; the body as text (HTTP errors raise ServerError)."""
         try:
             with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
-                return json.loads(r.read().decode())
+                return r.read().decode(errors="replace")
         except urllib.error.HTTPError as e:
             raise ServerError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')[:2000]}") from e
+
+    def get(self, path: str, *, timeout: float = 60.0) -> dict:
+        return json.loads(self.text(path, timeout=timeout))
 
     def generate(self, input_ids: Sequence[int], max_new_tokens: int = 32, *, logprobs: bool = False, **params) -> dict:
         """Greedy generation from token ids; returns SGLang's JSON (output_ids, meta_info)."""

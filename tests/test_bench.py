@@ -149,6 +149,27 @@ def test_turns_pair_bench_serving_rounds_with_the_trace():
     assert summary["new_tokens_per_s"] == pytest.approx((100 + 104 + 108 + 46) / 2.0)
 
 
+def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
+    from sglang_indexcache.bench import agentic
+
+    # lines as SGLang 0.5.23 logs them with --enable-request-time-stats-logging (CPU run, 2026-11-30)
+    log = """\
+[2026-11-30 09:30:19] ReqTimeStats(rid=HEALTH_CHECK_9f72, input_len=1, cached_input_len=0, output_len=1, attempts=0, type=unified): queue_duration=0.43ms, forward_duration=25.25ms, entry_time=1796031019.513
+[2026-11-30 09:30:21] ReqTimeStats(rid=3810f1ad, input_len=490, cached_input_len=0, output_len=4, attempts=0, type=unified): queue_duration=0.47ms, forward_duration=678.15ms, entry_time=1796031020.517
+[2026-11-30 09:30:21] ReqTimeStats(rid=aa240411, input_len=510, cached_input_len=448, output_len=4, attempts=0, type=unified): queue_duration=0.39ms, forward_duration=1.5s, entry_time=1796031021.203
+"""
+    st = agentic.time_stats(log)
+    assert set(st) == {490, 510}  # health checks left out
+    assert st[490] == (0, 4, pytest.approx(0.00047), pytest.approx(0.67815))
+    assert st[510][3] == pytest.approx(1.5)
+    metrics = ('sglang:time_to_first_token_seconds_sum{model_name="m"} 3.0\n'
+               'sglang:time_to_first_token_seconds_count{model_name="m"} 2.0\n'
+               'sglang:time_to_first_token_seconds_bucket{le="0.1",model_name="m"} 1.0\n')
+    before = agentic.histogram_sums("")
+    after = agentic.histogram_sums(metrics)
+    assert agentic.server_side(before, after) == {"time_to_first_token_mean_s": 1.5}
+
+
 def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
     def level(ttft_long, spm):
         return {"levels": {"1": {"ttft_long_median_s": ttft_long, "sessions_per_min": spm}}, "label": "x"}
@@ -190,5 +211,9 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
                 assert cur["context"] > prev["context"] + prev["output_tokens"]
                 assert cur["cached"] >= prev["context"] - 64, (prev, cur)  # whole pages of the history
         assert s["cache_hit_rate_pct"] > 50
+        # the server's own view, paired with bench_serving's rounds
+        assert s["server"]["turns_paired"] == s["rounds"], s["server"]
+        assert 0 < s["server"]["time_to_first_token_mean_s"] and s["server"]["forward_median_s"] > 0
+        assert s["tpot_median_ms"] > 0
     report.agentic_plot({**results, "ratios": report.agentic_ratios(results)}, tmp_path / "agentic.png")
     assert (tmp_path / "agentic.png").stat().st_size > 10_000

@@ -25,6 +25,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # turn context bins for "TTFT against context length": [lo, hi) in tokens
@@ -105,6 +106,9 @@ def summarize(result: dict, rows: list, sessions: int) -> dict:
         # tokens the server computed (not served from the radix cache) per second, from turns
         "new_tokens_per_s": sum(r["context"] - r["cached"] for r in ok) / result["duration"],
         "ttft_median_s": result["median_ttft_ms"] / 1e3, "ttft_p90_s": result["p90_ttft_ms"] / 1e3,
+        # TPOT ((e2e - TTFT) / (tokens - 1)) rather than ITL: the server coalesces streamed
+        # tokens under load, and ITL is measured between chunks (0.28 ms at concurrency 4)
+        "tpot_median_ms": result.get("median_tpot_ms"), "tpot_p90_ms": result.get("p90_tpot_ms"),
         "itl_median_ms": result["median_itl_ms"], "itl_p90_ms": result["p90_itl_ms"],
         "cache_hit_rate_pct": cache.get("cache_hit_rate_pct"),
         "accept_length": result.get("accept_length"),
@@ -118,6 +122,44 @@ def summarize(result: dict, rows: list, sessions: int) -> dict:
     }
 
 
+# The server's side of each request (SGLang's `--enable-request-time-stats-logging`):
+# queue time and forward time (scheduled to finished, decode included)
+TIME_STATS = re.compile(r"ReqTimeStats\(rid=(?!HEALTH_CHECK)\S+, input_len=(\d+), cached_input_len=(\d+), "
+                        r"output_len=(\d+),.*?queue_duration=([0-9.]+)(ms|s), forward_duration=([0-9.]+)(ms|s)")
+# SGLang's Prometheus histograms (`--enable-metrics`), summed over label sets
+HISTOGRAMS = ("sglang:time_to_first_token_seconds", "sglang:e2e_request_latency_seconds", "sglang:queue_time_seconds")
+
+
+def time_stats(text: str) -> dict:
+    """input_len -> (cached, output_len, queue_s, forward_s) from ReqTimeStats lines."""
+    def sec(v, unit):
+        return float(v) / (1e3 if unit == "ms" else 1.0)
+
+    return {int(m[0]): (int(m[1]), int(m[2]), sec(m[3], m[4]), sec(m[5], m[6])) for m in TIME_STATS.findall(text)}
+
+
+def histogram_sums(metrics_text: str) -> dict:
+    out = {}
+    for name in HISTOGRAMS:
+        for part in ("sum", "count"):
+            total = 0.0
+            for line in metrics_text.splitlines():
+                if line.startswith(f"{name}_{part}"):
+                    total += float(line.rsplit(" ", 1)[1])
+            out[f"{name}_{part}"] = total
+    return out
+
+
+def server_side(before: dict, after: dict) -> dict:
+    """Means over one level from the histogram deltas: what the server measured itself."""
+    out = {}
+    for name in HISTOGRAMS:
+        n = after[f"{name}_count"] - before[f"{name}_count"]
+        if n > 0:
+            out[name.split(":")[1].replace("_seconds", "_mean_s")] = (after[f"{name}_sum"] - before[f"{name}_sum"]) / n
+    return out
+
+
 def kv_pool_tokens(log: Path) -> int | None:
     pool = re.findall(r"max_total_num_tokens=(\d+)", log.read_text(errors="replace"))
     return int(pool[-1]) if pool else None
@@ -127,10 +169,13 @@ def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
     top = max(args.concurrency)
     out = [*base, *cfg_args,
            "--max-running-requests", str(top),
-           # replies are the server's own and may re-tokenize longer than reply_tokens
-           "--context-length", str(trace_meta["spec"]["max_context"] + 16384),
+           # the trace's context is an estimate (replies are the server's own): 1/8 slack
+           "--context-length", str(trace_meta["spec"]["max_context"] * 9 // 8),
            "--chunked-prefill-size", str(args.chunked_prefill_size),
-           "--enable-cache-report"]
+           "--enable-cache-report",
+           # the server's own view of each turn, next to bench_serving's: per-request queue
+           # and forward times in the log, TTFT/e2e/queue histograms on /metrics
+           "--enable-request-time-stats-logging", "--enable-metrics"]
     if args.mem_fraction is not None:
         out += ["--mem-fraction-static", str(args.mem_fraction)]
     if args.device == "cuda":
@@ -167,14 +212,25 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
                 raise SystemExit(f"the trace has {len(trace['conversations'])} sessions; concurrency {c} needs {n}")
             f = out / f"{key}-c{c}.jsonl"
             cmd = bench_serving_cmd(srv.url, model, trace_path, n, c, reply, f)
+            mark, before = len(log.read_text(errors="replace")), histogram_sums(srv.text("/metrics"))
             result = run_bench_serving(cmd, out / f"{key}-c{c}.log", f, args.timeout)
+            time.sleep(1.0)  # the last ReqTimeStats line
+            stats = time_stats(log.read_text(errors="replace")[mark:])
             rows = turns(result, trace, n)
-            entry["levels"][str(c)] = {"command": " ".join(cmd), **summarize(result, rows, n), "turns": rows}
+            for r in rows:  # paired by prompt length (unique per turn in practice); None if absent
+                st = stats.get(r["context"])
+                r["server_queue_s"], r["server_forward_s"] = (st[2], st[3]) if st else (None, None)
+            level = {"command": " ".join(cmd), **summarize(result, rows, n),
+                     "server": server_side(before, histogram_sums(srv.text("/metrics")))}
+            fwd = [r["server_forward_s"] for r in rows if r["server_forward_s"] is not None]
+            level["server"]["forward_median_s"] = statistics.median(fwd) if fwd else None
+            level["server"]["turns_paired"] = len(fwd)
+            entry["levels"][str(c)] = {**level, "turns": rows}
             if progress is not None:
                 progress.update(1)
                 s = entry["levels"][str(c)]
                 progress.write(f"[{key}] c={c}: TTFT median {s['ttft_median_s']:.3f} s, >=96K "
-                               f"{s['ttft_long_median_s'] or float('nan'):.3f} s, ITL {s['itl_median_ms']:.2f} ms, "
+                               f"{s['ttft_long_median_s'] or float('nan'):.3f} s, TPOT {s['tpot_median_ms']:.2f} ms, "
                                f"{s['sessions_per_min']:.2f} sessions/min, hit {s['cache_hit_rate_pct']}%")
     return entry
 

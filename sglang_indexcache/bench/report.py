@@ -152,7 +152,7 @@ def plot(results: dict, png: Path) -> None:
 # figure: (key in a level's summary, higher is better)
 AGENTIC_FIGURES = {
     "ttft_long_median_s": False, "ttft_long_p90_s": False, "ttft_median_s": False, "ttft_p90_s": False,
-    "itl_median_ms": False, "sessions_per_min": True, "output_tokens_per_s": True,
+    "tpot_median_ms": False, "sessions_per_min": True, "output_tokens_per_s": True,
 }
 
 
@@ -185,7 +185,7 @@ def agentic_table(results: dict) -> str:
     lines = [f"agentic: {results.get('model')} on {(results.get('gpu') or {}).get('name') or results.get('device')}; "
              f"trace {t.get('spec', {}).get('sessions')} sessions, {sum(t.get('turns', []))} turns, "
              f"up to {max(t.get('last_prompt_tokens') or [0])} tokens"]
-    head = f"  {'':<44}{'TTFT med':>9}{'p90':>7}{'>=96K med':>10}{'ITL ms':>8}{'sess/min':>9}{'hit %':>7}"
+    head = f"  {'':<44}{'TTFT med':>9}{'p90':>7}{'>=96K med':>10}{'TPOT ms':>8}{'sess/min':>9}{'hit %':>7}"
     for level in map(str, results.get("concurrency", [])):
         lines += [f"concurrency {level}:", head]
         for key in sorted(c):
@@ -194,7 +194,7 @@ def agentic_table(results: dict) -> str:
                 continue
             long_ = s.get("ttft_long_median_s")
             lines.append(f"  {key} {c[key]['label'][:41]:<41} {s['ttft_median_s']:8.3f} {s['ttft_p90_s']:6.3f} "
-                         f"{long_ if long_ is not None else float('nan'):9.3f} {s['itl_median_ms']:7.2f} "
+                         f"{long_ if long_ is not None else float('nan'):9.3f} {s.get('tpot_median_ms') or float('nan'):7.2f} "
                          f"{s['sessions_per_min']:8.2f} {s.get('cache_hit_rate_pct') or float('nan'):6.1f}"
                          + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else ""))
         for ref in ("a", "d"):
