@@ -197,6 +197,9 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     cfg = results["configs"]["c"]
     assert "--index-cache-pattern FSSFSS" in cfg["server_command"]
+    probe = cfg["probe"]  # one long turn through three doors: chat, text, token ids
+    assert probe["context"] >= results["trace"]["last_prompt_tokens"][0] - 200
+    assert all(probe[k] > 0 for k in ("cold_chat_s", "chat_s", "text_s", "ids_s"))
     for level in ("1", "2"):
         s = cfg["levels"][level]
         assert "sglang.benchmark.serving" in s["command"] and f"--max-concurrency {level}" in s["command"]

@@ -4,8 +4,9 @@ For each configuration (`common.configs`) one server (`python -m sglang.launch_s
 then, for each concurrency, `python -m sglang.benchmark.serving --backend sglang-oai-chat
 --dataset-name agentic-trace` replays max(concurrency, --min-sessions) sessions of the
 trace (`trace.py`) with `--max-concurrency` and an infinite request rate, the radix cache
-flushed first (bench_serving's `--flush-cache`). Nothing here sends a request of its own
-except the flushes and `/server_info` bench_serving makes.
+flushed first (bench_serving's `--flush-cache`). Our own requests are only the few of
+`turn_probe` (one long turn through three doors, before the timed runs) and reads of the
+server's `/metrics`.
 
 bench_serving prints median/p90 TTFT, ITL, throughput and (with `--cache-report`) the hit
 rate. It has no figure per turn: TTFT against the context length of the turn comes from
@@ -165,6 +166,41 @@ def kv_pool_tokens(log: Path) -> int | None:
     return int(pool[-1]) if pool else None
 
 
+def turn_probe(srv, model: Path, trace: dict, repeats: int = 3) -> dict:
+    """Where a long turn's time goes before its new tokens, by the door it enters.
+
+    Our own client, because neither bench_serving nor the server splits it: session 0's
+    history up to its last turn (replies left out) is sent once cold, then `repeats` times
+    each through `/v1/chat/completions` (template, tokenization, scheduling, forward),
+    `/generate` with the templated text (tokenization onward) and `/generate` with the
+    token ids (scheduling and forward only), one new token each. Every repeat hits the
+    radix cache on all but the last page, so the times are per-turn overhead at this
+    context with almost no new tokens."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    msgs = [m for turn in trace["conversations"][0] for m in turn["messages"]]
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    greedy = {"temperature": 0.0, "max_new_tokens": 1}
+
+    def timed(path, body):
+        t0 = time.perf_counter()
+        srv.post(path, body, timeout=600)
+        return time.perf_counter() - t0
+
+    chat = ("/v1/chat/completions", {"model": str(model), "messages": msgs, "max_completion_tokens": 1, "temperature": 0.0})
+    doors = {"chat_s": chat, "text_s": ("/generate", {"text": text, "sampling_params": greedy}),
+             "ids_s": ("/generate", {"input_ids": ids, "sampling_params": greedy})}
+    out = {"context": len(ids), "cold_chat_s": timed(*chat)}
+    times = {k: [] for k in doors}
+    for _ in range(repeats):
+        for k, door in doors.items():
+            times[k].append(timed(*door))
+    out.update({k: statistics.median(v) for k, v in times.items()})
+    return out
+
+
 def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
     top = max(args.concurrency)
     out = [*base, *cfg_args,
@@ -206,6 +242,10 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
         # first long prefills after startup: one short session, not timed
         warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{key}-warmup.jsonl", max_turns=2)
         run_bench_serving(warm, out / f"{key}-warmup.log", out / f"{key}-warmup.jsonl", args.timeout)
+        entry["probe"] = turn_probe(srv, model, trace)
+        if progress is not None:
+            progress.write(f"[{key}] one turn at {entry['probe']['context']} tokens: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in entry["probe"].items() if k != "context"))
         for c in args.concurrency:
             n = max(c, args.min_sessions)
             if n > len(trace["conversations"]):
@@ -242,6 +282,8 @@ def run(args) -> int:
 
     from sglang_indexcache.bench import common, trace as trace_mod
 
+    if args.device == "cuda" and args.mem_fraction is None:  # also: no GPU, say so before any work
+        args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shape = common.shape_patterns(args.shape) if args.shape else None
@@ -270,7 +312,7 @@ def run(args) -> int:
     trace = json.loads(trace_path.read_text())
     base = common.BASE_ARGS if args.device == "cuda" else common.CPU_ARGS
     if args.mem_fraction is None:  # on CPU the pool comes from host RAM: the decode bench's 0.6
-        args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes()) if args.device == "cuda" else 0.6
+        args.mem_fraction = 0.6
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.update({

@@ -119,6 +119,12 @@ def mem_fraction_for(total_bytes: int, headroom_gib: float = HEADROOM_GIB) -> fl
 
 def gpu_total_bytes() -> int:
     """Memory of GPU 0 as nvidia-smi reports it (no CUDA context in this process)."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        raise SystemExit("the benchmark needs a CUDA GPU (nvidia-smi not found); on CPU run "
+                         "`python -m sglang_indexcache.bench agentic --device cpu --model-path models/deepseek-tiny "
+                         "--pattern FSSFSS --configs c --size smoke` for a smoke run")
     smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
                          capture_output=True, text=True, timeout=30, check=True)
     return int(smi.stdout.split()[0]) * 2**20  # MiB
