@@ -51,7 +51,7 @@ soak: $(MODELS)/deepseek-tiny/config.json
 		--duration $(SOAK_S) --seed 0 --out soak_results
 
 # Side by side on a CUDA GPU (sglang_indexcache/bench/): agentic sessions replayed by SGLang's
-# bench_serving, dsa vs indexcache (all-Full, native sharing, 1/4, 1/8, searched shape), at
+# bench_serving, dsa vs indexcache (all-Full, native sharing, 1/4, every 8th, searched shape), at
 # concurrency 1, 4, 16. BENCH_SHAPE=glm-5.2-tp8 for one TP rank of GLM-5.2 (78 layers).
 BENCH_OUT   ?= bench_results/agentic
 BENCH_SHAPE ?= flash-12

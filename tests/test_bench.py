@@ -220,3 +220,17 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         assert s["tpot_median_ms"] > 0
     report.agentic_plot({**results, "ratios": report.agentic_ratios(results)}, tmp_path / "agentic.png")
     assert (tmp_path / "agentic.png").stat().st_size > 10_000
+
+
+def test_shape_tokenizer_round_trips_every_model_id(tmp_path):
+    """A dummy model at a real shape emits ids past the 1024-token BPE: each must decode to
+    text that encodes back to itself, or replies sent back by bench_serving change length."""
+    from transformers import AutoTokenizer
+
+    from sglang_indexcache.tiny_model import VOCAB_SIZE, build_tokenizer
+
+    build_tokenizer(tmp_path, cover=VOCAB_SIZE + 512)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(tok) == VOCAB_SIZE + 512 and tok.vocab_size == VOCAB_SIZE
+    ids = [VOCAB_SIZE + 511, 300, VOCAB_SIZE, 77, VOCAB_SIZE + 17]
+    assert tok(tok.decode(ids), add_special_tokens=False)["input_ids"] == ids
