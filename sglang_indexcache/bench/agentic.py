@@ -29,11 +29,11 @@ import sys
 import time
 from pathlib import Path
 
+from sglang_indexcache.bench import common
+
 # turn context bins for "TTFT against context length": [lo, hi) in tokens
 BIN = 16384
 LONG_CONTEXT = 98304  # "a turn at >= 96K context" (the issue's TTFT target)
-MTP = ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", "2", "--speculative-eagle-topk", "1",
-       "--speculative-num-draft-tokens", "3"]
 
 
 def bench_serving_cmd(url: str, model: Path, trace: Path, sessions: int, concurrency: int, reply: int,
@@ -161,27 +161,27 @@ def server_side(before: dict, after: dict) -> dict:
     return out
 
 
-def kv_pool_tokens(log: Path) -> int | None:
-    pool = re.findall(r"max_total_num_tokens=(\d+)", log.read_text(errors="replace"))
-    return int(pool[-1]) if pool else None
-
-
-def turn_probe(srv, model: Path, trace: dict, repeats: int = 3) -> dict:
-    """Where a long turn's time goes before its new tokens, by the door it enters.
-
-    Our own client, because neither bench_serving nor the server splits it: session 0's
-    history up to its last turn (replies left out) is sent once cold, then `repeats` times
-    each through `/v1/chat/completions` (template, tokenization, scheduling, forward),
-    `/generate` with the templated text (tokenization onward) and `/generate` with the
-    token ids (scheduling and forward only), one new token each. Every repeat hits the
-    radix cache on all but the last page, so the times are per-turn overhead at this
-    context with almost no new tokens."""
+def probe_turn(model: Path, trace: dict) -> tuple:
+    """The probe's one long turn, three ways: session 0's history up to its last turn
+    (replies left out) as chat messages, as the templated text, and as its token ids."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model))
     msgs = [m for turn in trace["conversations"][0] for m in turn["messages"]]
     text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    ids = tok(text, add_special_tokens=False)["input_ids"]
+    return msgs, text, tok(text, add_special_tokens=False)["input_ids"]
+
+
+def turn_probe(srv, model: Path, turn: tuple, repeats: int = 3) -> dict:
+    """Where a long turn's time goes before its new tokens, by the door it enters.
+
+    Our own client, because neither bench_serving nor the server splits it: `turn`
+    (`probe_turn`) is sent once cold, then `repeats` times each through
+    `/v1/chat/completions` (template, tokenization, scheduling, forward), `/generate` with
+    the templated text (tokenization onward) and `/generate` with the token ids (scheduling
+    and forward only), one new token each. Every repeat hits the radix cache on all but the
+    last page, so the times are per-turn overhead at this context with almost no new tokens."""
+    msgs, text, ids = turn
     greedy = {"temperature": 0.0, "max_new_tokens": 1}
 
     def timed(path, body):
@@ -219,30 +219,29 @@ def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
         # what is timed and cost minutes of capture
         out += ["--cuda-graph-max-bs-decode", str(top), "--cuda-graph-backend-prefill", "disabled"]
     if args.mtp:
-        out += MTP
+        out += common.MTP
     return out
 
 
 def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, base: list, args, out: Path,
-               progress=None) -> dict:
+               probe: tuple, progress=None) -> dict:
     """One server, every concurrency of `args.concurrency`; returns the config's entry."""
-    from sglang_indexcache.bench.common import dense_prefill_env
     from sglang_indexcache.server import Server
 
     log = out / f"{key}-server.log"
     srv = Server(model, server_args(base, cfg["args"], args, trace["metadata"]), log=log, device=args.device,
                  startup_timeout=args.timeout)
     if args.device == "cuda":
-        srv.env.update(dense_prefill_env())
+        srv.env.update(common.dense_prefill_env())
     entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "levels": {}}
     reply = trace["metadata"]["spec"]["reply_tokens"]
     with srv:
         entry["startup_s"] = srv.startup_s
-        entry["kv_pool_tokens"] = kv_pool_tokens(log)
+        entry["kv_pool_tokens"] = common.kv_pool_tokens(log.read_text(errors="replace"))
         # first long prefills after startup: one short session, not timed
         warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{key}-warmup.jsonl", max_turns=2)
         run_bench_serving(warm, out / f"{key}-warmup.log", out / f"{key}-warmup.jsonl", args.timeout)
-        entry["probe"] = turn_probe(srv, model, trace)
+        entry["probe"] = turn_probe(srv, model, probe)
         if progress is not None:
             progress.write(f"[{key}] one turn at {entry['probe']['context']} tokens: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in entry["probe"].items() if k != "context"))
@@ -280,7 +279,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from sglang_indexcache.bench import common, trace as trace_mod
+    from sglang_indexcache.bench import trace as trace_mod
 
     if args.device == "cuda" and args.mem_fraction is None:  # also: no GPU, say so before any work
         args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes())
@@ -323,9 +322,10 @@ def run(args) -> int:
         "concurrency": args.concurrency, "mtp": args.mtp,
     })
     results.setdefault("configs", {})
+    probe = probe_turn(model, trace)  # one tokenizer load for every configuration
     bar = tqdm(total=len(args.configs) * len(args.concurrency), desc="agentic", unit="run")
     for key in args.configs:
-        results["configs"][key] = run_config(key, cfgs[key], model, trace_path, trace, base, args, out, bar)
+        results["configs"][key] = run_config(key, cfgs[key], model, trace_path, trace, base, args, out, probe, bar)
         results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         results_path.write_text(json.dumps(results, indent=1) + "\n")
     bar.close()

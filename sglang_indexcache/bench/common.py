@@ -4,10 +4,10 @@ shapes, the GPU's memory split, and the record of versions and hardware."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
-DEFAULT_PATTERN = "FSSSFSSSFSSS"
 BASE_ARGS = [
     "--load-format", "dummy",
     "--dtype", "bfloat16",
@@ -16,6 +16,9 @@ BASE_ARGS = [
 ]
 # --device cpu: a smoke run of the decode path (configs b and c; upstream dsa has no CPU path)
 CPU_ARGS = ["--dtype", "float32", "--sleep-on-idle"]
+# MTP: EAGLE over the checkpoint's NextN layer (agentic and decode `--mtp`)
+MTP = ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", "2", "--speculative-eagle-topk", "1",
+       "--speculative-num-draft-tokens", "3"]
 
 
 def uniform(num_layers: int, every: int) -> str:
@@ -59,6 +62,13 @@ SHAPES = {
                     # Full layer (11 of 78): a real checkpoint has indexer weights on no others
                     "pattern": None, "low": None, "searched": None},
 }
+DEFAULT_PATTERN = SHAPES["flash-12"]["pattern"]  # `run`'s default (the paper table, 12 layers)
+
+
+def kv_pool_tokens(log_text: str) -> int | None:
+    """SGLang's KV pool size (tokens), the last `max_total_num_tokens=` its log printed."""
+    pool = re.findall(r"max_total_num_tokens=(\d+)", log_text)
+    return int(pool[-1]) if pool else None
 
 
 def make_model(name: str, out) -> "Path":
@@ -156,5 +166,3 @@ def dense_prefill_env() -> dict:
         return {}
     except Exception:
         return {"SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD": "0"}
-
-

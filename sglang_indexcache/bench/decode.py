@@ -21,7 +21,7 @@ import re
 import statistics
 from pathlib import Path
 
-from sglang_indexcache.bench.common import dense_prefill_env
+from sglang_indexcache.bench.common import MTP, dense_prefill_env, kv_pool_tokens
 
 DECODE_LINE = re.compile(
     r"Decode batch.*?#running-req: (\d+),.*?graph: (True|False), gen throughput \(token/s\): ([0-9.]+)")
@@ -64,8 +64,6 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
         # take no part in what is timed here
         server_args += ["--cuda-graph-max-bs-decode", str(B), "--cuda-graph-backend-prefill", "disabled"]
     if getattr(args, "mtp", False):
-        from sglang_indexcache.bench.agentic import MTP
-
         server_args += MTP
     srv = Server(model, server_args, log=log, device=args.device, startup_timeout=args.timeout)
     env_extra = dense_prefill_env() if args.device == "cuda" else {}
@@ -106,7 +104,6 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
         if getattr(args, "mtp", False):
             states = (srv.get("/server_info").get("internal_states") or [{}])
             accept = states[0].get("avg_spec_accept_length")
-    pool = re.findall(r"max_total_num_tokens=(\d+)", text)
     logged = decode_log_lines("".join(long_logs), B)
     t_s, t_l = statistics.median(times[short]), statistics.median(times[long_])
     step = (t_l - t_s) / (long_ - short)
@@ -114,7 +111,7 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
         raise ServerError(f"{long_} steps took no longer than {short} ({t_l:.3f} s vs {t_s:.3f} s): "
                           "timing noise exceeds the decode time; raise --decode-steps")
     return {
-        "command": " ".join(srv.cmd), "env": env_extra, "kv_pool_tokens": int(pool[-1]) if pool else None,
+        "command": " ".join(srv.cmd), "env": env_extra, "kv_pool_tokens": kv_pool_tokens(text),
         "batch_size": B, "context": L, "short": short, "steps": long_, "repeats": args.decode_repeats,
         "prefill_s": t_prefill, "times_s": {str(k): v for k, v in times.items()},
         "ms_per_step": step * 1e3, "tokens_per_s": B / step,

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from sglang_indexcache.bench.common import dense_prefill_env
+from sglang_indexcache.bench.common import dense_prefill_env, kv_pool_tokens
 
 
 def _one_batch(cmd_args: list, log: Path, result_file: Path, timeout: float) -> dict:
@@ -25,9 +24,8 @@ def _one_batch(cmd_args: list, log: Path, result_file: Path, timeout: float) -> 
     text = log.read_text(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"one_batch failed ({proc.returncode}); {log}:\n" + "\n".join(text.splitlines()[-30:]))
-    pool = re.findall(r"max_total_num_tokens=(\d+)", text)
     rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
-    return {"command": " ".join(cmd), "kv_pool_tokens": int(pool[-1]) if pool else None, "rows": rows}
+    return {"command": " ".join(cmd), "kv_pool_tokens": kv_pool_tokens(text), "rows": rows}
 
 
 def measure(key: str, common: list, args, out: Path) -> dict:
@@ -57,5 +55,3 @@ def one_batch_main(argv: list) -> int:
     sys.argv = ["sglang.benchmark.one_batch", *argv]
     one_batch.cli_main()
     return 0
-
-
