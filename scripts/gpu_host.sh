@@ -37,5 +37,5 @@ PY
     cd "$here" && $PY -m sglang_indexcache.bench "$@"
     ;;
   env) ;;
-  *) echo "usage: $0 install BUNDLE | test [...] | bench agentic|run [...]" >&2; exit 2 ;;
+  *) echo "usage: $0 install BUNDLE | test [...] | bench agentic|turn|run [...]" >&2; exit 2 ;;
 esac

@@ -234,3 +234,64 @@ def test_shape_tokenizer_round_trips_every_model_id(tmp_path):
     assert len(tok) == VOCAB_SIZE + 512 and tok.vocab_size == VOCAB_SIZE
     ids = [VOCAB_SIZE + 511, 300, VOCAB_SIZE, 77, VOCAB_SIZE + 17]
     assert tok(tok.decode(ids), add_special_tokens=False)["input_ids"] == ids
+
+
+def test_turn_profile_kernel_table_counts_busy_time_and_gaps():
+    """The turn profile's summary of a torch-profiler chrome trace: per-kernel totals, the
+    union of kernel intervals (overlapping streams counted once), and idle gaps."""
+    from sglang_indexcache.bench import turn
+
+    ev = [
+        {"ph": "X", "cat": "kernel", "name": "void deep_gemm::sm90_fp8_mqa_logits<...>", "ts": 100, "dur": 50},
+        {"ph": "X", "cat": "kernel", "name": "fast_topk_transform_kernel", "ts": 160, "dur": 10},
+        {"ph": "X", "cat": "kernel", "name": "void deep_gemm::sm90_fp8_mqa_logits<...>", "ts": 165, "dur": 20},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 1000},  # host: not a kernel
+        {"ph": "X", "cat": "kernel", "name": "flash_fwd_splitkv_mla_fp8_sparse_kernel", "ts": 300, "dur": 40},
+    ]
+    t = turn.kernel_table({"traceEvents": ev})
+    assert t["kernels"] == 4
+    assert t["span_us"] == 240  # 100 .. 340
+    assert t["busy_us"] == 50 + 10 + 15 + 40  # 165..185 overlaps 160..170 by 5
+    assert t["gap_us"] == 10 + 115  # 150..160 and 185..300
+    assert t["families"]["indexer logits"] == {"us": 70, "calls": 2}
+    assert t["families"]["top-k"]["calls"] == 1
+    assert t["families"]["sparse attention"]["us"] == 40
+    assert list(t["by_kernel"])[0].startswith("void deep_gemm::sm90_fp8_mqa_logits")
+    assert turn.kernel_table({"traceEvents": ev[3:4]}) == {"kernels": 0}
+
+
+def test_padded_tokenizer_turns_sglangs_parallel_prompt_encoder_off(tmp_path):
+    """A shape tokenizer padded with ~150K added tokens (not a real checkpoint's) makes
+    SGLang's parallel prompt encoder slow (bench/common.tokenizer_env); the benchmark turns it
+    off for such a tokenizer only."""
+    padded, real = tmp_path / "padded", tmp_path / "real"
+    for folder, n in ((padded, common.PADDED_TOKENIZER_ADDED + 1), (real, 300)):
+        folder.mkdir()
+        (folder / "tokenizer.json").write_text(json.dumps(
+            {"added_tokens": [{"id": i, "content": f"<t{i}>"} for i in range(n)]}))
+    assert common.tokenizer_env(padded) == {"SGLANG_PARALLEL_PROMPT_ENCODE": "0"}
+    assert common.tokenizer_env(real) == {}
+    assert common.tokenizer_env(tmp_path) == {}  # no tokenizer.json: SGLang's default
+
+
+def test_turn_profile_pipeline_on_cpu(models, tmp_path):
+    """`bench turn` on a CPU server: the prefix hits the radix cache on every timed turn (the
+    new tokens do not), the server's forward time is read, and SGLang's /start_profile and
+    /stop_profile leave one trace per turn size (CPU activity only: no kernels to count)."""
+    from sglang_indexcache.bench import turn
+
+    args = argparse.Namespace(
+        out=str(tmp_path), shape="flash-12", model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
+        context=512, new=[1, 64], repeats=2, seed=0, mem_fraction=None, chunked_prefill_size=512,
+        timeout=900, device="cpu",
+    )
+    assert turn.run(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    entry = results["configs"]["c"]
+    assert entry["full_layers"] == 2 and "--index-cache-pattern FSSFSS" in entry["server_command"]
+    for n in ("1", "64"):
+        t = entry["turns"][n]
+        assert len(t["wall_s"]) == 2 and all(c == 512 for c in t["cached_tokens"]), t["cached_tokens"]
+        assert t["forward_median_ms"] > 0
+        assert t["profile"] and (tmp_path / "profiles" / t["profile"]).exists()
+    assert "c" in report.turn_table(results)

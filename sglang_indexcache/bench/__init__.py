@@ -15,11 +15,14 @@ Workloads, one module each, all writing one JSON (commands, GPU, versions) and P
            cache hit rate, at several concurrencies
   prefill  batch-1 prefill through SGLang's `one_batch` (`prefill.py`), the paper's table
   decode   B concurrent requests at L tokens of context on a server (`decode.py`)
+  turn     one turn of +N new tokens on a long cached prefix, timed and recorded with
+           SGLang's profiler, kernels summarised by family (`turn.py`)
 `report.py` prints tables and draws plots of a results file. The first server on a fresh
 machine spends minutes in kernel JIT during graph capture.
 
     python -m sglang_indexcache.bench agentic --out out/agentic --shape flash-12
     python -m sglang_indexcache.bench run --out out/paper --phase prefill
     python -m sglang_indexcache.bench run --out out/paper --phase decode
+    python -m sglang_indexcache.bench turn --out out/turn --shape flash-12
     python -m sglang_indexcache.bench report out/agentic/results.json --png out/agentic/agentic.png
 """

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from sglang_indexcache.bench import agentic, decode, prefill, report, trace
+from sglang_indexcache.bench import agentic, decode, prefill, report, trace, turn
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, SHAPES, configs, dense_prefill_env, gpu_info,
     gpu_total_bytes, mem_fraction_for, versions,
@@ -116,6 +116,24 @@ def main(argv=None) -> int:
     t.add_argument("--out", required=True)
     t.set_defaults(fn=lambda a: print(json.dumps(trace.write_trace(
         a.tokenizer, trace.spec_for(a.size, a.sessions, a.seed), Path(a.out)), indent=1)) or 0)
+
+    u = sub.add_parser("turn", help="one turn on a long cached prefix, timed and profiled (SGLang's profiler)")
+    u.add_argument("--out", required=True)
+    u.add_argument("--shape", choices=sorted(SHAPES), default="flash-12")
+    u.add_argument("--model-path", help="an existing folder of --shape's model (default: generated under OUT)")
+    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefg"),
+                   help="as agentic's, and g: indexcache with one Full layer")
+    u.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
+    u.add_argument("--context", type=int, default=122880, help="cached prefix, tokens")
+    u.add_argument("--new", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens per turn")
+    u.add_argument("--repeats", type=int, default=5)
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--mem-fraction", type=float, default=None,
+                   help=f"default: leave {HEADROOM_GIB} GiB of the GPU outside the pool")
+    u.add_argument("--chunked-prefill-size", type=int, default=16384)
+    u.add_argument("--timeout", type=float, default=900)
+    u.add_argument("--device", default="cuda", help="cpu: a smoke run of indexcache configs on a tiny model")
+    u.set_defaults(fn=turn.run)
 
     r = sub.add_parser("run", help="prefill (one_batch) and decode side by side (the paper's table)")
     r.add_argument("--out", required=True)

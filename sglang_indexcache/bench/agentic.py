@@ -233,7 +233,9 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
                  startup_timeout=args.timeout)
     if args.device == "cuda":
         srv.env.update(common.dense_prefill_env())
-    entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "levels": {}}
+    srv.env.update(common.tokenizer_env(model))
+    entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "levels": {},
+             "server_env": {k: srv.env[k] for k in common.SERVER_ENV_KEYS if k in srv.env}}
     reply = trace["metadata"]["spec"]["reply_tokens"]
     with srv:
         entry["startup_s"] = srv.startup_s

@@ -156,6 +156,30 @@ def gpu_info() -> dict:
     return info
 
 
+def tokenizer_env(model) -> dict:
+    """Server environment for a shape's padded tokenizer (`tiny_model.build_tokenizer(cover=)`).
+
+    Its ~150K added `<tN>` tokens make SGLang's parallel prompt encoder (the chat door's
+    default) split text on a regex alternation of every added token: measured on this
+    repository's flash-12 tokenizer, 129K tokens of an agentic turn whose replies are `<tN>`
+    runs took 6.2 s there against 0.36 s for the tokenizer's own encode (same ids), and on the
+    H200 host that cost ~2 s of every long turn's TTFT. A real checkpoint's tokenizer has a few
+    hundred added tokens, so the benchmark turns the parallel encoder off only for such a
+    tokenizer; SGLang then calls the tokenizer's own encode."""
+    from pathlib import Path
+
+    path = Path(model) / "tokenizer.json"
+    if not path.exists():
+        return {}
+    added = json.loads(path.read_text()).get("added_tokens", [])
+    return {"SGLANG_PARALLEL_PROMPT_ENCODE": "0"} if len(added) > PADDED_TOKENIZER_ADDED else {}
+
+
+PADDED_TOKENIZER_ADDED = 10000  # more added tokens than any real checkpoint's tokenizer has
+# the environment a benchmark sets on its servers, recorded with each configuration
+SERVER_ENV_KEYS = ("SGLANG_PARALLEL_PROMPT_ENCODE", "SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD")
+
+
 def dense_prefill_env() -> dict:
     """Without FA3 (the offline bundle strips sglang-kernel's 1.1 GB FA3 library), SGLang's
     DSA backend must not pick its dense MHA path for short prefills: threshold 0 keeps

@@ -82,6 +82,9 @@ def report_cmd(args) -> int:
         results["ratios"] = agentic_ratios(results)
         print(agentic_table(results))
         draw = agentic_plot
+    elif results.get("workload") == "turn":
+        print(turn_table(results))
+        draw = turn_plot
     else:
         results["ratios"] = ratios(results)
         print(table(results))
@@ -246,5 +249,59 @@ def agentic_plot(results: dict, png: Path) -> None:
     ax.legend(fontsize=7)
     gpu = (results.get("gpu") or {}).get("name") or results.get("device")
     fig.suptitle(f"agentic sessions: {results.get('model')} on {gpu}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def turn_table(results: dict) -> str:
+    """One row per configuration and turn size: wall and server-forward medians, the profiled
+    forward's GPU busy time and idle gaps, the indexer's kernels per Full layer, and the
+    forward's speed-up over (a)."""
+    c = results["configs"]
+    lines = [f"one turn on {results['context']} cached tokens: {results.get('model')}",
+             f"  {'config':<36} {'new':>6} {'wall ms':>8} {'fwd ms':>8} {'GPU ms':>8} {'gaps ms':>8} "
+             f"{'logits/F':>9} {'top-k/F':>8} {'fwd a/x':>8}"]
+    for key in sorted(c):
+        for n, t in c[key]["turns"].items():
+            k = t["kernels"]
+            fams = k.get("families", {})
+            per = {f: fams.get(f, {}).get("us", 0.0) / 1e3 / c[key]["full_layers"] for f in ("indexer logits", "top-k")}
+            base = c.get("a", {}).get("turns", {}).get(n, {}).get("forward_median_ms")
+            speed = f"{base / t['forward_median_ms']:.2f}" if base and t["forward_median_ms"] else "-"
+            lines.append(f"  {key + ' ' + c[key]['label']:<36.36} {'+' + n:>6} {t['wall_median_s'] * 1e3:8.1f} "
+                         f"{t['forward_median_ms'] or float('nan'):8.1f} {k.get('busy_us', 0) / 1e3:8.1f} "
+                         f"{k.get('gap_us', 0) / 1e3:8.1f} {per['indexer logits']:9.2f} {per['top-k']:8.2f} {speed:>8}")
+    return "\n".join(lines)
+
+
+def turn_plot(results: dict, png: Path) -> None:
+    """Per turn size, one stacked bar per configuration: the profiled forward's GPU time by
+    kernel family, and the idle gaps (host time the GPU waited for)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = results["configs"]
+    sizes = [str(n) for n in results["new"]]
+    fams = sorted({f for e in c.values() for t in e["turns"].values() for f in t["kernels"].get("families", {})})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4.5), squeeze=False)
+    for n, ax in zip(sizes, axes[0]):
+        keys = [k for k in sorted(c) if n in c[k]["turns"]]
+        bottom = [0.0] * len(keys)
+        for f in [*fams, "idle gaps"]:
+            vals = []
+            for k in keys:
+                kt = c[k]["turns"][n]["kernels"]
+                us = kt.get("gap_us", 0.0) if f == "idle gaps" else kt.get("families", {}).get(f, {}).get("us", 0.0)
+                vals.append(us / 1e3)
+            ax.bar(keys, vals, bottom=bottom, label=f, hatch="//" if f == "idle gaps" else None)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_title(f"+{n} new tokens")
+        ax.set_ylabel("profiled forward (ms)")
+        ax.set_xticks(range(len(keys)), [f"{k}\n{c[k]['full_layers']} Full" for k in keys])
+    axes[0][-1].legend(fontsize=7)
+    gpu = (results.get("gpu") or {}).get("name") or results.get("device")
+    fig.suptitle(f"one turn on {results['context']} cached tokens: {results.get('model')} on {gpu}", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

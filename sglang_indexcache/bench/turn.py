@@ -1,0 +1,194 @@
+"""One agentic turn on a long cached prefix: timed, then profiled with SGLang's profiler.
+
+Where a turn's time goes (indexer, sparse attention, MoE, host), per configuration: a
+server per configuration; a prefix of `--context` random token ids is prefilled once (cold,
+not timed); then turns of +N new tokens (each N of `--new`) go to `/generate` as token ids,
+each with a fresh random suffix, so the prefix hits the radix cache and the new tokens do
+not. Each turn size is timed `--repeats` times (client wall time and the server's
+ReqTimeStats forward time), then one more turn is recorded between SGLang's own
+`/start_profile` and `/stop_profile` (CPU + GPU activities) and its trace summarised per
+kernel (`kernel_table`): time, calls, the span from the first kernel to the last and the idle
+gaps inside it. Token ids, not chat: this isolates the forward from the template and the
+tokenizer, which the agentic benchmark's probe measures separately. Our own client because
+bench_serving cannot hold one cached prefix and vary only the new tokens."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from sglang_indexcache.bench import common
+
+# kernel families by name (lower case substrings, first match wins); the table keeps every
+# kernel's own name as well, so a family is a reading aid, not the data
+FAMILIES = (
+    ("indexer logits", ("mqa_logits",)),
+    ("top-k", ("topk", "top_k")),
+    ("sparse attention", ("flash_mla", "flashmla", "sparse", "_mla")),
+    ("MoE", ("moe", "expert", "grouped")),
+    ("GEMM", ("gemm", "nvjet", "cutlass", "cublas", "sm90_xmma")),
+    ("norm / rope / act", ("norm", "rope", "rotary", "silu", "act_and_mul", "quant")),
+    ("copy / fill", ("copy", "fill", "memcpy", "memset", "cat", "gather", "scatter", "index")),
+)
+
+
+def family(name: str) -> str:
+    low = name.lower()
+    for fam, keys in FAMILIES:
+        if any(k in low for k in keys):
+            return fam
+    return "other"
+
+
+def kernel_table(trace: dict) -> dict:
+    """Per-kernel totals of one chrome trace (torch profiler); span and gaps of the GPU timeline."""
+    kernels = [e for e in trace.get("traceEvents", [])
+               if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
+    if not kernels:
+        return {"kernels": 0}
+    kernels.sort(key=lambda e: e["ts"])
+    per = {}
+    for e in kernels:
+        row = per.setdefault(e["name"], {"us": 0.0, "calls": 0, "family": family(e["name"])})
+        row["us"] += e["dur"]
+        row["calls"] += 1
+    busy, end, gaps = 0.0, kernels[0]["ts"], 0.0
+    for e in kernels:  # union of intervals (streams may overlap)
+        s, t = e["ts"], e["ts"] + e["dur"]
+        if s > end:
+            gaps += s - end
+        busy += max(0.0, t - max(s, end))
+        end = max(end, t)
+    fams = {}
+    for row in per.values():
+        f = fams.setdefault(row["family"], {"us": 0.0, "calls": 0})
+        f["us"] += row["us"]
+        f["calls"] += row["calls"]
+    top = sorted(per.items(), key=lambda kv: -kv[1]["us"])
+    return {"kernels": len(kernels), "span_us": end - kernels[0]["ts"], "busy_us": busy, "gap_us": gaps,
+            "families": fams, "by_kernel": dict(top)}
+
+
+def _ids(rng: random.Random, n: int, vocab: int) -> list:
+    """Random ids away from both ends of the vocabulary (where special tokens live)."""
+    margin = min(1000, vocab // 8)
+    return [rng.randrange(margin, vocab - margin) for _ in range(n)]
+
+
+def _forward_ms(log_text: str) -> list:
+    return [float(x) for x in re.findall(r"forward_duration=([0-9.]+)ms", log_text)]
+
+
+def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) -> dict:
+    from sglang_indexcache.server import Server
+
+    vocab = json.loads((model / "config.json").read_text())["vocab_size"]
+    rng = random.Random(args.seed)
+    prefix = _ids(rng, args.context, vocab)
+    greedy = {"temperature": 0.0, "max_new_tokens": 1}
+    log = out / f"{key}-server.log"
+    srv_args = [*base, *cfg["args"], "--context-length", str(args.context + max(args.new) + 1024),
+                "--chunked-prefill-size", str(args.chunked_prefill_size), "--enable-request-time-stats-logging",
+                "--mem-fraction-static", str(args.mem_fraction)]
+    cuda = args.device == "cuda"
+    if cuda:  # prefill CUDA graphs off: the turn is what is profiled, and they keep it off the dense path
+        srv_args += ["--cuda-graph-backend-prefill", "disabled"]
+    srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
+    if cuda:
+        srv.env.update(common.dense_prefill_env())
+    entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "turns": {},
+             "server_env": {k: srv.env[k] for k in common.SERVER_ENV_KEYS if k in srv.env}}
+    with srv:
+        t0 = time.perf_counter()
+        srv.post("/generate", {"input_ids": prefix, "sampling_params": greedy}, timeout=args.timeout)
+        entry["cold_prefill_s"] = time.perf_counter() - t0
+        for n in args.new:
+            wall, cached, fwd = [], [], []
+            for r in range(args.repeats + 1):  # the first of each size is a warm-up, not kept
+                mark = len(log.read_text(errors="replace"))
+                t0 = time.perf_counter()
+                res = srv.post("/generate", {"input_ids": prefix + _ids(rng, n, vocab), "sampling_params": greedy},
+                               timeout=args.timeout)
+                dt = time.perf_counter() - t0
+                time.sleep(0.2)  # the ReqTimeStats line
+                if r:
+                    wall.append(dt)
+                    cached.append(res["meta_info"].get("cached_tokens"))
+                    fwd += _forward_ms(log.read_text(errors="replace")[mark:])
+            prof_dir = out / "profiles"
+            prof_dir.mkdir(exist_ok=True)
+            prefix_name = f"{key}-new{n}"
+            srv.post("/start_profile", {"output_dir": str(prof_dir), "activities": ["CPU", "GPU"] if cuda else ["CPU"],
+                                        "with_stack": False, "record_shapes": False,
+                                        "profile_prefix": prefix_name}, timeout=120)
+            srv.post("/generate", {"input_ids": prefix + _ids(rng, n, vocab), "sampling_params": greedy},
+                     timeout=args.timeout)
+            srv.post("/stop_profile", {}, timeout=600)
+            traces = sorted(prof_dir.glob(f"{prefix_name}-*.trace.json.gz"), key=lambda p: p.stat().st_mtime)
+            table = kernel_table(json.loads(gzip.open(traces[-1]).read())) if traces else {"kernels": 0}
+            entry["turns"][str(n)] = {
+                "wall_median_s": statistics.median(wall), "wall_s": wall, "cached_tokens": cached,
+                "forward_median_ms": statistics.median(fwd) if fwd else None, "forward_ms": fwd,
+                "profile": str(traces[-1].name) if traces else None, "kernels": table,
+            }
+            print(f"[{key}] +{n} on {args.context}: wall {statistics.median(wall) * 1e3:.1f} ms, server forward "
+                  f"{entry['turns'][str(n)]['forward_median_ms']} ms, GPU busy {table.get('busy_us', 0) / 1e3:.1f} ms "
+                  f"of span {table.get('span_us', 0) / 1e3:.1f} ms", flush=True)
+    return entry
+
+
+def per_full_layer(results: dict) -> dict:
+    """ms per Full layer of each kernel family, per config and turn size."""
+    out = {}
+    for key, entry in results["configs"].items():
+        fulls = entry["full_layers"]
+        for n, turn in entry["turns"].items():
+            fams = turn["kernels"].get("families", {})
+            out.setdefault(key, {})[n] = {f: v["us"] / 1e3 / fulls for f, v in fams.items()
+                                          if f in ("indexer logits", "top-k")}
+    return out
+
+
+def run(args) -> int:
+    import datetime as _dt
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.device != "cuda" and set(args.configs) & {"a", "d"}:
+        raise SystemExit("--device cpu runs only indexcache configurations (upstream dsa needs CUDA)")
+    if args.mem_fraction is None:  # on CPU the pool comes from host RAM
+        args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes()) if args.device == "cuda" else 0.6
+    shape = common.shape_patterns(args.shape)
+    model = Path(args.model_path) if args.model_path else common.make_model(args.shape, out / "model")
+    layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
+    pattern = args.pattern or shape["pattern"]
+    if len(pattern) != layers:
+        raise SystemExit(f"--pattern must have {layers} letters (the model's layers)")
+    fits = {k: shape[k] if shape[k] and len(shape[k]) == layers else None for k in ("low", "searched")}
+    cfgs = common.configs(layers, pattern, **fits)
+    cfgs["g"] = {"label": "indexcache, one Full layer", "args": ["--attention-backend", "indexcache",
+                                                                 "--index-cache-pattern", "F" + "S" * (layers - 1)]}
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"configs": {}}
+    results.update({"workload": "turn", "model": str(model), "shape": args.shape, "context": args.context,
+                    "new": args.new, "device": args.device,
+                    "gpu": common.gpu_info() if args.device == "cuda" else None, "versions": common.versions(),
+                    "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]])})
+    for key in args.configs:
+        base = common.BASE_ARGS if args.device == "cuda" else common.CPU_ARGS
+        entry = run_config(key, cfgs[key], model, base, args, out)
+        letters = cfgs[key]["args"][-1]
+        entry["full_layers"] = (letters.count("F") if set(letters) <= {"F", "S"} else
+                                pattern.count("F") if key == "d" else layers)
+        results["configs"][key] = entry
+        results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        results_path.write_text(json.dumps(results, indent=1) + "\n")
+    results["per_full_layer_ms"] = per_full_layer(results)
+    results_path.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
