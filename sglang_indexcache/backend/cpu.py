@@ -28,7 +28,7 @@ import torch
 
 from sglang.srt.layers.attention.base_attn_backend import AttentionBackend
 
-from sglang_indexcache.backend.metrics import metrics_for
+from sglang_indexcache.backend.metrics import metrics_for, stats_path_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.backend.ops import causal_topk, index_scores, indexer_project, sparse_mla
@@ -83,7 +83,7 @@ class IndexCacheCPUBackend(AttentionBackend):
         self.last_layer = end - 1
         # SGLANG_INDEXCACHE_STATS=path: the indexer counters as JSON, rewritten after
         # every forward (tests and the demo read it; off by default).
-        self.stats_path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
+        self.stats_path = stats_path_for(model_runner)
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
         self._mode = None
         rows = self.pool.get_key_buffer(start).shape[0]

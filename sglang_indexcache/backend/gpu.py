@@ -32,7 +32,7 @@ import os
 
 from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
 
-from sglang_indexcache.backend.metrics import metrics_for
+from sglang_indexcache.backend.metrics import metrics_for, stats_path_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.schedule import Role
@@ -59,7 +59,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.graph_counts: dict = {}  # (forward mode, batch size) -> (indexer runs, skips) at capture
         self._capturing = None  # the graph being captured, set until the next eager forward or replay
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
-        self.stats_path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
+        self.stats_path = stats_path_for(model_runner)
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",

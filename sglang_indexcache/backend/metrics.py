@@ -22,6 +22,32 @@ _METRICS: dict = {}  # one set per process: prometheus_client refuses a name reg
 LABELS = ("model_name", "tp_rank", "pp_rank")
 
 
+def stats_path_for(model_runner) -> Optional[str]:
+    """The `SGLANG_INDEXCACHE_STATS` file this process writes (tests and the demo read it).
+
+    One process: the path as given. Tensor or pipeline parallel: one file per rank,
+    `PATH.tp{r}-pp{s}`, since every rank counts its own layers (a pipeline stage only its
+    stage's) and ranks writing one file would leave whichever wrote last."""
+    import os
+
+    path = os.environ.get("SGLANG_INDEXCACHE_STATS") or None
+    if path is None:
+        return None
+    par = _parallel()
+    if par["tp_size"] > 1 or par["pp_size"] > 1:
+        return f"{path}.tp{par['tp_rank']}-pp{par['pp_rank']}"
+    return path
+
+
+def _parallel() -> dict:
+    """This process's tensor and pipeline ranks, from SGLang's runtime context (the model
+    runner keeps no copy of them)."""
+    from sglang.srt.runtime_context import get_parallel
+
+    p = get_parallel()
+    return {k: int(getattr(p, k, d)) for k, d in (("tp_size", 1), ("tp_rank", 0), ("pp_size", 1), ("pp_rank", 0))}
+
+
 def _get():
     if not _METRICS:
         from prometheus_client import Counter, Gauge
@@ -62,6 +88,6 @@ def metrics_for(model_runner: Any, schedule) -> Optional[IndexerMetrics]:
         return None
     return IndexerMetrics(schedule, {
         "model_name": getattr(server_args, "served_model_name", None) or server_args.model_path,
-        "tp_rank": getattr(model_runner, "tp_rank", 0),
-        "pp_rank": getattr(model_runner, "pp_rank", 0),
+        "tp_rank": _parallel()["tp_rank"],
+        "pp_rank": _parallel()["pp_rank"],
     })

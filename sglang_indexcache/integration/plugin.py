@@ -4,14 +4,15 @@ It adds the `indexcache` attention backend (CLI choice and factory; the hooks th
 needs inside SGLang's model code are installed by `backend/hooks.py` when it is built),
 the hook that resolves the IndexCache schedule whenever SGLang builds a ModelConfig, and
 the request validation of `integration/requests.py` (out-of-vocabulary prompt token ids
-answered with HTTP 400).
+answered with HTTP 400), and `integration/cpu_parallel.py` (no PyNccl on the CPU engine,
+without which `--tp-size 2` cannot start there).
 """
 
 from __future__ import annotations
 
 import logging
 
-from sglang_indexcache.integration import requests
+from sglang_indexcache.integration import cpu_parallel, requests
 from sglang_indexcache.integration.model_config import BACKEND_NAME, apply_to_model_config
 
 logger = logging.getLogger("sglang_indexcache")
@@ -65,6 +66,7 @@ def register() -> None:
 
     HookRegistry.register(_MODEL_CONFIG_TARGET, _after_model_config, HookType.AFTER)
     HookRegistry.register(requests.TARGET, requests.before_validate_one_request, HookType.BEFORE)
+    HookRegistry.register(cpu_parallel.TARGET, cpu_parallel.around_init_model_parallel_group, HookType.AROUND)
     from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
     from sglang.srt.layers.attention.attention_registry import register_attention_backend
 
