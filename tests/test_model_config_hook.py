@@ -71,6 +71,8 @@ def test_transfer_handoff_is_refused_until_it_is_implemented(models):
      "--decode-attention-backend dsa with --attention-backend indexcache"),
     (dict(attention_backend="indexcache", prefill_attention_backend="torch_native", index_cache_pattern="FSSFSS"),
      "--prefill-attention-backend torch_native with --attention-backend indexcache"),
+    (dict(attention_backend="indexcache", index_cache_pattern="FSSFSS", enable_two_batch_overlap=True),
+     "--enable-two-batch-overlap with --attention-backend indexcache"),
 ])
 def test_a_forward_mode_without_the_check_is_refused(models, kwargs, needle):
     with pytest.raises(ScheduleError) as e:

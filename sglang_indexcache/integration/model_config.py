@@ -132,6 +132,14 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
     refused = refusal(server_args)
     if refused:
         raise ScheduleError(f"{refused}; drop the flag or use --attention-backend dsa")
+    if getattr(server_args, "enable_two_batch_overlap", False):
+        # TboAttnBackend wraps one backend per micro-batch; whether each child's forward
+        # reaches its own check has not been run on a GPU, so the launch is refused rather
+        # than left to the layer hook's refusal at the first forward
+        raise ScheduleError(
+            f"--enable-two-batch-overlap with --attention-backend {BACKEND_NAME}: the per-micro-batch "
+            "backends are not proven to carry IndexCache's fail-closed check; drop the flag"
+        )
     if flags.pp_handoff == "transfer":
         raise ScheduleError(
             "--index-cache-pp-handoff transfer is not supported yet: the receiving stage has no "
