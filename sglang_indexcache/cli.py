@@ -26,12 +26,23 @@ def _plan(args) -> int:
         dummy_weights=args.load_format == "dummy",
     )
     mem = memory_of(text, schedule, args.kv_cache_dtype)
+    pp = None
+    if args.pp_size > 1:
+        from sglang_indexcache.pipeline import handoff_report
+        from sglang_indexcache.schedule import Role
+
+        full = [r.role is Role.FULL for r in schedule.layers]  # as configured: promotions are the handoff's
+        pp = handoff_report(full, args.pp_size, int(getattr(text, "index_topk", 0) or 0), schedule.stage_starts)
     if args.json:
-        print(json.dumps({**schedule.to_dict(), "kv_memory": mem}, indent=2))
+        print(json.dumps({**schedule.to_dict(), "kv_memory": mem, "pipeline": pp}, indent=2))
     else:
         print(schedule.table())
         if mem is not None:
             print(kv_memory_line(mem, schedule.num_layers, args.kv_cache_dtype))
+        if pp is not None:
+            from sglang_indexcache.pipeline import report_lines
+
+            print("\n".join(report_lines(pp, args.pp_size)))
     return 0
 
 

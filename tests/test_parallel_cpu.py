@@ -8,7 +8,8 @@ layers.
 
 `--index-cache-pp-handoff transfer` is refused at start-up until it is implemented (the
 model-config tests); so a Shared layer at a stage start is checked here under `recompute`
-only: promoted to Full on its stage, never reading a tensor from the other stage.
+(promoted to Full on its stage, never reading a tensor from the other stage) and under the
+aligned partition `plan` prints (`SGLANG_PP_LAYER_PARTITION`: no Shared stage start at all).
 """
 
 from __future__ import annotations
@@ -39,30 +40,41 @@ def rank_stats(stats_file, tp: int, pp: int) -> dict:
     return json.loads(open(f"{stats_file}.tp{tp}-pp{pp}").read())
 
 
+PLANS = {
+    # the single-process reference of the pattern PP 2 runs under recompute: layer 3
+    # (stage 1's first layer under SGLang's even split 3|3) promoted
+    "solo": (["--index-cache-pattern", "FSSFFS"], {}),
+    "pp2": (["--index-cache-pattern", "FSSSFS", "--pp-size", "2", "--index-cache-pp-handoff", "recompute"], {}),
+    "tp2": (["--index-cache-pattern", "FSSFFS", "--tp-size", "2"], {}),
+    # the partition `plan` prints for FSSSFS at PP 2 (stage 1 starts on Full layer 4): no promotion
+    "solo_fsssfs": (["--index-cache-pattern", "FSSSFS"], {}),
+    "pp2_aligned": (["--index-cache-pattern", "FSSSFS", "--pp-size", "2"], {"SGLANG_PP_LAYER_PARTITION": "4,2"}),
+}
+
+
 @pytest.fixture(scope="module")
 def runs(models, tmp_path_factory):
-    """name -> (tokens, stats file, log text), one server at a time (the ranks take both cores)."""
+    """run(name) -> (tokens, stats file, log text); each server started once, alone (the
+    ranks take both cores), on first use."""
     logs = tmp_path_factory.mktemp("parallel")
-    plans = {
-        # the single-process reference of the pattern PP 2 runs under recompute: layer 3
-        # (stage 1's first layer) promoted
-        "solo": ["--index-cache-pattern", "FSSFFS"],
-        "pp2": ["--index-cache-pattern", "FSSSFS", "--pp-size", "2", "--index-cache-pp-handoff", "recompute"],
-        "tp2": ["--index-cache-pattern", "FSSFFS", "--tp-size", "2"],
-    }
-    out = {}
-    for name, extra in plans.items():
-        srv = Server(models["deepseek-tiny"], [*ARGS, *extra], log=logs / f"{name}.log",
-                     stats_file=logs / f"{name}.json", startup_timeout=600)
-        srv.env.update(RANKS)
-        with srv:
-            out[name] = (generate(srv), logs / f"{name}.json", (logs / f"{name}.log").read_text(errors="replace"))
-    return out
+    done = {}
+
+    def run(name: str):
+        if name not in done:
+            extra, env = PLANS[name]
+            srv = Server(models["deepseek-tiny"], [*ARGS, *extra], log=logs / f"{name}.log",
+                         stats_file=logs / f"{name}.json", startup_timeout=600)
+            srv.env.update({**RANKS, **env})
+            with srv:
+                done[name] = (generate(srv), logs / f"{name}.json", (logs / f"{name}.log").read_text(errors="replace"))
+        return done[name]
+
+    return run
 
 
 def test_pipeline_stage_starting_on_shared_is_promoted_and_equals_single_process(runs):
-    tokens, stats, log = runs["pp2"]
-    assert tokens == runs["solo"][0]
+    tokens, stats, log = runs("pp2")
+    assert tokens == runs("solo")[0]
     assert "stage 1: layers 3-5" in log and "Promoted" in log
     s0, s1 = rank_stats(stats, 0, 0), rank_stats(stats, 0, 1)
     # each stage counts its own layers only; layer 3 ran its indexer on stage 1
@@ -72,9 +84,23 @@ def test_pipeline_stage_starting_on_shared_is_promoted_and_equals_single_process
 
 
 def test_tensor_parallel_equals_single_process(runs):
-    tokens, stats, log = runs["tp2"]
-    assert tokens == runs["solo"][0]
+    tokens, stats, log = runs("tp2")
+    assert tokens == runs("solo")[0]
     for tp in (0, 1):  # both ranks run the same layers, each on its share of the heads
         s = rank_stats(stats, tp, 0)
         assert s["last_forward"]["ran"] == [0, 3, 4], s
         assert s["last_forward"]["reused"] == {"1": 0, "2": 0, "5": 4}
+
+
+def test_aligned_partition_needs_no_handoff_and_equals_single_process(runs):
+    """SGLANG_PP_LAYER_PARTITION=4,2 (`plan --pp-size 2` for FSSSFS): stage 1 starts on the
+    Full layer 4, so nothing is promoted and nothing crosses the boundary."""
+    from sglang_indexcache.pipeline import aligned_partition
+
+    assert aligned_partition([c == "F" for c in "FSSSFS"], 2)["env"] == "SGLANG_PP_LAYER_PARTITION=4,2"
+    tokens, stats, log = runs("pp2_aligned")
+    assert tokens == runs("solo_fsssfs")[0]
+    assert "stage 1: layers 4-5" in log and "0 Promoted" in log
+    s0, s1 = rank_stats(stats, 0, 0), rank_stats(stats, 0, 1)
+    assert s0["last_forward"]["ran"] == [0] and set(s0["last_forward"]["reused"]) == {"1", "2", "3"}
+    assert s1["last_forward"]["ran"] == [4] and s1["last_forward"]["reused"] == {"5": 4}

@@ -1,0 +1,73 @@
+"""Pipeline partitions: SGLang's even split mirrored, the aligned partition, handoff costs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sglang_indexcache.pipeline import aligned_partition, even_partition, handoff_report, report_lines, starts_of
+from sglang_indexcache.schedule import sglang_skips_topk
+
+GLM52 = [not sglang_skips_topk({"index_topk_freq": 4, "index_skip_topk_offset": 3}, i) for i in range(78)]
+DSV32_FREQ4 = [i % 4 == 0 for i in range(61)]  # DeepSeek-V3.2 depth, one indexer in four from layer 0
+
+
+@pytest.mark.parametrize("n, pp", [(78, 2), (78, 3), (78, 4), (78, 6), (78, 8), (61, 4), (6, 2), (7, 3)])
+def test_even_partition_is_sglangs(n, pp, monkeypatch):
+    from sglang.srt.distributed.utils import get_pp_indices
+
+    monkeypatch.delenv("SGLANG_PP_LAYER_PARTITION", raising=False)
+    assert starts_of(even_partition(n, pp)) == [get_pp_indices(n, r, pp)[0] for r in range(pp)]
+
+
+def test_glm52_pp2_is_the_users_workaround():
+    """SGLang's even split starts stage 1 on layer 39 (Shared on GLM-5.2); users set 38,40."""
+    assert GLM52[39] is False and GLM52[38] is True
+    a = aligned_partition(GLM52, 2)
+    assert a["partition"] == [38, 40] and a["moved"] == [1] and a["env"] == "SGLANG_PP_LAYER_PARTITION=38,40"
+
+
+@pytest.mark.parametrize("full, pp", [(GLM52, 2), (GLM52, 3), (GLM52, 4), (GLM52, 6), (GLM52, 8), (DSV32_FREQ4, 4)])
+def test_every_stage_starts_on_a_full_layer_and_no_closer_partition_exists(full, pp):
+    a = aligned_partition(full, pp)
+    n = len(full)
+    assert sum(a["partition"]) == n and min(a["partition"]) > 0
+    assert all(full[s] for s in a["starts"])
+    even = starts_of(even_partition(n, pp))
+    # each boundary's nearest Full layer bounds the total distance from below
+    nearest = sum(min(abs(f - e) for f in range(1, n) if full[f]) for e in even[1:])
+    assert sum(a["moved"]) == nearest
+
+
+def test_glm52_pp8_moves_two_layers_at_most_per_boundary():
+    a = aligned_partition(GLM52, 8)
+    assert max(a["moved"]) <= 2, a
+
+
+def test_no_aligned_partition_when_too_few_full_layers():
+    assert aligned_partition([True] + [False] * 7, 2) is None
+    assert aligned_partition([True, False, False, True, False, False], 3) is None  # one Full layer past 0
+    assert aligned_partition([True, False, False, True, False, False], 2)["partition"] == [3, 3]
+
+
+def test_handoff_report_counts_what_each_handoff_costs():
+    r = handoff_report(GLM52, 8, 2048, starts_of(even_partition(78, 8)))
+    assert r["shared_stage_starts"] == [9, 28, 48, 68]
+    assert r["recompute_extra_indexer_layers"] == 4
+    assert r["transfer_bytes_per_token"] == {"9": 8192, "28": 8192, "48": 8192, "68": 8192}
+    text = "\n".join(report_lines(r, 8))
+    assert "SGLANG_PP_LAYER_PARTITION=" in text and "+4 indexer layer(s)" in text
+    aligned = handoff_report(GLM52, 2, 2048, [0, 38])
+    assert aligned["shared_stage_starts"] == [] and "no handoff needed" in report_lines(aligned, 2)[1]
+
+
+def test_plan_prints_the_handoffs(models, capsys):
+    from sglang_indexcache import cli
+
+    assert "SGLANG_PP_LAYER_PARTITION" not in os.environ
+    assert cli.main(["plan", "--model-path", models["glm-5.2"], "--pp-size", "2", "--load-format", "dummy"]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline, PP 2: stages start at layers 0, 39" in out
+    assert "align: SGLANG_PP_LAYER_PARTITION=38,40" in out
+    assert "into layer 39: 8192 B" in out
