@@ -158,7 +158,7 @@ def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
 [2026-11-30 09:30:21] ReqTimeStats(rid=3810f1ad, input_len=490, cached_input_len=0, output_len=4, attempts=0, type=unified): queue_duration=0.47ms, forward_duration=678.15ms, entry_time=1796031020.517
 [2026-11-30 09:30:21] ReqTimeStats(rid=aa240411, input_len=510, cached_input_len=448, output_len=4, attempts=0, type=unified): queue_duration=0.39ms, forward_duration=1.5s, entry_time=1796031021.203
 """
-    st = agentic.time_stats(log)
+    st = common.time_stats(log)
     assert set(st) == {490, 510}  # health checks left out
     assert st[490] == (0, 4, pytest.approx(0.00047), pytest.approx(0.67815))
     assert st[510][3] == pytest.approx(1.5)

@@ -86,8 +86,9 @@ def metrics_for(model_runner: Any, schedule) -> Optional[IndexerMetrics]:
     server_args = model_runner.server_args
     if not getattr(server_args, "enable_metrics", False):
         return None
+    ranks = _parallel()
     return IndexerMetrics(schedule, {
         "model_name": getattr(server_args, "served_model_name", None) or server_args.model_path,
-        "tp_rank": _parallel()["tp_rank"],
-        "pp_rank": _parallel()["pp_rank"],
+        "tp_rank": ranks["tp_rank"],
+        "pp_rank": ranks["pp_rank"],
     })

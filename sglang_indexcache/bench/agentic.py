@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -123,20 +122,8 @@ def summarize(result: dict, rows: list, sessions: int) -> dict:
     }
 
 
-# The server's side of each request (SGLang's `--enable-request-time-stats-logging`):
-# queue time and forward time (scheduled to finished, decode included)
-TIME_STATS = re.compile(r"ReqTimeStats\(rid=(?!HEALTH_CHECK)\S+, input_len=(\d+), cached_input_len=(\d+), "
-                        r"output_len=(\d+),.*?queue_duration=([0-9.]+)(ms|s), forward_duration=([0-9.]+)(ms|s)")
 # SGLang's Prometheus histograms (`--enable-metrics`), summed over label sets
 HISTOGRAMS = ("sglang:time_to_first_token_seconds", "sglang:e2e_request_latency_seconds", "sglang:queue_time_seconds")
-
-
-def time_stats(text: str) -> dict:
-    """input_len -> (cached, output_len, queue_s, forward_s) from ReqTimeStats lines."""
-    def sec(v, unit):
-        return float(v) / (1e3 if unit == "ms" else 1.0)
-
-    return {int(m[0]): (int(m[1]), int(m[2]), sec(m[3], m[4]), sec(m[5], m[6])) for m in TIME_STATS.findall(text)}
 
 
 def histogram_sums(metrics_text: str) -> dict:
@@ -256,7 +243,7 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
             mark, before = len(log.read_text(errors="replace")), histogram_sums(srv.text("/metrics"))
             result = run_bench_serving(cmd, out / f"{key}-c{c}.log", f, args.timeout)
             time.sleep(1.0)  # the last ReqTimeStats line
-            stats = time_stats(log.read_text(errors="replace")[mark:])
+            stats = common.time_stats(log.read_text(errors="replace")[mark:])
             rows = turns(result, trace, n)
             for r in rows:  # paired by prompt length (unique per turn in practice); None if absent
                 st = stats.get(r["context"])

@@ -71,6 +71,20 @@ def kv_pool_tokens(log_text: str) -> int | None:
     return int(pool[-1]) if pool else None
 
 
+# The server's side of each request (SGLang's `--enable-request-time-stats-logging`):
+# queue time and forward time (scheduled to finished, decode included)
+TIME_STATS = re.compile(r"ReqTimeStats\(rid=(?!HEALTH_CHECK)\S+, input_len=(\d+), cached_input_len=(\d+), "
+                        r"output_len=(\d+),.*?queue_duration=([0-9.]+)(ms|s), forward_duration=([0-9.]+)(ms|s)")
+
+
+def time_stats(text: str) -> dict:
+    """input_len -> (cached, output_len, queue_s, forward_s) from ReqTimeStats lines."""
+    def sec(v, unit):
+        return float(v) / (1e3 if unit == "ms" else 1.0)
+
+    return {int(m[0]): (int(m[1]), int(m[2]), sec(m[3], m[4]), sec(m[5], m[6])) for m in TIME_STATS.findall(text)}
+
+
 def make_model(name: str, out) -> "Path":
     """Write the config-only folder of SHAPES[name] at `out` (kept if it exists)."""
     from pathlib import Path

@@ -257,15 +257,17 @@ def turn_table(results: dict) -> str:
     """One row per configuration and turn size: wall and server-forward medians, the profiled
     forward's GPU busy time and idle gaps, the indexer's kernels per Full layer, and the
     forward's speed-up over (a)."""
+    from sglang_indexcache.bench.turn import per_full_layer
+
     c = results["configs"]
+    per_layer = per_full_layer(results)
     lines = [f"one turn on {results['context']} cached tokens: {results.get('model')}",
              f"  {'config':<36} {'new':>6} {'wall ms':>8} {'fwd ms':>8} {'GPU ms':>8} {'gaps ms':>8} "
              f"{'logits/F':>9} {'top-k/F':>8} {'fwd a/x':>8}"]
     for key in sorted(c):
         for n, t in c[key]["turns"].items():
             k = t["kernels"]
-            fams = k.get("families", {})
-            per = {f: fams.get(f, {}).get("us", 0.0) / 1e3 / c[key]["full_layers"] for f in ("indexer logits", "top-k")}
+            per = {f: per_layer[key][n].get(f, 0.0) for f in ("indexer logits", "top-k")}
             base = c.get("a", {}).get("turns", {}).get(n, {}).get("forward_median_ms")
             speed = f"{base / t['forward_median_ms']:.2f}" if base and t["forward_median_ms"] else "-"
             lines.append(f"  {key + ' ' + c[key]['label']:<36.36} {'+' + n:>6} {t['wall_median_s'] * 1e3:8.1f} "

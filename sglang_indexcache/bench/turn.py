@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import re
 import statistics
 import sys
 import time
@@ -81,10 +80,6 @@ def _ids(rng: random.Random, n: int, vocab: int) -> list:
     return [rng.randrange(margin, vocab - margin) for _ in range(n)]
 
 
-def _forward_ms(log_text: str) -> list:
-    return [float(x) for x in re.findall(r"forward_duration=([0-9.]+)ms", log_text)]
-
-
 def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) -> dict:
     from sglang_indexcache.server import Server
 
@@ -120,7 +115,7 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) ->
                 if r:
                     wall.append(dt)
                     cached.append(res["meta_info"].get("cached_tokens"))
-                    fwd += _forward_ms(log.read_text(errors="replace")[mark:])
+                    fwd += [st[3] * 1e3 for st in common.time_stats(log.read_text(errors="replace")[mark:]).values()]
             prof_dir = out / "profiles"
             prof_dir.mkdir(exist_ok=True)
             prefix_name = f"{key}-new{n}"
