@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sglang_indexcache.integration.dsa_sites import HOOKED, REFUSED, SITES
+from sglang_indexcache.integration.dsa_sites import REFUSED, SEES_DSA, SITES
 from sglang_indexcache.schedule import ScheduleError
 
 LITERAL = re.compile(r"""["']dsa["']""")
@@ -44,22 +44,43 @@ def test_the_scan_is_not_blind():
     assert len(found) == len(SITES) and len({how for how, _ in SITES.values()}) == 4
 
 
-def test_hooked_sites_are_hooked():
-    from sglang_indexcache.backend.hooks import register_model_dispatch
+def test_sglang_reads_indexcache_as_dsa_and_builds_ours_under_that_name(monkeypatch):
+    """The one mechanism: `attention_backends_of` (every site's source of the name) answers
+    `dsa`, and SGLang's `dsa` factory builds the IndexCache backend for a model with an
+    IndexCache schedule, SGLang's own for any other."""
+    import types
 
-    register_model_dispatch()
-    from sglang.srt.models.deepseek_common import utils
-    from sglang.srt.models.deepseek_common.attention_backend_handler import AttentionBackendRegistry
+    from sglang.srt.arg_groups import overrides
+    from sglang.srt.arg_groups.model_override_base import attention_backends_of
+    from sglang.srt.layers.attention.attention_registry import ATTENTION_BACKENDS
 
-    assert "indexcache" in utils.FORWARD_ABSORB_CORE_ATTENTION_BACKENDS
-    assert AttentionBackendRegistry._handlers["indexcache"] is AttentionBackendRegistry._handlers["dsa"]
-    assert sum(how == HOOKED for how, _ in SITES.values()) == 4
+    from sglang_indexcache.schedule import build_schedule
+
+    def cfg(base, prefill=None, decode=None):
+        return types.SimpleNamespace(attention_backend=base, prefill_attention_backend=prefill,
+                                     decode_attention_backend=decode)
+
+    for fn in (attention_backends_of, overrides.attention_backends_of):  # the re-export is hooked too
+        assert fn(cfg("indexcache")) == ("dsa", "dsa")
+        assert fn(cfg("fa3", "indexcache", "indexcache")) == ("dsa", "dsa")
+        assert fn(cfg("fa3", None, "flashinfer")) == ("fa3", "flashinfer")
+    factory = ATTENTION_BACKENDS["dsa"]
+    monkeypatch.setattr(factory, "index_cache_upstream", lambda runner: ("upstream", runner))
+    plain = types.SimpleNamespace(device="cuda", model_config=types.SimpleNamespace())
+    assert factory(plain) == ("upstream", plain)
+    ours = types.SimpleNamespace(device="xpu", is_draft_worker=False,
+                                 model_config=types.SimpleNamespace(index_cache_schedule=build_schedule(4, {})))
+    with pytest.raises(NotImplementedError, match="runs on CUDA and CPU, not on 'xpu'"):
+        factory(ours)  # the IndexCache factory, refusing a device it has no path for
+    assert sum(how == SEES_DSA for how, _ in SITES.values()) == 5
 
 
 @pytest.mark.parametrize("kwargs, needle", [
     (dict(enable_prefill_cp=True), "--enable-prefill-cp"),
     (dict(dsa_decode_backend="trtllm"), "--dsa-decode-backend trtllm"),
     (dict(dsa_prefill_backend="trtllm"), "--dsa-prefill-backend trtllm"),
+    (dict(speculative_algorithm="EAGLE", speculative_draft_attention_backend="indexcache"),
+     "--speculative-draft-attention-backend indexcache"),
 ])
 def test_refused_sites_are_refused_at_startup(models, kwargs, needle):
     from sglang.srt.configs.model_config import ModelConfig

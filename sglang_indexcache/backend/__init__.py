@@ -12,25 +12,20 @@ from __future__ import annotations
 import logging
 
 from sglang_indexcache.integration.model_config import schedule_of
-from sglang_indexcache.backend.hooks import (
-    register_cpu_indexer,
-    register_draft_backends,
-    register_layer_check,
-    register_model_dispatch,
-)
+from sglang_indexcache.backend.hooks import register_cpu_indexer, register_layer_check
 
 logger = logging.getLogger("sglang_indexcache")
 
 
 def create_backend(model_runner):
-    """Factory registered as `--attention-backend indexcache`."""
+    """Factory of `--attention-backend indexcache`, which SGLang builds under the name `dsa`
+    (`integration/dsa_sites.py`)."""
     schedule = schedule_of(model_runner.model_config)  # fails loudly if the hook did not run
     if getattr(model_runner, "is_draft_worker", False):
         return _create_draft_backend(model_runner, schedule)
     if model_runner.device == "cpu":
         from sglang_indexcache.backend.cpu import IndexCacheCPUBackend
 
-        register_model_dispatch()
         register_cpu_indexer()
         backend = IndexCacheCPUBackend(model_runner)
         backend.index_cache_schedule = schedule
@@ -42,9 +37,7 @@ def create_backend(model_runner):
     # Imported here: the DSA backend module loads CUDA kernels.
     from sglang_indexcache.backend.gpu import IndexCacheDSABackend
 
-    register_model_dispatch()
     register_layer_check()
-    register_draft_backends()
     backend = IndexCacheDSABackend(model_runner)
     backend.index_cache_schedule = schedule
     logger.info("indexcache backend: %d/%d layers run the indexer (%s)", schedule.num_indexers, schedule.num_layers, schedule.pattern)
@@ -60,6 +53,5 @@ def _create_draft_backend(model_runner, schedule):
         raise NotImplementedError("speculative decoding with the indexcache backend runs on CUDA only")
     from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
 
-    register_model_dispatch()
     logger.info("indexcache backend, draft model: SGLang's DSA backend, %d layer(s) Full", schedule.num_layers)
     return DeepseekSparseAttnBackend(model_runner)

@@ -7,18 +7,13 @@ take the hook.
 
 - `register_layer_check`: every DeepSeek/GLM decoder layer goes through the CUDA backend's
   fail-closed source check; a Shared layer under a backend without the check is refused.
-- `register_draft_backends`: the speculative draft's backend map learns `indexcache`.
 - `register_cpu_indexer`: SGLang's torch-less indexer runs ours under the CPU backend.
-- `register_model_dispatch`: DeepSeek-family models take their DSA path under our name.
 """
 
 from __future__ import annotations
 
-from sglang_indexcache.integration.model_config import BACKEND_NAME
-
 _INDEXER_NATIVE_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer.forward_native"
 _DECODER_LAYER_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2DecoderLayer.forward"
-_DRAFT_FACTORY_TARGET = "sglang.srt.speculative.draft_utils.DraftBackendFactory._create_backend"
 
 
 def _around_indexer_native(original, indexer, x, q_lora, positions, forward_batch, layer_id, *args, **kwargs):
@@ -57,15 +52,6 @@ def _around_decoder_layer(original, layer, *args, **kwargs):
     return check(original, layer, args, kwargs, forward_batch, kwargs.get("prev_topk_indices"))
 
 
-def _around_draft_backend(original, factory, backend_name, backend_map, *args, **kwargs):
-    """The speculative draft's decode and draft-extend backends are picked from a map keyed by
-    the backend name, which has no `indexcache`: the draft runs SGLang's DSA backends (all its
-    layers are Full, see `draft_schedule`), stamped `dsa` as upstream stamps them."""
-    if "dsa" in backend_map and BACKEND_NAME not in backend_map:
-        backend_map = {**backend_map, BACKEND_NAME: backend_map["dsa"]}
-    return original(factory, backend_name, backend_map, *args, **kwargs)
-
-
 def _install(target: str, hook) -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
@@ -81,12 +67,6 @@ def register_layer_check() -> None:
     _install(_DECODER_LAYER_TARGET, _around_decoder_layer)
 
 
-def register_draft_backends() -> None:
-    """Let the speculative draft build SGLang's DSA backends under our name (idempotent).
-    Installed when the CUDA backend is built: the target model runner comes before the draft's."""
-    _install(_DRAFT_FACTORY_TARGET, _around_draft_backend)
-
-
 def register_cpu_indexer() -> None:
     """Route SGLang's `Indexer.forward_native` to the CPU backend (idempotent).
 
@@ -94,20 +74,3 @@ def register_cpu_indexer() -> None:
     no process imports the DSA indexer module just for loading the plugin.
     """
     _install(_INDEXER_NATIVE_TARGET, _around_indexer_native)
-
-
-def register_model_dispatch() -> None:
-    """Let DeepSeek-family models run their DSA forward method under our backend name.
-
-    Called when the backend is created (the model modules are loaded by then); importing
-    them at plugin load would pull CUDA kernels into every process, CPU ones too.
-    """
-    from sglang.srt.models.deepseek_common import utils
-    from sglang.srt.models.deepseek_common.attention_backend_handler import (
-        AttentionBackendRegistry,
-        handle_attention_dsa,
-    )
-
-    AttentionBackendRegistry.register(BACKEND_NAME, handle_attention_dsa)
-    if BACKEND_NAME not in utils.FORWARD_ABSORB_CORE_ATTENTION_BACKENDS:
-        utils.FORWARD_ABSORB_CORE_ATTENTION_BACKENDS.append(BACKEND_NAME)

@@ -19,7 +19,7 @@ from sglang_indexcache.checkpoint import (
     indexer_weight_layers_between,
     read_raw_config,
 )
-from sglang_indexcache.integration.dsa_sites import refusal
+from sglang_indexcache.integration.dsa_sites import BACKEND_NAME, refusal
 from sglang_indexcache.kv_memory import kv_memory, kv_memory_line
 from sglang_indexcache.schedule import (
     CONFIG_SOURCE_KEYS,
@@ -32,8 +32,6 @@ from sglang_indexcache.schedule import (
 )
 
 logger = logging.getLogger("sglang_indexcache")
-
-BACKEND_NAME = "indexcache"
 
 
 def stage_starts(num_layers: int, pp_size: int) -> list:

@@ -1,8 +1,9 @@
 """The `sglang.srt.plugins` entry point: SGLang calls `register()` early in every process.
 
-It adds the `indexcache` attention backend (CLI choice and factory; the hooks the backend
-needs inside SGLang's model code are installed by `backend/hooks.py` when it is built),
-the hook that resolves the IndexCache schedule whenever SGLang builds a ModelConfig, and
+It adds the `indexcache` attention backend (CLI choice and factory), makes SGLang read its
+name as `dsa` wherever it picks DSA behaviour by name (`integration/dsa_sites.py`; the hooks
+the backend needs inside SGLang's model code are installed by `backend/hooks.py` when it is
+built), the hook that resolves the IndexCache schedule whenever SGLang builds a ModelConfig, and
 the request validation of `integration/requests.py` (out-of-vocabulary prompt token ids
 answered with HTTP 400), and `integration/cpu_parallel.py` (no PyNccl on the CPU engine,
 without which `--tp-size 2` cannot start there).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from sglang_indexcache.integration import cpu_parallel, requests
+from sglang_indexcache.integration import cpu_parallel, dsa_sites, requests
 from sglang_indexcache.integration.model_config import BACKEND_NAME, apply_to_model_config
 
 logger = logging.getLogger("sglang_indexcache")
@@ -73,6 +74,7 @@ def register() -> None:
     if BACKEND_NAME not in ATTENTION_BACKEND_CHOICES:
         add_attention_backend_choices([BACKEND_NAME])
     register_attention_backend(BACKEND_NAME)(_create_backend)
+    dsa_sites.install(_create_backend)
     global _registered
     _registered = True
     logger.debug("sglang_indexcache plugin registered")
