@@ -11,7 +11,7 @@ from sglang_indexcache.schedule import PP_HANDOFFS, IndexCacheFlags, ScheduleErr
 
 def _plan(args) -> int:
     from sglang_indexcache.integration.model_config import _loaded_sharing, memory_of, schedule_for_model, text_config
-    from sglang_indexcache.kv_memory import kv_memory_line
+    from sglang_indexcache.kv_memory import host_memory_line, kv_memory_line
 
     overrides = json.loads(args.json_model_override_args)
     text = text_config(args.model_path, overrides)
@@ -39,6 +39,7 @@ def _plan(args) -> int:
         print(schedule.table())
         if mem is not None:
             print(kv_memory_line(mem, schedule.num_layers, args.kv_cache_dtype))
+            print(host_memory_line(mem, schedule.num_layers))
         if pp is not None:
             from sglang_indexcache.pipeline import report_lines
 

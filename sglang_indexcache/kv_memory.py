@@ -47,6 +47,9 @@ def kv_memory(schedule: Schedule, *, kv_lora_rank: int, rope_dim: int, index_hea
         "bytes_per_token": this,
         "index_k_layers": schedule.num_indexers,
         "capacity_gain": all_full / this - 1.0,
+        # --enable-hierarchical-cache: SGLang's host pools mirror these rows (the MLA host pool
+        # a latent row per layer, the DSA indexer host pool index-K on the layers that own it)
+        "host_bytes_per_token": this,
     }
 
 
@@ -57,3 +60,12 @@ def kv_memory_line(mem: dict, num_layers: int, kv_dtype: str = "bf16") -> str:
         f"the same pool holds {mem['capacity_gain']:.1%} more tokens"
     )
 
+
+
+def host_memory_line(mem: dict, num_layers: int) -> str:
+    gib_tokens = 2**30 // mem["host_bytes_per_token"]
+    return (
+        f"Host memory per token (--enable-hierarchical-cache): {mem['host_bytes_per_token']} B, the GPU pool's rows; "
+        f"index-K moves to host for the {mem['index_k_layers']} of {num_layers} layers that run an indexer "
+        f"({gib_tokens} tokens per GiB of --hicache-size)"
+    )

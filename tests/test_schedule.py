@@ -251,3 +251,28 @@ def test_fp8_latent_row_is_sglangs_scaled_layout():
     with pytest.raises(ValueError, match="one of"):
         latent_row_bytes(512, 64, "fp16")
 
+
+
+def test_host_memory_is_sglangs_host_pool_declaration():
+    """--enable-hierarchical-cache: `plan`'s host bytes per token are what SGLang 0.5.23's host
+    pools declare for this schedule: the MLA host pool's latent row on every layer, and the DSA
+    indexer host pool's index-K only on the layers its declaration owns (not skip-topk)."""
+    import types
+
+    from sglang.srt.mem_cache.kv_cache_configurator import DSATokenToKVPool
+    from sglang.srt.mem_cache.pool_host.dsa import make_dsa_indexer_pool_decl
+
+    from sglang_indexcache.kv_memory import host_memory_line, kv_memory
+    from sglang_indexcache.schedule import Role
+
+    s = build_schedule(12, {"index_topk_pattern": "FSSSFSSSFSSS"})
+    device_pool = types.SimpleNamespace(  # the attributes the declaration reads from the GPU pool
+        page_size=64, index_page_size=64, index_head_dim=128, quant_block_size=DSATokenToKVPool.quant_block_size,
+        skip_topk_layers=[r.role is not Role.FULL for r in s.layers])
+    decl = make_dsa_indexer_pool_decl(device_pool)
+    assert decl.owned_device_layers == (0, 4, 8)
+    index = decl.storage_info.bytes_per_token_per_layer * len(decl.owned_device_layers)
+    mem = kv_memory(s, kv_lora_rank=512, rope_dim=64, index_head_dim=128)
+    assert mem["host_bytes_per_token"] == 12 * (512 + 64) * 2 + index == 12 * 1152 + 3 * 132
+    line = host_memory_line(mem, 12)
+    assert f"{12 * 1152 + 3 * 132} B" in line and "3 of 12 layers" in line
