@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from pathlib import Path
 
 import pytest
 
@@ -326,20 +328,25 @@ MTP = ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", "2", "--sp
 
 
 def accept_length(srv: Server, prompts) -> tuple:
-    """Greedy tokens and SGLang's accept length (tokens per verify step) over the prompts."""
+    """Greedy tokens, prompt and output log-probabilities, and SGLang's accept length (tokens
+    per verify step) over the prompts. The output log-probabilities come from the target's
+    verify forwards, where Shared layers reuse the top-k under speculative decoding."""
     srv.flush_cache()
-    tokens, done, verifies = [], 0, 0
+    rows, done, verifies = [], 0, 0
     for p in prompts:
-        r = srv.generate(p, NEW_TOKENS)
-        tokens.append(r["output_ids"])
-        done += r["meta_info"]["completion_tokens"]
-        verifies += r["meta_info"]["spec_verify_ct"]
-    return tokens, done / verifies
+        r = srv.generate(p, NEW_TOKENS, logprobs=True)
+        meta = r["meta_info"]
+        rows.append((r["output_ids"], [x[0] for x in meta["input_token_logprobs"][1:]],
+                     [x[0] for x in meta["output_token_logprobs"]]))
+        done += meta["completion_tokens"]
+        verifies += meta["spec_verify_ct"]
+    return rows, done / verifies
 
 
 def test_mtp_with_a_shared_pattern_equals_upstream(servers, gpu_models, tmp_path_factory):
-    """The draft (NextN) runs its own indexer; the target shares: same tokens and accept length
-    as upstream's native sharing with the same speculative flags."""
+    """The draft (NextN) runs its own indexer; the target shares: same tokens, prompt
+    log-probabilities bit-identical, verify-step log-probabilities within 1e-3, and the same
+    accept length as upstream's native sharing with the same speculative flags."""
     from sglang_indexcache.tiny_model import make_shape
 
     mtp_model = make_shape("glm-5.2", tmp_path_factory.mktemp("mtp") / "glm-5.2-8l-mtp", num_layers=8,
@@ -347,16 +354,75 @@ def test_mtp_with_a_shared_pattern_equals_upstream(servers, gpu_models, tmp_path
     gpu_models["glm-5.2-8l-mtp"] = str(mtp_model)
     native = servers("dsa_native_mtp", "glm-5.2-8l-mtp", *DUMMY, *DSA, *MTP, "--json-model-override-args",
                      json.dumps({"indexer_types": None, "index_topk_pattern": PATTERN}))
-    ref_tokens, ref_accept = accept_length(native, PROMPTS[:3])
+    ref, ref_accept = accept_length(native, PROMPTS[:3])
     ours = servers("ic_pattern_mtp", "glm-5.2-8l-mtp", *DUMMY, *IC, *MTP, "--index-cache-pattern", PATTERN)
     log = ours.log.read_text()
     assert "IndexCache, draft model:" in log and "draft layer: runs its own indexer" in log
-    tokens, accept = accept_length(ours, PROMPTS[:3])
-    print(f"MTP accept length: dsa native {ref_accept:.3f}, indexcache {accept:.3f}")
-    assert tokens == ref_tokens
+    got, accept = accept_length(ours, PROMPTS[:3])
+    worst_out = max(abs(x - y) for (_, _, a), (_, _, b) in zip(got, ref) for x, y in zip(a, b))
+    print(f"MTP accept length: dsa native {ref_accept:.3f}, indexcache {accept:.3f}; "
+          f"verify log-prob max diff {worst_out:.2e}")
+    assert_same([(t, lp) for t, lp, _ in got], [(t, lp) for t, lp, _ in ref])
+    assert worst_out <= 1e-3
     assert abs(accept - ref_accept) <= 0.05 * ref_accept
     stats = ours.stats()  # the target's counters: verify forwards checked like any other
     assert stats["pattern"] == PATTERN and stats["indexer_skips"] == PATTERN.count("S") * stats["forwards"]
+
+
+# ---- hierarchical cache (host memory) -------------------------------------------------------
+
+HICACHE = ["--enable-hierarchical-cache", "--hicache-ratio", "8", "--hicache-write-policy", "write_through",
+           "--max-total-tokens", "16384"]
+HOST_POOL = re.compile(r"Allocating (\S+) hierarchical KV host pool: (\d+) tokens, ([0-9.]+) GB host memory")
+HOST_INDEX = re.compile(r"Allocating ([0-9.]+) GB host memory for DSA indexer")
+
+
+def test_hierarchical_cache_reload_equals_a_device_hit(servers, gpu_models):
+    """--enable-hierarchical-cache: SGLang moves the indexer's index-K pages with the KV pages
+    (mem_cache/pool_host/dsa.py), for the layers that own them, which under indexcache are the
+    Full layers. A prefix evicted from the GPU pool and loaded back from host memory gives the
+    same log-probabilities for the new tokens after it as the same prefix hit on the GPU
+    (index-K lost on the way would change every Full layer's top-k there). The host pools'
+    bytes per token are `plan`'s (latent rows on every layer, index-K on the Full ones)."""
+    from sglang_indexcache.kv_memory import kv_memory
+    from sglang_indexcache.schedule import IndexCacheFlags, build_schedule
+
+    srv = servers("ic_pattern_hicache", MODEL, *DUMMY, *IC, *HICACHE, "--index-cache-pattern", PATTERN)
+    head, tail = prompt(31, 2600), prompt(32, 700)
+
+    def tail_logprobs():  # log-probabilities of the tail's tokens only (the head is cached)
+        r = srv.post("/generate", {"input_ids": head + tail, "return_logprob": True, "logprob_start_len": len(head),
+                                   "sampling_params": {"max_new_tokens": 4, "temperature": 0.0, "ignore_eos": True}})
+        return r["meta_info"], [x[0] for x in r["meta_info"]["input_token_logprobs"] if x[0] is not None]
+
+    srv.flush_cache()
+    srv.generate(head, 1)
+    meta, on_gpu = tail_logprobs()
+    print("device hit:", meta.get("cached_tokens"), meta.get("cached_tokens_details"))
+    assert meta["cached_tokens"] >= 2560
+    for seed in range(40, 45):  # 5 x 4000 tokens through a 16384-token GPU pool: the head is evicted
+        srv.generate(prompt(seed, 4000), 1)
+    meta, reloaded = tail_logprobs()
+    details = meta.get("cached_tokens_details") or {}
+    print("after eviction:", meta.get("cached_tokens"), details)
+    assert details.get("host", 0) >= 2560, f"the prefix was not loaded back from host memory: {meta}"
+    worst = max(abs(x - y) for x, y in zip(on_gpu, reloaded))
+    print(f"tail log-prob max diff, device hit vs host reload: {worst:.2e}")
+    assert len(on_gpu) == len(reloaded) >= len(tail) - 1 and worst == 0.0
+    check_counters(srv, PATTERN)
+
+    log = srv.log.read_text()
+    pools, index = HOST_POOL.findall(log), HOST_INDEX.findall(log)
+    print("host pools:", pools, "index-K GB:", index)
+    assert len(pools) == 1 and len(index) == 1, (pools, index)
+    tokens, gb = int(pools[0][1]), float(pools[0][2]) + float(index[0])
+    cfg = json.loads((Path(gpu_models[MODEL]) / "config.json").read_text())
+    plan = kv_memory(build_schedule(8, {}, flags=IndexCacheFlags(pattern=PATTERN)), kv_lora_rank=cfg["kv_lora_rank"],
+                     rope_dim=cfg["qk_rope_head_dim"], index_head_dim=cfg["index_head_dim"])
+    per_token = gb * 1e9 / tokens
+    print(f"host bytes per token: {per_token:.0f} from SGLang's log (two values rounded to 0.01 GB), "
+          f"plan {plan['bytes_per_token']} (all-Full {plan['bytes_per_token_all_full']})")
+    assert abs(per_token - plan["bytes_per_token"]) <= 0.01e9 / tokens + 1
 
 
 # ---- fail closed under an injected fault -----------------------------------------------------
