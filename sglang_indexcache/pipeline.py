@@ -8,7 +8,8 @@ three ways out, as `plan --pp-size N` prints them (`handoff_report`):
 - transfer: the previous stage's top-k crosses the boundary, `index_topk` int32 indices per
   token (refused at startup until implemented and measured);
 - align: a layer partition in which every stage starts on a Full layer, installed through
-  SGLang's own `SGLANG_PP_LAYER_PARTITION` (`aligned_partition`); no promotion, nothing sent.
+  SGLang's own `SGLANG_PP_LAYER_PARTITION` (`aligned_partition`); no promotion, nothing sent;
+- auto: align within `AUTO_MAX_MOVED`, else recompute where it can (`choose_handoff`).
 
 Pure arithmetic on the schedule: no SGLang import (SGLang's even split is mirrored by
 `even_partition` and checked against `get_pp_indices` in the tests).
@@ -17,7 +18,19 @@ Pure arithmetic on the schedule: no SGLang import (SGLang's even split is mirror
 from __future__ import annotations
 
 import itertools
-from typing import Optional, Sequence
+from typing import Collection, Optional, Sequence
+
+from sglang_indexcache.schedule import PP_HANDOFFS
+
+# `auto` aligns when no stage boundary moves by more than this many layers. A moved layer
+# puts one whole decoder layer (attention and MoE) on one stage, which a pipeline pays on
+# every micro-batch; recompute instead adds one indexer on that stage, and one indexer
+# costs less than a decoder layer (on the H200, GLM-4.7-Flash shape, a turn of 8,192 new
+# tokens on a 122,880-token prefix: indexer logits + top-k 20 ms of a 28.6 ms layer; one
+# decode token 0.6 of 4.1 ms; benchmarks/results/h200x2-2026-11-30-session4). So align wins
+# at one layer moved only where recompute is impossible or the indexer dominates; beyond one
+# it costs more than the recompute it avoids.
+AUTO_MAX_MOVED = 1
 
 
 def even_partition(num_layers: int, pp_size: int) -> list:
@@ -86,3 +99,55 @@ def report_lines(report: dict, pp_size: int) -> list:
         lines.append(f"  align: {a['env']} (stages start at {', '.join(map(str, a['starts']))}; "
                      f"layers moved per boundary {a['moved']}; even split {a['even']})")
     return lines
+
+
+def choose_handoff(
+    full: Sequence[bool],
+    pp_size: int,
+    asked: str,
+    *,
+    stage_starts: Sequence[int],
+    user_partition: bool = False,
+    promotable: Optional[Collection[int]] = None,
+) -> dict:
+    """The handoff a launch runs and the partition it installs (None: SGLang's in force).
+
+    `full`: each layer's configured role (True: runs its indexer); `stage_starts`: the stages'
+    first layers under the partition in force (SGLang's even split, or the user's
+    SGLANG_PP_LAYER_PARTITION when `user_partition`); `promotable`: layers with indexer
+    weights (None: unknown, e.g. dummy weights). `align` keeps a user's partition and then
+    follows recompute's rule. Raises ValueError when no handoff can serve the launch."""
+    if asked not in PP_HANDOFFS:
+        raise ValueError(f"--index-cache-pp-handoff must be one of {list(PP_HANDOFFS)}, got {asked!r}")
+    shared_starts = [s for s in stage_starts[1:] if not full[s]]
+    if pp_size == 1 or asked in ("recompute", "transfer"):
+        return {"handoff": asked, "partition": None, "why": None}
+    if user_partition:
+        return {"handoff": "recompute", "partition": None,
+                "why": f"{asked}: SGLANG_PP_LAYER_PARTITION is set by the user and kept; a stage starting on a "
+                       "Shared layer is promoted (recompute)"}
+    aligned = aligned_partition(full, pp_size)
+    if not shared_starts:
+        return {"handoff": "recompute", "partition": None,
+                "why": f"{asked}: SGLang's split already starts every stage on a Full layer"}
+    if asked == "align":
+        if aligned is None:
+            raise ValueError(
+                f"--index-cache-pp-handoff align: no partition of {len(full)} layers into {pp_size} stages starts "
+                f"every stage on a Full layer ({sum(full[1:])} Full layers after layer 0); use recompute")
+        return {"handoff": "align", "partition": aligned,
+                "why": f"align: {aligned['env']}, layers moved per boundary {aligned['moved']}"}
+    if aligned is not None and max(aligned["moved"]) <= AUTO_MAX_MOVED:
+        return {"handoff": "align", "partition": aligned,
+                "why": f"auto: align, {aligned['env']} moves at most {AUTO_MAX_MOVED} layer per boundary "
+                       f"({aligned['moved']})"}
+    stuck = [s for s in shared_starts if promotable is not None and s not in promotable]
+    if not stuck:
+        return {"handoff": "recompute", "partition": None,
+                "why": "auto: recompute, "
+                       + ("no aligned partition" if aligned is None else f"align would move {aligned['moved']} layers")}
+    hint = f" or set {aligned['env']} (moves {aligned['moved']} layers)" if aligned else ""
+    raise ValueError(
+        f"--index-cache-pp-handoff auto: stage(s) starting at layer(s) {stuck} are Shared and have no indexer "
+        f"weights to promote, align would move more than {AUTO_MAX_MOVED} layer per boundary, and transfer is "
+        f"not supported yet: use --index-cache-pp-handoff align{hint}")

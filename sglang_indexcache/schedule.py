@@ -22,7 +22,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-PP_HANDOFFS = ("recompute", "transfer")
+# recompute: a stage's Shared first layer is promoted; transfer: the previous stage's top-k
+# is sent (refused at startup until built); align / auto: resolved before the schedule is
+# built, into a partition whose stages start on Full layers (`pipeline.choose_handoff`)
+PP_HANDOFFS = ("recompute", "transfer", "align", "auto")
 
 # Config keys that decide DSA top-k sharing, in SGLang 0.5.23's precedence order
 # (configs/model_config.py::dsa_layer_skips_topk).
@@ -251,6 +254,7 @@ class Schedule:
     source: str
     notes: tuple = field(default=())
     indexer_weights_checked: bool = False
+    handoff_note: Optional[str] = None  # how --index-cache-pp-handoff align/auto was resolved
 
     @property
     def pattern(self) -> str:
@@ -284,6 +288,8 @@ class Schedule:
                 n = sum(r.runs_indexer for r in self.layers[a:b])
                 per_stage.append(f"stage {k}: layers {a}-{b - 1}, {n}/{b - a} indexers")
             lines.append(f"pipeline handoff={self.pp_handoff}; " + "; ".join(per_stage))
+            if self.handoff_note:
+                lines.append(self.handoff_note)
         if not self.indexer_weights_checked:
             lines.append("indexer weights: not checked (dummy weights or no safetensors index)")
         lines += [f"WARNING: {n}" for n in self.notes]
@@ -303,6 +309,7 @@ class Schedule:
             "num_indexers": self.num_indexers,
             "source": self.source,
             "pp_handoff": self.pp_handoff,
+            "handoff_note": self.handoff_note,
             "stage_starts": list(self.stage_starts),
             "indexer_weights_checked": self.indexer_weights_checked,
             "notes": list(self.notes),
@@ -413,11 +420,11 @@ def build_schedule(
         stage_start = i == starts[stage_of[i]]
         if not shared[i]:
             roles.append((Role.FULL, f"runs its indexer ({source})"))
-        elif i == 0 or (stage_start and flags.pp_handoff == "recompute"):
+        elif i == 0 or (stage_start and flags.pp_handoff != "transfer"):
             why = (
                 "layer 0 has no earlier layer to reuse"
                 if i == 0
-                else f"first layer of pipeline stage {stage_of[i]}; --index-cache-pp-handoff recompute"
+                else f"first layer of pipeline stage {stage_of[i]}; --index-cache-pp-handoff {flags.pp_handoff}"
             )
             roles.append((Role.PROMOTED, f"configured Shared, {why}"))
         else:

@@ -8,8 +8,9 @@ layers.
 
 `--index-cache-pp-handoff transfer` is refused at start-up until it is implemented (the
 model-config tests); so a Shared layer at a stage start is checked here under `recompute`
-(promoted to Full on its stage, never reading a tensor from the other stage) and under the
-aligned partition `plan` prints (`SGLANG_PP_LAYER_PARTITION`: no Shared stage start at all).
+(promoted to Full on its stage, never reading a tensor from the other stage) and under
+`--index-cache-pp-handoff align` (the partition `plan` prints, installed as SGLang's
+`SGLANG_PP_LAYER_PARTITION`: no Shared stage start at all).
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ PLANS = {
     "solo": (["--index-cache-pattern", "FSSFFS"], {}),
     "pp2": (["--index-cache-pattern", "FSSSFS", "--pp-size", "2", "--index-cache-pp-handoff", "recompute"], {}),
     "tp2": (["--index-cache-pattern", "FSSFFS", "--tp-size", "2"], {}),
-    # the partition `plan` prints for FSSSFS at PP 2 (stage 1 starts on Full layer 4): no promotion
+    # --index-cache-pp-handoff align: the partition `plan` prints for FSSSFS at PP 2 (stage 1
+    # starts on Full layer 4), installed by the ModelConfig hook: no promotion
     "solo_fsssfs": (["--index-cache-pattern", "FSSSFS"], {}),
-    "pp2_aligned": (["--index-cache-pattern", "FSSSFS", "--pp-size", "2"], {"SGLANG_PP_LAYER_PARTITION": "4,2"}),
+    "pp2_aligned": (["--index-cache-pattern", "FSSSFS", "--pp-size", "2", "--index-cache-pp-handoff", "align"], {}),
 }
 
 
@@ -93,13 +95,15 @@ def test_tensor_parallel_equals_single_process(runs):
 
 
 def test_aligned_partition_needs_no_handoff_and_equals_single_process(runs):
-    """SGLANG_PP_LAYER_PARTITION=4,2 (`plan --pp-size 2` for FSSSFS): stage 1 starts on the
-    Full layer 4, so nothing is promoted and nothing crosses the boundary."""
+    """--index-cache-pp-handoff align installs SGLANG_PP_LAYER_PARTITION=4,2 (what `plan
+    --pp-size 2` prints for FSSSFS): stage 1 starts on the Full layer 4, so nothing is promoted
+    and nothing crosses the boundary; SGLang's own stages follow it (the per-rank counters)."""
     from sglang_indexcache.pipeline import aligned_partition
 
     assert aligned_partition([c == "F" for c in "FSSSFS"], 2)["env"] == "SGLANG_PP_LAYER_PARTITION=4,2"
     tokens, stats, log = runs("pp2_aligned")
     assert tokens == runs("solo_fsssfs")[0]
+    assert "pipeline handoff=align; stage 0: layers 0-3" in log and "SGLANG_PP_LAYER_PARTITION=4,2" in log
     assert "stage 1: layers 4-5" in log and "0 Promoted" in log
     s0, s1 = rank_stats(stats, 0, 0), rank_stats(stats, 0, 1)
     assert s0["last_forward"]["ran"] == [0] and set(s0["last_forward"]["reused"]) == {"1", "2", "3"}

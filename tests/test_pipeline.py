@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from sglang_indexcache.pipeline import aligned_partition, even_partition, handoff_report, report_lines, starts_of
+from sglang_indexcache.pipeline import (
+    AUTO_MAX_MOVED, aligned_partition, choose_handoff, even_partition, handoff_report, report_lines, starts_of,
+)
 from sglang_indexcache.schedule import sglang_skips_topk
 
 GLM52 = [not sglang_skips_topk({"index_topk_freq": 4, "index_skip_topk_offset": 3}, i) for i in range(78)]
@@ -71,3 +73,82 @@ def test_plan_prints_the_handoffs(models, capsys):
     assert "pipeline, PP 2: stages start at layers 0, 39" in out
     assert "align: SGLANG_PP_LAYER_PARTITION=38,40" in out
     assert "into layer 39: 8192 B" in out
+
+
+def even_starts(n, pp):
+    return starts_of(even_partition(n, pp))
+
+
+GLM52_WEIGHTS = {i for i, f in enumerate(GLM52) if f}  # the real checkpoint: indexer weights on Full layers only
+
+
+@pytest.mark.parametrize("pp, handoff, partition", [
+    (2, "align", [38, 40]), (4, "align", [18, 20, 20, 20]),
+    (3, "recompute", None), (6, "recompute", None), (8, "recompute", None),  # align would move 2 somewhere
+])
+def test_auto_aligns_within_the_bound_else_recomputes_where_it_can(pp, handoff, partition):
+    got = choose_handoff(GLM52, pp, "auto", stage_starts=even_starts(78, pp))
+    assert got["handoff"] == handoff
+    assert (got["partition"] or {}).get("partition") == partition
+    if partition:
+        assert max(got["partition"]["moved"]) <= AUTO_MAX_MOVED and all(GLM52[s] for s in got["partition"]["starts"])
+
+
+def test_auto_refuses_where_neither_align_nor_recompute_can_serve():
+    """GLM-5.2's checkpoint at PP 8: four stages start on Shared layers without indexer weights,
+    the aligned partition moves 2 layers at some boundaries, transfer is not built."""
+    with pytest.raises(ValueError, match=r"\[9, 28, 48, 68\].*--index-cache-pp-handoff align or set "
+                                         r"SGLANG_PP_LAYER_PARTITION=10,8,8,12,8,12,8,12"):
+        choose_handoff(GLM52, 8, "auto", stage_starts=even_starts(78, 8), promotable=GLM52_WEIGHTS)
+    # align is still there for the asking, whatever it moves
+    got = choose_handoff(GLM52, 8, "align", stage_starts=even_starts(78, 8), promotable=GLM52_WEIGHTS)
+    assert got["handoff"] == "align" and got["partition"]["moved"] == [1, 0, 2, 0, 2, 0, 2]
+
+
+def test_deepseek_v32_freq4():
+    # 61 layers at PP 4: even starts 15, 30, 45 (Shared); Full layers at multiples of 4, so
+    # aligning moves 1, 2, 1 layers; DeepSeek-V3.2 has indexer weights on every layer: recompute
+    got = choose_handoff(DSV32_FREQ4, 4, "auto", stage_starts=even_starts(61, 4), promotable=set(range(61)))
+    assert got["handoff"] == "recompute" and "[1, 2, 1]" in got["why"]
+    got = choose_handoff(DSV32_FREQ4, 2, "auto", stage_starts=even_starts(61, 2))  # even start 30: 28 or 32
+    assert got["handoff"] == "recompute" and "[2]" in got["why"]
+    aligned = choose_handoff(DSV32_FREQ4, 4, "align", stage_starts=even_starts(61, 4))["partition"]
+    assert aligned["moved"] == [1, 2, 1] and all(s % 4 == 0 for s in aligned["starts"])
+
+
+def test_a_users_partition_is_kept_and_align_falls_back_to_recompute():
+    got = choose_handoff(GLM52, 2, "align", stage_starts=[0, 39], user_partition=True)
+    assert got["handoff"] == "recompute" and got["partition"] is None and "kept" in got["why"]
+
+
+def test_align_without_an_aligned_partition_is_refused():
+    full = [c == "F" for c in "FSSSSS"]
+    with pytest.raises(ValueError, match="no partition of 6 layers into 2 stages"):
+        choose_handoff(full, 2, "align", stage_starts=[0, 3])
+    assert choose_handoff(full, 2, "auto", stage_starts=[0, 3])["handoff"] == "recompute"
+
+
+def test_recompute_and_transfer_are_taken_as_asked():
+    for h in ("recompute", "transfer"):
+        assert choose_handoff(GLM52, 2, h, stage_starts=[0, 39]) == {"handoff": h, "partition": None, "why": None}
+
+
+def test_plan_with_align_installs_the_partition_in_sglangs_variable(models, capsys, monkeypatch):
+    """`plan --pp-handoff align` (and a server's ModelConfig hook, which runs the same code)
+    sets SGLANG_PP_LAYER_PARTITION, the variable SGLang's get_pp_indices reads."""
+    from sglang.srt.distributed.utils import get_pp_indices
+
+    from sglang_indexcache import cli
+
+    monkeypatch.delenv("SGLANG_PP_LAYER_PARTITION", raising=False)
+    monkeypatch.delenv("SGLANG_INDEXCACHE_PP_PARTITION", raising=False)
+    assert cli.main(["plan", "--model-path", models["glm-5.2"], "--pp-size", "2", "--load-format", "dummy",
+                     "--pp-handoff", "align"]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline handoff=align; stage 0: layers 0-37" in out and "SGLANG_PP_LAYER_PARTITION=38,40" in out
+    assert "PROMOTED" not in out and "no handoff needed" in out
+    assert os.environ["SGLANG_PP_LAYER_PARTITION"] == "38,40" and get_pp_indices(78, 1, 2) == (38, 78)
+    # run again, as a scheduler process does with the launcher's environment: the same choice
+    assert cli.main(["plan", "--model-path", models["glm-5.2"], "--pp-size", "2", "--load-format", "dummy",
+                     "--pp-handoff", "align"]) == 0
+    assert "pipeline handoff=align" in capsys.readouterr().out

@@ -41,6 +41,42 @@ def stage_starts(num_layers: int, pp_size: int) -> list:
     return [get_pp_indices(num_layers, rank, pp_size)[0] for rank in range(pp_size)]
 
 
+PARTITION_ENV = "SGLANG_PP_LAYER_PARTITION"
+# what the align handoff installed, so a scheduler process (which inherits the launcher's
+# environment) does not take our partition for the user's
+OURS_ENV = "SGLANG_INDEXCACHE_PP_PARTITION"
+
+
+def resolve_pp_handoff(num_layers: int, configured: Schedule, flags: IndexCacheFlags, pp_size: int,
+                       weights: Optional[frozenset]) -> tuple:
+    """`--index-cache-pp-handoff align|auto`: choose the handoff and install its partition in
+    SGLang's SGLANG_PP_LAYER_PARTITION (read by `get_pp_indices` when the model is built, and by
+    `stage_starts`). Returns (flags with the handoff in force, a line for the log or None)."""
+    import dataclasses
+    import os
+
+    from sglang_indexcache.pipeline import choose_handoff, even_partition, starts_of
+    from sglang_indexcache.schedule import Role
+
+    if pp_size <= 1 or flags.pp_handoff not in ("align", "auto"):
+        return flags, None
+    env = os.environ.get(PARTITION_ENV)
+    users = env is not None and env != os.environ.get(OURS_ENV)
+    full = [r.role is Role.FULL for r in configured.layers]
+    # the split in force without us: the user's, else SGLang's even one (a scheduler process
+    # inherits our partition from the launcher and must choose as the launcher did)
+    starts = stage_starts(num_layers, pp_size) if users else starts_of(even_partition(num_layers, pp_size))
+    try:
+        chosen = choose_handoff(full, pp_size, flags.pp_handoff, stage_starts=starts, user_partition=users,
+                                promotable=weights)
+    except ValueError as e:
+        raise ScheduleError(str(e)) from None
+    if chosen["partition"] is not None:
+        value = ",".join(map(str, chosen["partition"]["partition"]))
+        os.environ[PARTITION_ENV] = os.environ[OURS_ENV] = value
+    return dataclasses.replace(flags, pp_handoff=chosen["handoff"]), f"pipeline handoff asked: {chosen['why']}"
+
+
 def _loaded_sharing(hf_text_config: Any) -> dict:
     return {k: getattr(hf_text_config, k, None) for k in CONFIG_SOURCE_KEYS if getattr(hf_text_config, k, None) is not None}
 
@@ -78,7 +114,12 @@ def schedule_for_model(
                     "that stale list. IndexCache uses the declared values instead."
                 )
     weights = None if dummy_weights else indexer_weight_layers(model_path, num_layers)
-    return build_schedule(
+    pipeline_line = None
+    if pp_size > 1 and flags.pp_handoff in ("align", "auto"):
+        configured = build_schedule(num_layers, config, flags=flags, indexer_weight_layers=None)
+        flags, pipeline_line = resolve_pp_handoff(
+            num_layers, configured, flags, pp_size, None if weights is None else frozenset(weights))
+    schedule = build_schedule(
         num_layers,
         config,
         flags=flags,
@@ -86,6 +127,11 @@ def schedule_for_model(
         indexer_weight_layers=weights,
         notes=notes,
     )
+    if pipeline_line is None:
+        return schedule
+    import dataclasses
+
+    return dataclasses.replace(schedule, handoff_note=pipeline_line)
 
 
 def flags_from_server_args(server_args: Any) -> IndexCacheFlags:
