@@ -126,20 +126,36 @@ def _search(args) -> int:
 
     calib, _ = _calibration(args)
     fixed = stage_starts_for(args, stage_starts)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    server_args = args.server_args.split() if args.server_args else []
     if args.evaluator == "sglang":
+        from sglang_indexcache.checkpoint import indexer_weight_layers
+        from sglang_indexcache.integration.model_config import text_config
+        from sglang_indexcache.tools.sglang_eval import SwitchingEvaluator
+
+        # nothing loaded here (the model may be far too large for this process): the layers
+        # with indexer weights, every layer when the folder has none (dummy weights)
+        n = text_config(args.model_path).num_hidden_layers
+        built = indexer_weight_layers(args.model_path, n)
+        all_full = "".join("F" if built is None or i in built else "S" for i in range(n))
+        evaluator = SwitchingEvaluator(args.model_path, calib, all_full=all_full, server_url=args.server,
+                                       admin_key=args.admin_key, server_args=server_args, device=args.device,
+                                       log_dir=out)
+    elif args.evaluator == "sglang-restart":
         from sglang_indexcache.tools.sglang_eval import SGLangEvaluator
 
         _, ctl = load(args.model_path)
-        evaluator = SGLangEvaluator(args.model_path, calib, all_full=ctl.all_full,
-                                    server_args=args.server_args.split() if args.server_args else [],
+        evaluator = SGLangEvaluator(args.model_path, calib, all_full=ctl.all_full, server_args=server_args,
                                     device=args.device)
     else:
         evaluator = HFEvaluator(args.model_path, calib)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = search.greedy_search(evaluator, args.targets, fixed_full=fixed,
-                                  state_file=Path(args.state) if args.state else out / "search-state.json",
-                                  progress=not args.quiet)
+    try:
+        result = search.greedy_search(evaluator, args.targets, fixed_full=fixed,
+                                      state_file=Path(args.state) if args.state else out / "search-state.json",
+                                      progress=not args.quiet)
+    finally:
+        evaluator.close()
     (out / "search.json").write_text(json.dumps(result, indent=2) + "\n")
     search.plot(result, out / "search.png")
     print(f"baseline (all Full {result['baseline']['pattern']}): loss {result['baseline']['loss']:.4f}")
@@ -232,8 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibration_args(se)
     se.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.25, 0.125],
                     help="retentions (fractions of layers kept Full) or Full-layer counts")
-    se.add_argument("--evaluator", choices=["transformers", "sglang"], default="transformers")
-    se.add_argument("--server-args", default="", help="extra launch_server arguments for --evaluator sglang")
+    se.add_argument("--evaluator", choices=["transformers", "sglang", "sglang-restart"], default="transformers",
+                    help="sglang: one --index-cache-switchable server, its pattern switched per candidate; "
+                         "sglang-restart: a server per candidate")
+    se.add_argument("--server", help="--evaluator sglang: the URL of a running --index-cache-switchable server "
+                                     "(default: start one)")
+    se.add_argument("--admin-key", help="with --server: its --admin-api-key")
+    se.add_argument("--server-args", default="", help="extra launch_server arguments for --evaluator sglang*")
     se.add_argument("--device", default="cpu", help="--evaluator sglang: cpu or cuda")
     se.add_argument("--pp-size", type=int, default=1, help="keep the first layer of every pipeline stage Full")
     se.add_argument("--state", help="resumable state file (default: OUT/search-state.json)")

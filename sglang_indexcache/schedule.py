@@ -474,3 +474,22 @@ def _missing_weights_message(missing: list, weights: frozenset, num_layers: int)
     if any(r.role is Role.PROMOTED and r.layer > 0 for r in missing):
         fixes.append("move the pipeline stage split (SGLANG_PP_LAYER_PARTITION) so that every stage starts on a layer with indexer weights")
     return "\n".join(lines + ["fix: " + fixes[0]] + ["     " + f for f in fixes[1:]])
+
+
+def switched_schedule(num_layers: int, pattern: Any, indexer_layers: Iterable[int]) -> Schedule:
+    """The schedule a switchable server (`--index-cache-switchable`) runs after a switch to
+    `pattern`: every Full layer must be one built with its indexer (`indexer_layers`) and layer
+    0 must be Full (nothing is promoted at run time). Raises ScheduleError naming the layer."""
+    if not isinstance(pattern, str):
+        raise ScheduleError(f"the pattern must be a string of 'F' and 'S', got {type(pattern).__name__}")
+    flags = IndexCacheFlags(pattern=pattern)
+    if len(pattern) != num_layers:
+        raise ScheduleError(f"the pattern has {len(pattern)} characters but the model has {num_layers} layers")
+    if pattern[0] != "F":
+        raise ScheduleError("layer 0 is Shared in the pattern: it has no earlier layer to reuse; make it Full")
+    built = frozenset(indexer_layers)
+    missing = [i for i, c in enumerate(pattern) if c == "F" and i not in built]
+    if missing:
+        raise ScheduleError(f"layer(s) {missing} are Full in the pattern but have no indexer on this server "
+                            "(no indexer weights in the checkpoint)")
+    return build_schedule(num_layers, {}, flags=flags, indexer_weight_layers=built)

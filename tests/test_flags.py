@@ -79,6 +79,6 @@ def test_launch_server_help_lists_flags_and_backend():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     for flag in ("--index-cache-pattern", "--index-cache-freq", "--index-cache-offset",
-                 "--index-cache-pp-handoff {recompute,transfer}"):
+                 "--index-cache-pp-handoff {recompute,transfer,align,auto}", "--index-cache-switchable"):
         assert flag in out.stdout
     assert ",indexcache}" in out.stdout  # a choice of --attention-backend

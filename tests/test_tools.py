@@ -196,17 +196,29 @@ def test_distillation_trains_only_retained_indexers_and_lowers_the_loss(models, 
 
 
 @pytest.mark.engine
-def test_sglang_evaluator_equals_transformers_evaluator(models, tmp_path):
-    """The engine evaluator (a real CPU server per pattern, radix cache off) scores a
-    Shared pattern like the transformers evaluator does."""
-    from sglang_indexcache.tools.sglang_eval import SGLangEvaluator
+def test_sglang_evaluators_equal_transformers_evaluator(models, tmp_path):
+    """The engine evaluators score patterns like the transformers evaluator (float64) does,
+    within the engine's float32 tolerance (as in test_cpu_engine: a float32 reference flips
+    near-ties of this random model's top-k by itself):
+      * `--evaluator sglang-restart`: a real CPU server per pattern, radix cache off;
+      * `--evaluator sglang`: one --index-cache-switchable server, its pattern switched per
+        candidate (back and forth), the calibration set batched into one /generate; equal to
+        the per-candidate server within 1e-4 (the same engine, sequences batched vs one by one)."""
+    from sglang_indexcache.tools.sglang_eval import SGLangEvaluator, SwitchingEvaluator
 
     seqs = calib(2, 120, seed=9)
-    pattern = "FSSFSSFS"
-    eng = SGLangEvaluator(models["glm-tiny-full"], seqs, all_full="F" * 8, log_dir=tmp_path,
-                          server_args=["--dtype", "float32", "--max-total-tokens", "16384"])
-    ours = eng.loss(pattern)
-    ref = HFEvaluator(models["glm-tiny-full"], seqs, dtype=torch.float64).loss(pattern)
-    # float32 engine against float64 transformers, as in test_cpu_engine (a float32
-    # reference flips near-ties of this random model's top-k by itself).
-    assert ours == pytest.approx(ref, abs=5e-3), (ours, ref)
+    args = ["--dtype", "float32", "--max-total-tokens", "16384"]
+    hf = HFEvaluator(models["glm-tiny-full"], seqs, dtype=torch.float64)
+    restart = SGLangEvaluator(models["glm-tiny-full"], seqs, all_full="F" * 8, log_dir=tmp_path, server_args=args)
+    ours = restart.loss("FSSFSSFS")
+    assert ours == pytest.approx(hf.loss("FSSFSSFS"), abs=5e-3), ours
+
+    switching = SwitchingEvaluator(models["glm-tiny-full"], seqs, all_full="F" * 8, log_dir=tmp_path, server_args=args)
+    try:
+        got = [(p, switching.loss(p)) for p in ("FSSFSSFS", "FFFFFFFF", "FSSSSSSS", "FSSFSSFS")]
+    finally:
+        switching.close()
+    for p, loss in got:
+        assert loss == pytest.approx(hf.loss(p), abs=5e-3), (p, loss)
+    assert got[0][1] == pytest.approx(ours, abs=1e-4) and got[3][1] == pytest.approx(ours, abs=1e-4)
+    assert got[1][1] != pytest.approx(got[2][1], abs=1e-3)  # the switches changed the roles

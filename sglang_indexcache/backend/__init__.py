@@ -29,7 +29,7 @@ def create_backend(model_runner):
         register_cpu_indexer()
         backend = IndexCacheCPUBackend(model_runner)
         backend.index_cache_schedule = schedule
-        return backend
+        return _switchable(model_runner, backend, schedule)
     if model_runner.device != "cuda":
         raise NotImplementedError(
             f"the indexcache backend runs on CUDA and CPU, not on {model_runner.device!r}"
@@ -41,6 +41,19 @@ def create_backend(model_runner):
     backend = IndexCacheDSABackend(model_runner)
     backend.index_cache_schedule = schedule
     logger.info("indexcache backend: %d/%d layers run the indexer (%s)", schedule.num_indexers, schedule.num_layers, schedule.pattern)
+    return _switchable(model_runner, backend, schedule)
+
+
+def _switchable(model_runner, backend, schedule):
+    """`--index-cache-switchable`: the model was built with every indexer it has weights for;
+    give its layers the roles of the pattern in force, and let the scheduler switch it."""
+    if getattr(model_runner.model_config, "index_cache_switchable", None) is None:
+        return backend
+    from sglang_indexcache.integration.switch import register_scheduler_switch
+
+    register_scheduler_switch()
+    backend.install_schedule(schedule)
+    logger.info("indexcache backend: switchable, %s in force", schedule.pattern)
     return backend
 
 

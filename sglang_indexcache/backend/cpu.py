@@ -87,11 +87,14 @@ class IndexCacheCPUBackend(AttentionBackend):
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
         self._mode = None
         rows = self.pool.get_key_buffer(start).shape[0]
-        # Index keys for layers that can run their indexer; Shared layers get none.
+        # Index keys for layers that can run their indexer; Shared layers get none (a switchable
+        # server: every layer built with its indexer, `--index-cache-switchable`)
+        built = getattr(cfg, "index_cache_switchable", None)
+        self.model = model_runner.model
         self.index_k = {
             r.layer: torch.zeros(rows, self.index_head_dim, dtype=torch.float32, device=self.device)
             for r in self.schedule.layers
-            if start <= r.layer < end and r.runs_indexer
+            if start <= r.layer < end and (r.runs_indexer if built is None else r.layer in built)
         }
         mib = sum(t.numel() * 4 for t in self.index_k.values()) / 2**20
         logger.info(
@@ -99,6 +102,17 @@ class IndexCacheCPUBackend(AttentionBackend):
             "%d Shared layers hold none",
             start, end - 1, len(self.index_k), rows, mib, (end - start) - len(self.index_k),
         )
+
+    def install_schedule(self, schedule) -> None:
+        """A switchable server's new pattern (`integration/switch.py`), between forwards."""
+        from sglang_indexcache.backend.hooks import set_layer_roles
+
+        missing = [r.layer for r in schedule.layers if r.runs_indexer and r.layer not in self.index_k
+                   and r.layer <= self.last_layer]
+        if missing:
+            raise IndexCacheError(f"layer(s) {missing} have no index-K cache on this server")
+        set_layer_roles(self.model, schedule)
+        self.schedule = schedule
 
     # ---- per-forward metadata -------------------------------------------------------
 

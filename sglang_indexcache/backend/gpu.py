@@ -46,6 +46,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
     def __init__(self, model_runner, *args, **kwargs):
         super().__init__(model_runner, *args, **kwargs)
         self.schedule = schedule_of(model_runner.model_config)
+        self.model = model_runner.model
         pool = model_runner.token_to_kv_pool
         start = getattr(pool, "start_layer", 0) or 0
         self.layer_range = range(start, start + pool.layer_num)
@@ -65,6 +66,20 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
             self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,
         )
+
+    def install_schedule(self, schedule) -> None:
+        """A switchable server's new pattern (`integration/switch.py`), between forwards. Such a
+        server runs without CUDA graphs (refused at startup otherwise): no graph captured under
+        the old roles can replay."""
+        from sglang_indexcache.backend.hooks import set_layer_roles
+
+        if self.graph_counts:
+            raise IndexCacheError(f"CUDA graphs were captured under {self.schedule.pattern}; refusing to switch")
+        set_layer_roles(self.model, schedule)
+        self.schedule = schedule
+        local = [schedule.layers[i] for i in self.layer_range]
+        self.full_per_forward = sum(r.runs_indexer for r in local)
+        self.shared_per_forward = len(local) - self.full_per_forward
 
     # ---- forward boundaries ------------------------------------------------------------
 

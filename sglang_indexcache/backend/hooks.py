@@ -74,3 +74,24 @@ def register_cpu_indexer() -> None:
     no process imports the DSA indexer module just for loading the plugin.
     """
     _install(_INDEXER_NATIVE_TARGET, _around_indexer_native)
+
+
+def set_layer_roles(model, schedule) -> None:
+    """Give the built model's attention layers the roles of `schedule` (a switchable server,
+    `--index-cache-switchable`, built every such layer with its indexer). SGLang's DSA forward
+    reads `skip_topk` (reuse the previous layer's top-k) and `next_skip_topk` (hand this
+    layer's on) at every forward."""
+    layers = getattr(getattr(model, "model", model), "layers", None)
+    if layers is None:
+        raise RuntimeError(f"{type(model).__name__} has no model.layers to give IndexCache roles to")
+    n = schedule.num_layers
+    for layer in layers:
+        attn = getattr(layer, "self_attn", None)
+        i = getattr(layer, "layer_id", None)
+        if attn is None or i is None or not getattr(attn, "use_dsa", False):
+            continue  # another pipeline stage's placeholder, or not a DSA layer
+        runs = schedule.layers[i].runs_indexer
+        if runs and attn.indexer is None:
+            raise RuntimeError(f"layer {i} is Full in the new schedule but was built without its indexer")
+        attn.skip_topk = not runs
+        attn.next_skip_topk = i + 1 < n and not schedule.layers[i + 1].runs_indexer

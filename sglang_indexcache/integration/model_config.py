@@ -184,12 +184,32 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
             f"--enable-two-batch-overlap with --attention-backend {BACKEND_NAME}: the per-micro-batch "
             "backends are not proven to carry IndexCache's fail-closed check; drop the flag"
         )
+    if getattr(server_args, "index_cache_switchable", False):
+        _check_switchable(server_args)
     if flags.pp_handoff == "transfer":
         raise ScheduleError(
             "--index-cache-pp-handoff transfer is not supported yet: the receiving stage has no "
             "fail-closed source for the top-k it would be handed. Use recompute (the default), or a "
             "SGLANG_PP_LAYER_PARTITION whose stages all start on a Full layer"
         )
+
+
+def _check_switchable(server_args: Any) -> None:
+    """--index-cache-switchable serves one forward path whose roles change between requests;
+    what would keep an old pattern alive (or was not run that way) is refused."""
+    refused = {
+        # without it SGLang's /set_internal_state, the channel a switch travels on, is open to anyone
+        "no --admin-api-key (the switch is an admin request)": not getattr(server_args, "admin_api_key", None),
+        "a GPU without --disable-cuda-graph (a graph captured under one pattern would replay under another)":
+            getattr(server_args, "device", None) != "cpu" and not getattr(server_args, "disable_cuda_graph", False),
+        "--pp-size > 1": (getattr(server_args, "pp_size", 1) or 1) > 1,
+        "--speculative-algorithm": bool(getattr(server_args, "speculative_algorithm", None)),
+        "--enable-hierarchical-cache (host copies of a prefix would outlive a switch)":
+            bool(getattr(server_args, "enable_hierarchical_cache", False)),
+    }
+    bad = [what for what, hit in refused.items() if hit]
+    if bad:
+        raise ScheduleError("--index-cache-switchable is not served with " + "; ".join(bad))
 
 
 def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model: bool = False) -> Optional[Schedule]:
@@ -225,6 +245,12 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
         dummy_weights=getattr(server_args, "load_format", None) == "dummy",
     )
     types = schedule.indexer_types()
+    if getattr(server_args, "index_cache_switchable", False):
+        # every layer with indexer weights is built with its indexer and index-K; the backend
+        # sets the roles of the pattern in force (`backend.create_backend`)
+        built = _indexer_layers(model_config.model_path, cfg.num_hidden_layers, server_args)
+        types = ["full" if i in built else "shared" for i in range(cfg.num_hidden_layers)]
+        model_config.index_cache_switchable = built
     for config in {id(c): c for c in (cfg, model_config.hf_config)}.values():
         config.indexer_types = types
     model_config.index_cache_schedule = schedule
@@ -235,6 +261,14 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
         # the draft's ModelConfig is built in the scheduler processes only: its table is logged here
         _log_once(draft_schedule(_draft_layers(cfg)), section="draft")
     return schedule
+
+
+def _indexer_layers(model_path: str, num_layers: int, server_args: Any) -> frozenset:
+    """Layers with indexer weights (every layer under dummy weights or an unknown layout)."""
+    weights = None
+    if getattr(server_args, "load_format", None) != "dummy":
+        weights = indexer_weight_layers(model_path, num_layers)
+    return frozenset(range(num_layers)) if weights is None else frozenset(weights)
 
 
 def _check_draft_weights(server_args: Any, text_config: Any, model_path: str) -> None:

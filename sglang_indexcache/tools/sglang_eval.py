@@ -1,22 +1,28 @@
 """The SGLang engine as a search evaluator: prompt log-probabilities through the HTTP API.
 
-A pattern is fixed when a server starts, so every candidate gets its own server, started
-with `--index-cache-pattern` and `--disable-radix-cache`: no candidate can score on
-another's cached prefix (or its own earlier requests).
+`SwitchingEvaluator` (`search --evaluator sglang`): one `--index-cache-switchable` server, its
+pattern switched per candidate (`integration/switch.py`; a switch flushes the radix cache, so
+no candidate scores on another's cached prefix). `SGLangEvaluator` (`--evaluator
+sglang-restart`): a server per candidate, started with `--index-cache-pattern` and
+`--disable-radix-cache`; what a stock server allows, kept to measure the switching one against.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from sglang_indexcache.server import Server
 from sglang_indexcache.tools.search import evaluation_key
 
 
 class SGLangEvaluator:
-    name = "sglang"
+    name = "sglang"  # its state files keep their key
 
     def __init__(self, model_path, sequences: Sequence[Sequence[int]], *, all_full: str,
                  server_args: Sequence[str] = (), device: str = "cpu", log_dir=None):
@@ -45,3 +51,60 @@ class SGLangEvaluator:
 
     def close(self) -> None:
         pass
+
+
+class SwitchingEvaluator:
+    """One server for the whole search: a `--index-cache-switchable` server whose pattern is
+    switched per candidate (POST /index_cache/pattern, which flushes its radix cache), and the
+    calibration set scored as one batched `/generate`. Either started here once, or an
+    existing one (`server_url` and its `admin_key`)."""
+
+    name = "sglang-switch"
+
+    def __init__(self, model_path, sequences: Sequence[Sequence[int]], *, all_full: str,
+                 server_url: Optional[str] = None, admin_key: Optional[str] = None,
+                 server_args: Sequence[str] = (), device: str = "cpu", log_dir=None):
+        self.sequences = [list(s) for s in sequences]
+        self.all_full = all_full
+        self.num_layers = len(all_full)
+        self.server = None
+        if server_url is None:
+            admin_key = secrets.token_hex(16)
+            args = ["--attention-backend", "indexcache", "--index-cache-pattern", all_full, "--index-cache-switchable",
+                    "--admin-api-key", admin_key, *server_args]
+            args += ["--sleep-on-idle"] if device == "cpu" else ["--disable-cuda-graph"]
+            log = Path(log_dir or tempfile.mkdtemp(prefix="indexcache-search-")) / "switchable-server.log"
+            self.server = Server(model_path, args, log=log, device=device).start()
+            server_url = self.server.url
+        elif admin_key is None:
+            raise ValueError("an existing switchable server needs its --admin-api-key")
+        self.url, self.admin_key = server_url.rstrip("/"), admin_key
+        self.key = evaluation_key(self.name, model_path, self.sequences, [device, *server_args])
+
+    def _post(self, path: str, body: dict, auth: bool = False) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.admin_key}"
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=3600) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')[:1000]}") from None
+
+    def loss(self, pattern: str) -> float:
+        self._post("/index_cache/pattern", {"pattern": pattern}, auth=True)
+        outs = self._post("/generate", {
+            "input_ids": self.sequences, "return_logprob": True, "logprob_start_len": 0,
+            "sampling_params": {"max_new_tokens": 1, "temperature": 0.0}})
+        total, count = 0.0, 0
+        for out in outs:
+            lps = [x[0] for x in out["meta_info"]["input_token_logprobs"][1:]]
+            total -= sum(lps)
+            count += len(lps)
+        return total / count
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
