@@ -287,6 +287,29 @@ def test_fp8_kv_cache_equals_dsa(servers):
     check_counters(ours_srv, PATTERN)
 
 
+def test_switchable_server_equals_a_server_started_with_the_pattern(servers):
+    """--index-cache-switchable on CUDA (CUDA graphs off, as the flag requires): started all-Full,
+    switched to PATTERN through the admin route, the prompt log-probabilities equal those of a
+    server started with PATTERN (both eager), and the counters follow the new roles."""
+    import urllib.request
+
+    ref = run_all(servers("ic_pattern_eager", MODEL, *DUMMY, *IC, "--index-cache-pattern", PATTERN,
+                          "--disable-cuda-graph"), PROMPTS[:3])
+    srv = servers("ic_switchable", MODEL, *DUMMY, *IC, "--index-cache-pattern", "F" * 8, "--index-cache-switchable",
+                  "--admin-api-key", "k", "--disable-cuda-graph")
+    req = urllib.request.Request(srv.url + "/index_cache/pattern", data=json.dumps({"pattern": PATTERN}).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": "Bearer k"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        assert json.loads(r.read())["pattern"] == PATTERN
+    got = []
+    for p in PROMPTS[:3]:  # no flush_cache: it is an admin request on this server, and the switch flushed
+        r = srv.generate(p, NEW_TOKENS, logprobs=True)
+        got.append((r["output_ids"], [x[0] for x in r["meta_info"]["input_token_logprobs"][1:]]))
+    assert_same(got, ref)
+    stats = srv.stats()
+    assert stats["pattern"] == PATTERN and stats["last_forward"]["ran"] == [i for i, c in enumerate(PATTERN) if c == "F"]
+
+
 # ---- leading S -----------------------------------------------------------------------------
 
 

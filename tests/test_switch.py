@@ -118,3 +118,17 @@ def test_what_a_switchable_server_cannot_serve_is_refused_at_startup(models, kwa
                     index_cache_switchable=True, **kwargs)
     with pytest.raises(ScheduleError, match=f"--index-cache-switchable is not served with .*{needle}"):
         ModelConfig.from_server_args(sa)
+
+
+def test_cuda_graphs_are_refused_with_a_switchable_server():
+    """A graph captured under one pattern must never replay under another: on a GPU the flag
+    needs --disable-cuda-graph (the CUDA backend also refuses to switch once it has captured)."""
+    import types
+
+    from sglang_indexcache.integration.model_config import _check_switchable
+
+    args = dict(device="cuda", admin_api_key=KEY, pp_size=1, speculative_algorithm=None,
+                enable_hierarchical_cache=False)
+    with pytest.raises(ScheduleError, match="without --disable-cuda-graph"):
+        _check_switchable(types.SimpleNamespace(**args, disable_cuda_graph=False))
+    _check_switchable(types.SimpleNamespace(**args, disable_cuda_graph=True))
