@@ -85,13 +85,11 @@ def set_layer_roles(model, schedule) -> None:
     if layers is None:
         raise RuntimeError(f"{type(model).__name__} has no model.layers to give IndexCache roles to")
     n = schedule.num_layers
-    for layer in layers:
-        attn = getattr(layer, "self_attn", None)
-        i = getattr(layer, "layer_id", None)
-        if attn is None or i is None or not getattr(attn, "use_dsa", False):
-            continue  # another pipeline stage's placeholder, or not a DSA layer
-        runs = schedule.layers[i].runs_indexer
-        if runs and attn.indexer is None:
-            raise RuntimeError(f"layer {i} is Full in the new schedule but was built without its indexer")
-        attn.skip_topk = not runs
+    dsa = [(layer.layer_id, layer.self_attn) for layer in layers  # not another stage's placeholder
+           if getattr(getattr(layer, "self_attn", None), "use_dsa", False) and getattr(layer, "layer_id", None) is not None]
+    unbuilt = [i for i, attn in dsa if schedule.layers[i].runs_indexer and attn.indexer is None]
+    if unbuilt:  # checked before any layer changes: a refused schedule leaves the old one whole
+        raise RuntimeError(f"layer(s) {unbuilt} are Full in the new schedule but were built without an indexer")
+    for i, attn in dsa:
+        attn.skip_topk = not schedule.layers[i].runs_indexer
         attn.next_skip_topk = i + 1 < n and not schedule.layers[i + 1].runs_indexer

@@ -106,7 +106,11 @@ def around_set_internal_state(original, controller, recv_req, *args, **kwargs):
         return SetInternalStateReqOutput(updated=False)
     if not scheduler.flush_cache():  # refuses while a request runs or waits
         return SetInternalStateReqOutput(updated=False)
-    runner.attn_backend.install_schedule(schedule)
+    try:
+        runner.attn_backend.install_schedule(schedule)
+    except Exception as e:  # the backend keeps its old schedule; a raise here would stop the scheduler
+        logger.error("IndexCache pattern switch refused by the backend: %s", e)
+        return SetInternalStateReqOutput(updated=False)
     runner.model_config.index_cache_schedule = schedule
     logger.info("IndexCache schedule switched:\n%s", schedule.table())
     return SetInternalStateReqOutput(updated=True)
