@@ -132,3 +132,20 @@ def test_cuda_graphs_are_refused_with_a_switchable_server():
     with pytest.raises(ScheduleError, match="without --disable-cuda-graph"):
         _check_switchable(types.SimpleNamespace(**args, disable_cuda_graph=False))
     _check_switchable(types.SimpleNamespace(**args, disable_cuda_graph=True))
+
+
+def test_the_pattern_info_metric_follows_a_switch():
+    from prometheus_client import REGISTRY
+
+    from sglang_indexcache.backend.metrics import IndexerMetrics
+
+    labels = {"model_name": "switch-test", "tp_rank": 0, "pp_rank": 0}
+    m = IndexerMetrics(switched_schedule(6, "FSSFSS", range(6)), labels)
+    m.set_schedule(switched_schedule(6, "FSFSFS", range(6)))
+
+    def value(pattern, full):
+        return REGISTRY.get_sample_value("sglang:indexcache_pattern_info",
+                                         {**{k: str(v) for k, v in labels.items()}, "pattern": pattern,
+                                          "full_layers": full, "layers": "6"})
+
+    assert value("FSSFSS", "2") == 0 and value("FSFSFS", "3") == 1

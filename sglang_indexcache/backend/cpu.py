@@ -113,6 +113,8 @@ class IndexCacheCPUBackend(AttentionBackend):
             raise IndexCacheError(f"layer(s) {missing} have no index-K cache on this server")
         set_layer_roles(self.model, schedule)
         self.schedule = schedule
+        if self.metrics is not None:
+            self.metrics.set_schedule(schedule)
 
     # ---- per-forward metadata -------------------------------------------------------
 

@@ -77,6 +77,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             raise IndexCacheError(f"CUDA graphs were captured under {self.schedule.pattern}; refusing to switch")
         set_layer_roles(self.model, schedule)
         self.schedule = schedule
+        if self.metrics is not None:
+            self.metrics.set_schedule(schedule)
         local = [schedule.layers[i] for i in self.layer_range]
         self.full_per_forward = sum(r.runs_indexer for r in local)
         self.shared_per_forward = len(local) - self.full_per_forward

@@ -71,8 +71,19 @@ class IndexerMetrics:
         self.labels = {k: str(labels[k]) for k in LABELS}
         m = _get()
         self.calls = m["calls"]
-        m["info"].labels(**self.labels, pattern=schedule.pattern, full_layers=str(schedule.num_indexers),
-                         layers=str(schedule.num_layers)).set(1)
+        self.info, self.schedule = m["info"], None
+        self.set_schedule(schedule)
+
+    def _info(self, schedule):
+        return self.info.labels(**self.labels, pattern=schedule.pattern, full_layers=str(schedule.num_indexers),
+                                layers=str(schedule.num_layers))
+
+    def set_schedule(self, schedule) -> None:
+        """The pattern in force is the info series at 1 (a switched server's old one drops to 0)."""
+        if self.schedule is not None:
+            self._info(self.schedule).set(0)
+        self._info(schedule).set(1)
+        self.schedule = schedule
 
     def record(self, forward_mode: str, runs: int, skips: int) -> None:
         if runs:
