@@ -140,8 +140,11 @@ def test_plan_with_align_installs_the_partition_in_sglangs_variable(models, caps
 
     from sglang_indexcache import cli
 
-    monkeypatch.delenv("SGLANG_PP_LAYER_PARTITION", raising=False)
-    monkeypatch.delenv("SGLANG_INDEXCACHE_PP_PARTITION", raising=False)
+    for var in ("SGLANG_PP_LAYER_PARTITION", "SGLANG_INDEXCACHE_PP_PARTITION"):
+        # set then removed, so monkeypatch records the variable and removes what plan sets
+        # (a delenv of an absent variable records nothing, and the partition leaked into later tests)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     assert cli.main(["plan", "--model-path", models["glm-5.2"], "--pp-size", "2", "--load-format", "dummy",
                      "--pp-handoff", "align"]) == 0
     out = capsys.readouterr().out
