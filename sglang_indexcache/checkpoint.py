@@ -66,6 +66,13 @@ def indexer_weight_layers(model_path: str, num_layers: int) -> Optional[frozense
     return indexer_weight_layers_between(model_path, 0, num_layers)
 
 
+def buildable_indexer_layers(model_path: str, num_layers: int, *, dummy_weights: bool = False) -> frozenset:
+    """The layers that can run an indexer: those with indexer weights, every layer under dummy
+    weights or when the folder says nothing (no safetensors)."""
+    weights = None if dummy_weights else indexer_weight_layers(model_path, num_layers)
+    return frozenset(range(num_layers)) if weights is None else frozenset(weights)
+
+
 def declared_sharing_config(raw: dict, overrides: dict[str, Any]) -> dict:
     """The sharing keys as the checkpoint and `--json-model-override-args` declare them.
 

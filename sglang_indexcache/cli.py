@@ -130,15 +130,14 @@ def _search(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     server_args = args.server_args.split() if args.server_args else []
     if args.evaluator == "sglang":
-        from sglang_indexcache.checkpoint import indexer_weight_layers
+        from sglang_indexcache.checkpoint import buildable_indexer_layers
         from sglang_indexcache.integration.model_config import text_config
         from sglang_indexcache.tools.sglang_eval import SwitchingEvaluator
 
-        # nothing loaded here (the model may be far too large for this process): the layers
-        # with indexer weights, every layer when the folder has none (dummy weights)
+        # nothing loaded here (the model may be far too large for this process)
         n = text_config(args.model_path).num_hidden_layers
-        built = indexer_weight_layers(args.model_path, n)
-        all_full = "".join("F" if built is None or i in built else "S" for i in range(n))
+        built = buildable_indexer_layers(args.model_path, n)
+        all_full = "".join("F" if i in built else "S" for i in range(n))
         evaluator = SwitchingEvaluator(args.model_path, calib, all_full=all_full, server_url=args.server,
                                        admin_key=args.admin_key, server_args=server_args, device=args.device,
                                        log_dir=out)

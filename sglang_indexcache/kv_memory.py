@@ -61,7 +61,6 @@ def kv_memory_line(mem: dict, num_layers: int, kv_dtype: str = "bf16") -> str:
     )
 
 
-
 def host_memory_line(mem: dict, num_layers: int) -> str:
     gib_tokens = 2**30 // mem["host_bytes_per_token"]
     return (

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Optional, Sequence
@@ -26,6 +27,22 @@ from typing import Optional, Sequence
 
 class ServerError(RuntimeError):
     pass
+
+
+def post_json(url: str, body: Optional[dict] = None, *, token: Optional[str] = None, timeout: float = 600.0) -> dict:
+    """POST `body` as JSON to a server's `url` (with `token` as the bearer key); its JSON answer.
+    An HTTP error raises ServerError with the status and the body."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            text = r.read().decode()
+    except urllib.error.HTTPError as e:
+        path = urllib.parse.urlsplit(url).path
+        raise ServerError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')[:2000]}") from e
+    return json.loads(text) if text.strip().startswith(("{", "[")) else {"text": text}
 
 
 def free_port() -> int:
@@ -142,14 +159,7 @@ class Server:
             return e.code, e.read().decode(errors="replace")
 
     def post(self, path: str, body: Optional[dict] = None, *, timeout: float = 600.0) -> dict:
-        data = json.dumps(body or {}).encode()
-        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                text = r.read().decode()
-        except urllib.error.HTTPError as e:
-            raise ServerError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')[:2000]}") from e
-        return json.loads(text) if text.strip().startswith(("{", "[")) else {"text": text}
+        return post_json(self.url + path, body, timeout=timeout)
 
     def text(self, path: str, *, timeout: float = 60.0) -> str:
         """GET `path`; the body as text (HTTP errors raise ServerError)."""

@@ -291,16 +291,13 @@ def test_switchable_server_equals_a_server_started_with_the_pattern(servers):
     """--index-cache-switchable on CUDA (CUDA graphs off, as the flag requires): started all-Full,
     switched to PATTERN through the admin route, the prompt log-probabilities equal those of a
     server started with PATTERN (both eager), and the counters follow the new roles."""
-    import urllib.request
+    from sglang_indexcache.server import post_json
 
     ref = run_all(servers("ic_pattern_eager", MODEL, *DUMMY, *IC, "--index-cache-pattern", PATTERN,
                           "--disable-cuda-graph"), PROMPTS[:3])
     srv = servers("ic_switchable", MODEL, *DUMMY, *IC, "--index-cache-pattern", "F" * 8, "--index-cache-switchable",
                   "--admin-api-key", "k", "--disable-cuda-graph")
-    req = urllib.request.Request(srv.url + "/index_cache/pattern", data=json.dumps({"pattern": PATTERN}).encode(),
-                                 headers={"Content-Type": "application/json", "Authorization": "Bearer k"})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        assert json.loads(r.read())["pattern"] == PATTERN
+    assert post_json(srv.url + "/index_cache/pattern", {"pattern": PATTERN}, token="k")["pattern"] == PATTERN
     got = []
     for p in PROMPTS[:3]:  # no flush_cache: it is an admin request on this server, and the switch flushed
         r = srv.generate(p, NEW_TOKENS, logprobs=True)

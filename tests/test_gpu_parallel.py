@@ -63,31 +63,33 @@ def rank_stats(stats_file, ranks) -> dict:
     return {f"tp{t}-pp{p}": json.loads(open(f"{stats_file}.tp{t}-pp{p}").read()) for t, p in ranks}
 
 
-def test_tp2_pattern_equals_upstream_native_sharing(gpu_model, tmp_path):
-    native = json.dumps({"indexer_types": None, "index_topk_pattern": PATTERN})
-    with serve(gpu_model, tmp_path, "dsa_tp2", *DSA, "--tp-size", "2", "--json-model-override-args", native) as srv:
+def side_by_side(gpu_model, tmp_path, name, parallel, native_pattern, ranks):
+    """Upstream `dsa` with `native_pattern` through its native sharing, then `indexcache
+    --index-cache-pattern PATTERN`, both under the `parallel` flags: the ours' tokens and
+    log-probabilities must equal upstream's. Returns ours' per-rank counters and log."""
+    native = json.dumps({"indexer_types": None, "index_topk_pattern": native_pattern})
+    with serve(gpu_model, tmp_path, f"dsa_{name}", *DSA, *parallel, "--json-model-override-args", native) as srv:
         ref = run_all(srv, PROMPTS[:3])
-    ours = serve(gpu_model, tmp_path, "ic_tp2", *IC, "--tp-size", "2", "--index-cache-pattern", PATTERN, stats=True)
+    ours = serve(gpu_model, tmp_path, f"ic_{name}", *IC, *parallel, "--index-cache-pattern", PATTERN, stats=True)
     with ours as srv:
         got = run_all(srv, PROMPTS[:3])
+        log = srv.log.read_text()
     assert_same(got, ref)
-    ranks = rank_stats(ours.stats_file, [(0, 0), (1, 0)])
-    print("TP 2 counters:", {k: (v["pattern"], v["indexer_runs"], v["indexer_skips"], v["forwards"]) for k, v in ranks.items()})
+    stats = rank_stats(ours.stats_file, ranks)
+    print(f"{name} counters:", {k: (v["pattern"], v["indexer_runs"], v["indexer_skips"], v["forwards"])
+                                for k, v in stats.items()})
+    return stats, log
+
+
+def test_tp2_pattern_equals_upstream_native_sharing(gpu_model, tmp_path):
+    ranks, _ = side_by_side(gpu_model, tmp_path, "tp2", ["--tp-size", "2"], PATTERN, [(0, 0), (1, 0)])
     for v in ranks.values():
         assert v["pattern"] == PATTERN and v["indexer_skips"] == PATTERN.count("S") * v["forwards"] > 0
 
 
 def test_pp2_stage_starting_on_a_shared_layer_is_promoted_and_equals_upstream(gpu_model, tmp_path):
-    native = json.dumps({"indexer_types": None, "index_topk_pattern": PROMOTED})
-    with serve(gpu_model, tmp_path, "dsa_pp2", *DSA, "--pp-size", "2", "--json-model-override-args", native) as srv:
-        ref = run_all(srv, PROMPTS[:3])
-    ours = serve(gpu_model, tmp_path, "ic_pp2", *IC, "--pp-size", "2", "--index-cache-pattern", PATTERN, stats=True)
-    with ours as srv:
-        assert "PROMOTED" in srv.log.read_text()
-        got = run_all(srv, PROMPTS[:3])
-    assert_same(got, ref)
-    ranks = rank_stats(ours.stats_file, [(0, 0), (0, 1)])
-    print("PP 2 counters:", {k: (v["pattern"], v["indexer_runs"], v["indexer_skips"], v["forwards"]) for k, v in ranks.items()})
+    ranks, log = side_by_side(gpu_model, tmp_path, "pp2", ["--pp-size", "2"], PROMOTED, [(0, 0), (0, 1)])
+    assert "PROMOTED" in log
     s0, s1 = ranks["tp0-pp0"], ranks["tp0-pp1"]
     # stage 0 runs layers 0-3 (F S S F), stage 1 layers 4-7 (F S F S, layer 4 promoted)
     assert s0["indexer_runs"] == 2 * s0["forwards"] and s0["indexer_skips"] == 2 * s0["forwards"]

@@ -49,9 +49,10 @@ def _switchable(model_runner, backend, schedule):
     give its layers the roles of the pattern in force, and let the scheduler switch it."""
     if getattr(model_runner.model_config, "index_cache_switchable", None) is None:
         return backend
-    from sglang_indexcache.integration.switch import register_scheduler_switch
+    from sglang_indexcache.backend.hooks import install_hook
+    from sglang_indexcache.integration import switch
 
-    register_scheduler_switch()
+    install_hook(switch.SCHEDULER_TARGET, switch.around_set_internal_state)  # in this scheduler process
     backend.install_schedule(schedule)
     logger.info("indexcache backend: switchable, %s in force", schedule.pattern)
     return backend

@@ -52,7 +52,8 @@ def _around_decoder_layer(original, layer, *args, **kwargs):
     return check(original, layer, args, kwargs, forward_batch, kwargs.get("prev_topk_indices"))
 
 
-def _install(target: str, hook) -> None:
+def install_hook(target: str, hook) -> None:
+    """Install an AROUND hook now (idempotent); fail loudly if SGLang's registry did not take it."""
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     if target not in HookRegistry._patched:
@@ -64,7 +65,7 @@ def _install(target: str, hook) -> None:
 
 def register_layer_check() -> None:
     """Install the decoder-layer hook the CUDA backend checks Shared layers with (idempotent)."""
-    _install(_DECODER_LAYER_TARGET, _around_decoder_layer)
+    install_hook(_DECODER_LAYER_TARGET, _around_decoder_layer)
 
 
 def register_cpu_indexer() -> None:
@@ -73,7 +74,7 @@ def register_cpu_indexer() -> None:
     Installed when the CPU backend is built, after the model modules are imported, so
     no process imports the DSA indexer module just for loading the plugin.
     """
-    _install(_INDEXER_NATIVE_TARGET, _around_indexer_native)
+    install_hook(_INDEXER_NATIVE_TARGET, _around_indexer_native)
 
 
 def set_layer_roles(model, schedule) -> None:

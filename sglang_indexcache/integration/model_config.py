@@ -14,6 +14,7 @@ import multiprocessing
 from typing import Any, Mapping, Optional
 
 from sglang_indexcache.checkpoint import (
+    buildable_indexer_layers,
     declared_sharing_config,
     indexer_weight_layers,
     indexer_weight_layers_between,
@@ -47,7 +48,7 @@ PARTITION_ENV = "SGLANG_PP_LAYER_PARTITION"
 OURS_ENV = "SGLANG_INDEXCACHE_PP_PARTITION"
 
 
-def resolve_pp_handoff(num_layers: int, configured: Schedule, flags: IndexCacheFlags, pp_size: int,
+def resolve_pp_handoff(num_layers: int, config: Mapping[str, Any], flags: IndexCacheFlags, pp_size: int,
                        weights: Optional[frozenset]) -> tuple:
     """`--index-cache-pp-handoff align|auto`: choose the handoff and install its partition in
     SGLang's SGLANG_PP_LAYER_PARTITION (read by `get_pp_indices` when the model is built, and by
@@ -62,6 +63,7 @@ def resolve_pp_handoff(num_layers: int, configured: Schedule, flags: IndexCacheF
         return flags, None
     env = os.environ.get(PARTITION_ENV)
     users = env is not None and env != os.environ.get(OURS_ENV)
+    configured = build_schedule(num_layers, config, flags=flags)  # the roles as configured, no stages
     full = [r.role is Role.FULL for r in configured.layers]
     # the split in force without us: the user's, else SGLang's even one (a scheduler process
     # inherits our partition from the launcher and must choose as the launcher did)
@@ -114,11 +116,8 @@ def schedule_for_model(
                     "that stale list. IndexCache uses the declared values instead."
                 )
     weights = None if dummy_weights else indexer_weight_layers(model_path, num_layers)
-    pipeline_line = None
-    if pp_size > 1 and flags.pp_handoff in ("align", "auto"):
-        configured = build_schedule(num_layers, config, flags=flags, indexer_weight_layers=None)
-        flags, pipeline_line = resolve_pp_handoff(
-            num_layers, configured, flags, pp_size, None if weights is None else frozenset(weights))
+    flags, pipeline_line = resolve_pp_handoff(num_layers, config, flags, pp_size,
+                                              None if weights is None else frozenset(weights))
     schedule = build_schedule(
         num_layers,
         config,
@@ -248,7 +247,8 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
     if getattr(server_args, "index_cache_switchable", False):
         # every layer with indexer weights is built with its indexer and index-K; the backend
         # sets the roles of the pattern in force (`backend.create_backend`)
-        built = _indexer_layers(model_config.model_path, cfg.num_hidden_layers, server_args)
+        built = buildable_indexer_layers(model_config.model_path, cfg.num_hidden_layers,
+                                         dummy_weights=getattr(server_args, "load_format", None) == "dummy")
         types = ["full" if i in built else "shared" for i in range(cfg.num_hidden_layers)]
         model_config.index_cache_switchable = built
     for config in {id(c): c for c in (cfg, model_config.hf_config)}.values():
@@ -261,14 +261,6 @@ def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model
         # the draft's ModelConfig is built in the scheduler processes only: its table is logged here
         _log_once(draft_schedule(_draft_layers(cfg)), section="draft")
     return schedule
-
-
-def _indexer_layers(model_path: str, num_layers: int, server_args: Any) -> frozenset:
-    """Layers with indexer weights (every layer under dummy weights or an unknown layout)."""
-    weights = None
-    if getattr(server_args, "load_format", None) != "dummy":
-        weights = indexer_weight_layers(model_path, num_layers)
-    return frozenset(range(num_layers)) if weights is None else frozenset(weights)
 
 
 def _check_draft_weights(server_args: Any, text_config: Any, model_path: str) -> None:

@@ -91,6 +91,8 @@ def after_tokenizer_manager_init(result, manager, *args, **kwargs):
 
 
 def around_set_internal_state(original, controller, recv_req, *args, **kwargs):
+    """AROUND hook on the scheduler's `set_internal_state`, installed by a switchable backend
+    when it is built (`backend._switchable`); other requests pass through."""
     values = getattr(recv_req, "server_args", None) or {}
     if f"{KEY}_len" not in values:
         return original(controller, recv_req, *args, **kwargs)
@@ -114,17 +116,6 @@ def around_set_internal_state(original, controller, recv_req, *args, **kwargs):
     runner.model_config.index_cache_schedule = schedule
     logger.info("IndexCache schedule switched:\n%s", schedule.table())
     return SetInternalStateReqOutput(updated=True)
-
-
-def register_scheduler_switch() -> None:
-    """Installed by a switchable backend when it is built, in its scheduler process."""
-    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
-
-    if SCHEDULER_TARGET not in HookRegistry._patched:
-        HookRegistry.register(SCHEDULER_TARGET, around_set_internal_state, HookType.AROUND)
-        HookRegistry.apply_hooks()
-    if SCHEDULER_TARGET not in HookRegistry._patched:
-        raise RuntimeError(f"could not install the indexcache hook on {SCHEDULER_TARGET}")
 
 
 def register(hook_registry: Any, hook_type: Any) -> None:

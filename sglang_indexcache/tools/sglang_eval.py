@@ -9,16 +9,19 @@ sglang-restart`): a server per candidate, started with `--index-cache-pattern` a
 
 from __future__ import annotations
 
-import json
 import secrets
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Optional, Sequence
 
-from sglang_indexcache.server import Server
+from sglang_indexcache.server import Server, post_json
 from sglang_indexcache.tools.search import evaluation_key
+
+
+def mean_nll(outputs: Sequence[dict]) -> float:
+    """Mean negative log-probability of the prompt tokens after the first, over `/generate` answers."""
+    lps = [x[0] for out in outputs for x in out["meta_info"]["input_token_logprobs"][1:]]
+    return -sum(lps) / len(lps)
 
 
 class SGLangEvaluator:
@@ -41,13 +44,7 @@ class SGLangEvaluator:
         if self.device == "cpu":
             args += ["--sleep-on-idle"]
         with Server(self.model_path, args, log=self.log_dir / f"{pattern}.log", device=self.device) as srv:
-            total, count = 0.0, 0
-            for seq in self.sequences:
-                out = srv.generate(seq, 1, logprobs=True)
-                lps = [x[0] for x in out["meta_info"]["input_token_logprobs"][1:]]
-                total -= sum(lps)
-                count += len(lps)
-        return total / count
+            return mean_nll([srv.generate(seq, 1, logprobs=True) for seq in self.sequences])
 
     def close(self) -> None:
         pass
@@ -81,28 +78,11 @@ class SwitchingEvaluator:
         self.url, self.admin_key = server_url.rstrip("/"), admin_key
         self.key = evaluation_key(self.name, model_path, self.sequences, [device, *server_args])
 
-    def _post(self, path: str, body: dict, auth: bool = False) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.admin_key}"
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=3600) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')[:1000]}") from None
-
     def loss(self, pattern: str) -> float:
-        self._post("/index_cache/pattern", {"pattern": pattern}, auth=True)
-        outs = self._post("/generate", {
+        post_json(self.url + "/index_cache/pattern", {"pattern": pattern}, token=self.admin_key, timeout=3600)
+        return mean_nll(post_json(self.url + "/generate", {
             "input_ids": self.sequences, "return_logprob": True, "logprob_start_len": 0,
-            "sampling_params": {"max_new_tokens": 1, "temperature": 0.0}})
-        total, count = 0.0, 0
-        for out in outs:
-            lps = [x[0] for x in out["meta_info"]["input_token_logprobs"][1:]]
-            total -= sum(lps)
-            count += len(lps)
-        return total / count
+            "sampling_params": {"max_new_tokens": 1, "temperature": 0.0}}, timeout=3600))
 
     def close(self) -> None:
         if self.server is not None:
