@@ -8,7 +8,9 @@ MODELS ?= models
 
 # The venv gets exactly requirements/lock.txt (every package pinned with hashes; regenerate with
 # `$(BIN)/python -m sglang_indexcache.envlock`), then this package without dependencies, then the
-# patch set. INSTALLER=pip installs the same lock with pip instead of uv (slower).
+# patch set. INSTALLER=pip installs the same lock with pip instead of uv (slower). uv links
+# site-packages to its cache; SGLang, the one package patched in place, is fetched afresh
+# (--refresh-package) so a cache that an older patch tool wrote through cannot leak edited files.
 INSTALLER ?= uv
 
 $(BIN)/python:
@@ -21,7 +23,7 @@ ifeq ($(INSTALLER),pip)
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements/lock.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 else
-	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes requirements/lock.txt
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes --refresh-package sglang requirements/lock.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
 endif
 	$(BIN)/sglang-indexcache patch apply

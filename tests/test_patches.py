@@ -58,6 +58,26 @@ def test_round_trip(install_copy):
     assert after == before
 
 
+def test_apply_and_revert_never_write_through_a_hard_link(install_copy, tmp_path_factory):
+    """uv hard-links site-packages to its cache: an in-place write patched the cache, and the next
+    clean install (CI's) got half-patched files the tool then refused. Writes must replace files."""
+    ps = PatchSet.load(install_copy)
+    cache = tmp_path_factory.mktemp("uv-cache")
+    linked = {}
+    for f in ps.status().files:
+        link = cache / f.path.replace("/", "_")
+        link.hardlink_to(install_copy / f.path)  # the cache's copy and the install's: one inode
+        linked[link] = link.read_bytes()
+    mode = (install_copy / ps.status().files[0].path).stat().st_mode
+    ps.apply()
+    assert ps.status().applied
+    assert {link: link.read_bytes() for link in linked} == linked
+    assert (install_copy / ps.status().files[0].path).stat().st_mode == mode
+    ps.revert()
+    assert {link: link.read_bytes() for link in linked} == linked
+    assert not list(install_copy.rglob("*.indexcache-tmp"))
+
+
 def test_modified_file_is_refused_and_nothing_written(install_copy):
     ps = PatchSet.load(install_copy)
     target = install_copy / ps.status().files[0].path

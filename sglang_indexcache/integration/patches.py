@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -161,7 +163,14 @@ class SglangInstall:
         return p.read_bytes() if p.is_file() else None
 
     def write(self, path: str, text: str) -> None:
-        (self.root / path).write_text(text)
+        """Write a new file and rename it over the old one, never into the old file: installers
+        (uv by default) hard-link site-packages files to their cache, and an in-place write would
+        patch the cache too, so every later install from it would get a half-patched SGLang."""
+        target = self.root / path
+        tmp = target.with_name(f".{target.name}.indexcache-tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+        os.replace(tmp, target)
 
 
 @dataclass(frozen=True)
@@ -256,8 +265,10 @@ class PatchSet:
         if bad:
             raise PatchError(
                 "these SGLang files changed since install (or are missing), so the patch set "
-                "will not touch them: " + ", ".join(bad) + f". Reinstall SGLang: pip install "
-                f"--force-reinstall --no-deps sglang=={SGLANG_VERSION}"
+                "will not touch them: " + ", ".join(bad) + f". Reinstall SGLang from a fresh download (a cache may hold edited copies): "
+                f"uv pip install --refresh-package sglang --reinstall-package sglang --no-deps "
+                f"sglang=={SGLANG_VERSION} (or pip install --force-reinstall --no-cache-dir "
+                f"--no-deps sglang=={SGLANG_VERSION})"
             )
 
     def apply(self) -> list:
