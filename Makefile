@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 MODELS ?= models
 
-.PHONY: install test demo bench bench-paper plan clean small-model study soak
+.PHONY: install test demo bench bench-paper plan clean small-model study long-model study-long soak
 
 # The venv gets exactly requirements/lock.txt (every package pinned with hashes; regenerate with
 # `$(BIN)/python -m sglang_indexcache.envlock`), then this package without dependencies, then the
@@ -69,12 +69,27 @@ bench-paper:
 
 # The small trained 12-layer DSA model the pattern tools are demonstrated on (~12 min, CPU).
 $(MODELS)/glm-small/config.json:
-	$(BIN)/sglang-indexcache train-small $(MODELS)/glm-small
+	$(BIN)/sglang-indexcache train-model --preset small $(MODELS)/glm-small
 small-model: $(MODELS)/glm-small/config.json
+
+# The 12-layer model at realistic sparsity (context 2048, index_topk 128): a GPU job
+# (tools/train.py); on a CPU-only machine it runs, but for many hours.
+$(MODELS)/glm-long/config.json:
+	$(BIN)/sglang-indexcache train-model --preset long --device auto $(MODELS)/glm-long
+long-model: $(MODELS)/glm-long/config.json
 
 # Overlap, greedy search vs uniform, distillation, engine check on the small model.
 study: $(MODELS)/glm-small/config.json
 	$(BIN)/python -m sglang_indexcache.tools.study --model-path $(MODELS)/glm-small --out benchmarks/results/pattern-study
+
+# The same study on the long model: transformers evaluations on the GPU where there is one,
+# then the SGLang engine check (CPU server) added to the same study.json.
+STUDY_LONG ?= benchmarks/results/pattern-study-long
+study-long: $(MODELS)/glm-long/config.json
+	$(BIN)/python -m sglang_indexcache.tools.study --model-path $(MODELS)/glm-long --device auto --skip-engine \
+		--calibration 8 --held-out 32 --out $(STUDY_LONG)
+	$(BIN)/python -m sglang_indexcache.tools.study --model-path $(MODELS)/glm-long --engine-only \
+		--held-out 32 --engine-held-out 4 --out $(STUDY_LONG)
 
 clean:
 	rm -rf $(MODELS) .pytest_cache .hypothesis

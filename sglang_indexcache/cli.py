@@ -180,12 +180,18 @@ def _distill(args) -> int:
     return 0
 
 
-def _train_small(args) -> int:
-    from sglang_indexcache.tools.train import train_small
+def _train_model(args) -> int:
+    from sglang_indexcache.tools.train import prepare_data, train_model
 
-    info = train_small(args.out, dense_steps=args.dense_steps, sparse_steps=args.sparse_steps,
-                       batch_size=args.batch_size, seed=args.seed)
-    print(f"trained {info['params']} parameters; wrote {args.out}")
+    if args.prepare_only:
+        data = prepare_data(args.out, args.preset)
+        print(f"{data['corpus_tokens']} tokens of {data['corpus']} and the tokenizer in {args.out}")
+        return 0
+
+    info = train_model(args.out, args.preset, dense_steps=args.dense_steps, sparse_steps=args.sparse_steps,
+                       batch_size=args.batch_size, seq_len=args.seq_len, seed=args.seed, device=args.device)
+    print(f"trained {info['params']} parameters ({info['preset']}, context {info['seq_len']}, "
+          f"index_topk {info['index_topk']}) on {info['device']} in {info['train_s']} s; wrote {args.out}")
     return 0
 
 
@@ -269,13 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--seed", type=int, default=0)
     di.set_defaults(fn=_distill)
 
-    tr = sub.add_parser("train-small", help="train the small 12-layer DSA model the tools are demonstrated on")
+    from sglang_indexcache.tools.train import PRESETS
+
+    tr = sub.add_parser("train-model", aliases=["train-small"],
+                        help="train a 12-layer DSA model for the pattern tools (presets: tools/train.py)")
     tr.add_argument("out")
-    tr.add_argument("--dense-steps", type=int, default=300)
-    tr.add_argument("--sparse-steps", type=int, default=300)
-    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                    help="small: context 128, top-k 32 (CPU, minutes); long: context 2048, top-k 128 (a GPU job)")
+    tr.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    tr.add_argument("--dense-steps", type=int, default=None, help="default: the preset's")
+    tr.add_argument("--sparse-steps", type=int, default=None, help="default: the preset's")
+    tr.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    tr.add_argument("--seq-len", type=int, default=None, help="a shorter context than the preset's (smoke tests)")
     tr.add_argument("--seed", type=int, default=0)
-    tr.set_defaults(fn=_train_small)
+    tr.add_argument("--prepare-only", action="store_true",
+                    help="write the tokenizer and token stream only (train elsewhere on the same tokens)")
+    tr.set_defaults(fn=_train_model)
 
     from sglang_indexcache import bundle
 

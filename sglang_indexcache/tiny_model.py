@@ -118,14 +118,15 @@ def _training_text() -> str:
     return "\n".join(topics[k] for k in sorted(topics))
 
 
-def build_tokenizer(out: Path, cover: Optional[int] = None) -> None:
+def build_tokenizer(out: Path, cover: Optional[int] = None, text: Optional[str] = None) -> None:
     """Train a byte-level BPE tokenizer (VOCAB_SIZE tokens) and save it HF-style in `out`.
 
     `cover`: the model's vocabulary when larger (the real shapes). Ids past the BPE's are
     added as plain tokens `<tN>`, so every id a dummy-weight model emits decodes to text that
     encodes back to the same id: chat replies keep their token count when a multi-turn
     client sends them back, and the server streams a chunk for every token (TTFT and ITL
-    measured per token, not per printable token)."""
+    measured per token, not per printable token). `text`: what the BPE learns its merges
+    from (default: CPython's bundled documentation)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -138,7 +139,7 @@ def build_tokenizer(out: Path, cover: Optional[int] = None) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_training_text().splitlines(), trainer=trainer)
+    tok.train_from_iterator((text if text is not None else _training_text()).splitlines(), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<|endoftext|>",

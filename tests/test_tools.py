@@ -222,3 +222,61 @@ def test_sglang_evaluators_equal_transformers_evaluator(models, tmp_path):
         assert loss == pytest.approx(hf.loss(p), abs=5e-3), (p, loss)
     assert got[0][1] == pytest.approx(ours, abs=1e-4) and got[3][1] == pytest.approx(ours, abs=1e-4)
     assert got[1][1] != pytest.approx(got[2][1], abs=1e-3)  # the switches changed the roles
+
+
+def test_long_preset_is_at_realistic_sparsity():
+    """The pattern-search issue's bar for the trained model: a DSA architecture, at least 12
+    layers, a context of at least 2,048 tokens, index_topk at most 1/16 of it."""
+    from sglang_indexcache.tools.train import PRESETS
+
+    p = PRESETS["long"]
+    assert p.config["num_hidden_layers"] >= 12 and p.seq_len >= 2048
+    assert p.config["index_topk"] * 16 <= p.seq_len
+    assert p.config["index_head_dim"] == 128 and p.config["kv_lora_rank"] == 512  # SGLang's DSA shapes
+
+
+def test_long_preset_trains_saves_its_tokens_and_reuses_a_prepared_folder(tmp_path):
+    """Two training steps of the long preset at a short context: the checkpoint keeps the
+    preset's index_topk, its token stream round-trips through corpus.u16 (the held-out split
+    any later machine cuts), and a folder prepared once is trained on as it is."""
+    import json
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    from sglang_indexcache.tools.train import corpus_text, prepare_data, split, token_stream, train_model
+
+    out = tmp_path / "long"
+    data = prepare_data(out, "long")
+    stream = token_stream(out)
+    assert len(stream) == data["corpus_tokens"] > 2_000_000
+    assert stream[:5000] == AutoTokenizer.from_pretrained(out)(corpus_text("docs+stdlib")[:20000])["input_ids"][:5000]
+    stamp = (out / "corpus.u16").stat().st_mtime_ns
+    info = train_model(out, "long", dense_steps=1, sparse_steps=1, batch_size=1, seq_len=256, log=lambda _: None)
+    assert (out / "corpus.u16").stat().st_mtime_ns == stamp  # prepared data reused, not rebuilt
+    assert info["corpus_sha256"] == data["corpus_sha256"] and info["seq_len"] == 256
+    cfg = AutoConfig.from_pretrained(out)
+    assert cfg.index_topk == 128 and cfg.num_hidden_layers == 12
+    assert json.loads((out / "training.json").read_text())["history"][-1]["phase"] == "sparse"
+    train, held = split(token_stream(out), 256)
+    assert abs(len(held) - len(train) / 9) < 2  # the last 10% of the stream
+
+
+def test_study_targets_are_computed_from_the_figures():
+    from sglang_indexcache.tools.study import targets
+
+    report = {"num_layers": 12, "retention": [
+        {"full_layers": 6, "loss_searched": 2.00, "loss_uniform": 2.01, "loss_all_full": 1.995},
+        {"full_layers": 3, "loss_searched": 2.01, "loss_uniform": 2.05, "loss_all_full": 1.995},
+        {"full_layers": 2, "loss_searched": 2.10, "loss_uniform": 2.08, "loss_all_full": 1.995}],
+        "distillation": {"2": {"gap_closed": 0.4}}}
+    t = targets(report)
+    assert t["searched_le_uniform_every_retention"] is False  # 2 Full: searched worse than uniform
+    assert t["searched_quarter_over_all_full"] == pytest.approx(2.01 / 1.995 - 1)
+    assert t["searched_quarter_within_1pct"] is True
+    assert t["distill_eighth_gap_closed"] == 0.4 and t["distill_eighth_closes_half"] is False
+    report["retention"][2]["loss_searched"] = 2.07
+    report["retention"][1]["loss_searched"] = 2.03
+    report["distillation"]["2"]["gap_closed"] = 0.6
+    t = targets(report)
+    assert t["searched_le_uniform_every_retention"] and not t["searched_quarter_within_1pct"]
+    assert t["distill_eighth_closes_half"]

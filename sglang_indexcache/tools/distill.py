@@ -112,13 +112,13 @@ def multi_layer_kl(attentions: Sequence[torch.Tensor], store: Dict[int, torch.Te
 
 
 def distill(model_path, pattern: str, sequences: Sequence[Sequence[int]], *, steps: int, lr: float = 1e-3,
-            batch_size: int = 4, out=None, seed: int = 0, log_every: int = 20) -> dict:
+            batch_size: int = 4, out=None, seed: int = 0, log_every: int = 20, device: str = "cpu") -> dict:
     """Train the retained indexers of `pattern` on `sequences`; save to `out` if given."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, attn_implementation="eager",
-                                                 experts_implementation="eager")
+                                                 experts_implementation="eager").to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     full = [i for i, c in enumerate(pattern) if c == "F"]
@@ -136,7 +136,7 @@ def distill(model_path, pattern: str, sequences: Sequence[Sequence[int]], *, ste
     history = []
     model.train(False)
     for step in range(steps):
-        batch = data[torch.randint(len(data), (batch_size,), generator=gen)]
+        batch = data[torch.randint(len(data), (batch_size,), generator=gen)].to(device)
         with capture(model, dense=True) as store:
             outp = model(batch, output_attentions=True)
             losses = multi_layer_kl(outp.attentions, store, pattern)
@@ -148,7 +148,7 @@ def distill(model_path, pattern: str, sequences: Sequence[Sequence[int]], *, ste
             history.append({"step": step, "kl": float(loss)})
     if out is not None:
         out = Path(out)
-        model.save_pretrained(out, safe_serialization=True)
+        model.to("cpu").save_pretrained(out, safe_serialization=True)
         from transformers import AutoTokenizer
 
         AutoTokenizer.from_pretrained(model_path).save_pretrained(out)

@@ -73,7 +73,7 @@ class PatternedIndexers:
         return forward
 
 
-def load(model_path, *, dtype=torch.float32, indexer_types: Optional[Sequence[str]] = None):
+def load(model_path, *, dtype=torch.float32, indexer_types: Optional[Sequence[str]] = None, device: str = "cpu"):
     """(model, PatternedIndexers). GLM checkpoints load with `indexer_types` as given
     (default: the checkpoint's own), so layers without indexer weights get no indexer."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -84,7 +84,7 @@ def load(model_path, *, dtype=torch.float32, indexer_types: Optional[Sequence[st
         kwargs["indexer_types"] = list(indexer_types)
     model = AutoModelForCausalLM.from_pretrained(
         model_path, dtype=dtype, attn_implementation="eager", experts_implementation="eager", **kwargs
-    ).eval()
+    ).eval().to(device)
     return model, PatternedIndexers(model)
 
 
@@ -104,7 +104,7 @@ def lm_loss(model, sequences: Sequence[Sequence[int]]) -> float:
     """Mean next-token negative log-likelihood over all predicted positions."""
     total, count = 0.0, 0
     for seq in sequences:
-        ids = torch.tensor([list(seq)])
+        ids = torch.tensor([list(seq)], device=model.device)
         logits = model(ids).logits[0, :-1].double()
         nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")
         total += float(nll)
@@ -117,8 +117,8 @@ def own_topk(model, ctl: PatternedIndexers, seq: Sequence[int]) -> Dict[int, tor
     """Every indexer layer's own top-k ([S, k]) for one sequence (all indexers run)."""
     ctl.record_all, ctl.own = True, {}
     try:
-        model(torch.tensor([list(seq)]))
-        return {i: t[0] if t.dim() == 3 else t for i, t in ctl.own.items()}
+        model(torch.tensor([list(seq)], device=model.device))
+        return {i: (t[0] if t.dim() == 3 else t).cpu() for i, t in ctl.own.items()}
     finally:
         ctl.record_all = False
 
@@ -128,10 +128,12 @@ class HFEvaluator:
 
     name = "transformers"
 
-    def __init__(self, model_path, sequences: Sequence[Sequence[int]], *, dtype=torch.float32):
-        self.model, self.ctl = load(model_path, dtype=dtype)
+    def __init__(self, model_path, sequences: Sequence[Sequence[int]], *, dtype=torch.float32, device: str = "cpu"):
+        self.model, self.ctl = load(model_path, dtype=dtype, device=device)
         self.sequences = [list(s) for s in sequences]
-        self.key = evaluation_key(self.name, model_path, self.sequences, [str(dtype)])
+        # Losses on another device differ in the last bits: a state file keeps one device's.
+        extra = [str(dtype)] if device == "cpu" else [str(dtype), device]
+        self.key = evaluation_key(self.name, model_path, self.sequences, extra)
         self.num_layers = self.ctl.num_layers
         self.all_full = self.ctl.all_full
 

@@ -39,10 +39,10 @@ def overlap_matrix(topk: Dict[int, torch.Tensor], k: int) -> Dict[int, Dict[int,
     return out
 
 
-def analyse(model_path, sequences: Sequence[Sequence[int]]) -> dict:
+def analyse(model_path, sequences: Sequence[Sequence[int]], device: str = "cpu") -> dict:
     from sglang_indexcache.tools.hf import load, own_topk
 
-    model, ctl = load(model_path)
+    model, ctl = load(model_path, device=device)
     k = int(model.config.index_topk)
     per_seq = [overlap_matrix(own_topk(model, ctl, seq), k) for seq in sequences]
     layers = sorted(per_seq[0])
