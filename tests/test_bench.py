@@ -73,20 +73,25 @@ def test_committed_gpu_results_reproduce_the_quoted_ratios():
 @pytest.mark.engine
 def test_serve_decode_on_cpu(models, tmp_path):
     """The decode path against a real CPU server: radix-warm prompts, the asked number of
-    tokens for every request, SGLang's log lines with B running requests captured."""
+    tokens for every request, SGLang's log lines with B running requests captured; then
+    --profile-steps: SGLang's profiler stops by itself after that many steps and its trace is
+    summarised (CPU activity only: host operators, no kernels)."""
     args = argparse.Namespace(
-        decode_batch=3, decode_len=200, decode_short=2, decode_steps=24, decode_repeats=2,
+        decode_batch=3, decode_len=200, decode_short=4, decode_steps=24, decode_repeats=2,
         decode_mem_fraction=0.5, decode_log_interval=2, chunked_prefill_size=128, seed=0,
-        device="cpu", timeout=300,
+        device="cpu", timeout=300, profile_steps=3,
     )
     d = decode.serve_decode(models["glm-tiny-full"], [*common.CPU_ARGS, "--attention-backend", "indexcache",
                                                      "--index-cache-pattern", "FSSSFSSS"], args, tmp_path / "srv.log")
     assert d["batch_size"] == 3 and d["context"] == 200
-    assert len(d["times_s"]["2"]) == len(d["times_s"]["24"]) == 2
+    assert len(d["times_s"]["4"]) == len(d["times_s"]["24"]) == 2
     assert d["tokens_per_s"] > 0 and d["ms_per_step"] > 0
     assert d["log_lines"] > 0 and d["log_gen_throughput_median"] > 0
     assert d["kv_pool_tokens"] > 0
     assert "--index-cache-pattern FSSSFSSS" in d["command"]
+    prof = d["profile"]
+    assert prof["steps"] == 3 and (tmp_path / "profiles" / prof["trace"]).is_file()
+    assert prof["kernels"]["kernels"] == 0 and prof["kernels"]["host_ops"]
 
 
 # ---- the agentic workload: SGLang's agentic-trace format, replayed by bench_serving ----------
@@ -238,8 +243,9 @@ def test_shape_tokenizer_round_trips_every_model_id(tmp_path):
 
 def test_turn_profile_kernel_table_counts_busy_time_and_gaps():
     """The turn profile's summary of a torch-profiler chrome trace: per-kernel totals, the
-    union of kernel intervals (overlapping streams counted once), and idle gaps."""
-    from sglang_indexcache.bench import turn
+    union of kernel intervals (overlapping streams counted once), and idle gaps; the host's
+    operators by total time."""
+    from sglang_indexcache.bench import profile
 
     ev = [
         {"ph": "X", "cat": "kernel", "name": "void deep_gemm::sm90_fp8_mqa_logits<...>", "ts": 100, "dur": 50},
@@ -248,7 +254,7 @@ def test_turn_profile_kernel_table_counts_busy_time_and_gaps():
         {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 1000},  # host: not a kernel
         {"ph": "X", "cat": "kernel", "name": "flash_fwd_splitkv_mla_fp8_sparse_kernel", "ts": 300, "dur": 40},
     ]
-    t = turn.kernel_table({"traceEvents": ev})
+    t = profile.kernel_table({"traceEvents": ev})
     assert t["kernels"] == 4
     assert t["span_us"] == 240  # 100 .. 340
     assert t["busy_us"] == 50 + 10 + 15 + 40  # 165..185 overlaps 160..170 by 5
@@ -257,7 +263,10 @@ def test_turn_profile_kernel_table_counts_busy_time_and_gaps():
     assert t["families"]["top-k"]["calls"] == 1
     assert t["families"]["sparse attention"]["us"] == 40
     assert list(t["by_kernel"])[0].startswith("void deep_gemm::sm90_fp8_mqa_logits")
-    assert turn.kernel_table({"traceEvents": ev[3:4]}) == {"kernels": 0}
+    assert profile.kernel_table({"traceEvents": ev[3:4]}) == {"kernels": 0}
+    host = profile.host_table({"traceEvents": ev + [{"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 5, "dur": 3},
+                                                     {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 9, "dur": 7}]})
+    assert host == {"aten::mm": {"us": 1003, "calls": 2}, "aten::add": {"us": 7, "calls": 1}}
 
 
 def test_padded_tokenizer_turns_sglangs_parallel_prompt_encoder_off(tmp_path):

@@ -16,7 +16,8 @@ Workloads, one module each, all writing one JSON (commands, GPU, versions) and P
   prefill  batch-1 prefill through SGLang's `one_batch` (`prefill.py`), the paper's table
   decode   B concurrent requests at L tokens of context on a server (`decode.py`)
   turn     one turn of +N new tokens on a long cached prefix, timed and recorded with
-           SGLang's profiler, kernels summarised by family (`turn.py`)
+           SGLang's profiler, kernels summarised by family (`turn.py`; the trace summary in `profile.py`,
+           also behind `run --phase decode --profile-steps N`)
 `report.py` prints tables and draws plots of a results file. The first server on a fresh
 machine spends minutes in kernel JIT during graph capture.
 

@@ -156,6 +156,8 @@ def main(argv=None) -> int:
     r.add_argument("--decode-log-interval", type=int, default=16)
     r.add_argument("--chunked-prefill-size", type=int, default=16384)
     r.add_argument("--mtp", action="store_true", help="decode with EAGLE over the model's NextN layer (--model-path)")
+    r.add_argument("--profile-steps", type=int, default=0,
+                   help="decode: profile this many scheduler steps (SGLang's profiler) after the timed runs")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="cuda", help="cpu only for a smoke run of configs b/c on a tiny model")
     r.add_argument("--model-path", help="an existing model instead of the generated GLM-4.7-Flash shape")

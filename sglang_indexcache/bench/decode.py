@@ -12,7 +12,11 @@ Two figures per configuration:
   * wall-clock: B x (long - short) / (median time long - median time short), which
     cancels the HTTP and the extend of the last page but keeps a few % of timing noise.
 With `--mtp` every configuration runs EAGLE over the model's NextN layer and the entry
-records SGLang's accept length (`/server_info`'s avg_spec_accept_length) as well."""
+records SGLang's accept length (`/server_info`'s avg_spec_accept_length) as well.
+`--profile-steps N` then records N scheduler steps of one more short batch with SGLang's
+profiler (`profile.py`): per step, the GPU timeline's span, busy time and idle gaps, the
+kernel families, and the host's busiest operators (under MTP a step is one draft-verify
+round)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import statistics
 from pathlib import Path
 
 from sglang_indexcache.bench.common import MTP, dense_prefill_env, kv_pool_tokens
+from sglang_indexcache.bench.profile import profile_forwards
 
 DECODE_LINE = re.compile(
     r"Decode batch.*?#running-req: (\d+),.*?graph: (True|False), gen throughput \(token/s\): ([0-9.]+)")
@@ -99,6 +104,17 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
                                       "the KV pool is too small for the batch; lower --decode-batch or raise "
                                       "--decode-mem-fraction")
                 times[n].append(dt)
+        profiled = None
+        steps = getattr(args, "profile_steps", 0)
+        if steps:
+            if steps >= short:
+                raise ValueError(f"--profile-steps ({steps}) must be below --decode-short ({short})")
+            name, table = profile_forwards(srv, log.parent / "profiles", f"{log.stem}-decode", cuda=args.device == "cuda",
+                                           run=lambda: batch(short), num_steps=steps, timeout=args.timeout)
+            profiled = {"trace": name, "steps": steps, "kernels": table}
+            for key in ("span_us", "busy_us", "gap_us"):
+                if key in table:
+                    profiled[key.replace("_us", "_us_per_step")] = table[key] / steps
         text = log.read_text(errors="replace")
         accept = None
         if getattr(args, "mtp", False):
@@ -117,7 +133,7 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
         "ms_per_step": step * 1e3, "tokens_per_s": B / step,
         "log_gen_throughput_median": statistics.median(logged["gen_throughput"]) if logged["gen_throughput"] else None,
         "log_lines": logged["lines"], "log_graph_lines": logged["graph_lines"],
-        "mtp": bool(getattr(args, "mtp", False)), "accept_length": accept,
+        "mtp": bool(getattr(args, "mtp", False)), "accept_length": accept, "profile": profiled,
     }
 
 

@@ -7,14 +7,13 @@ each with a fresh random suffix, so the prefix hits the radix cache and the new 
 not. Each turn size is timed `--repeats` times (client wall time and the server's
 ReqTimeStats forward time), then one more turn is recorded between SGLang's own
 `/start_profile` and `/stop_profile` (CPU + GPU activities) and its trace summarised per
-kernel (`kernel_table`): time, calls, the span from the first kernel to the last and the idle
+kernel (`profile.kernel_table`): time, calls, the span from the first kernel to the last and the idle
 gaps inside it. Token ids, not chat: this isolates the forward from the template and the
 tokenizer, which the agentic benchmark's probe measures separately. Our own client because
 bench_serving cannot hold one cached prefix and vary only the new tokens."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import statistics
@@ -23,56 +22,7 @@ import time
 from pathlib import Path
 
 from sglang_indexcache.bench import common
-
-# kernel families by name (lower case substrings, first match wins); the table keeps every
-# kernel's own name as well, so a family is a reading aid, not the data
-FAMILIES = (
-    ("indexer logits", ("mqa_logits",)),
-    ("top-k", ("topk", "top_k")),
-    ("sparse attention", ("flash_mla", "flashmla", "sparse", "_mla")),
-    ("MoE", ("moe", "expert", "grouped")),
-    ("GEMM", ("gemm", "nvjet", "cutlass", "cublas", "sm90_xmma")),
-    ("norm / rope / act", ("norm", "rope", "rotary", "silu", "act_and_mul", "quant")),
-    ("copy / fill", ("copy", "fill", "memcpy", "memset", "cat", "gather", "scatter", "index")),
-)
-
-
-def family(name: str) -> str:
-    low = name.lower()
-    for fam, keys in FAMILIES:
-        if any(k in low for k in keys):
-            return fam
-    return "other"
-
-
-def kernel_table(trace: dict) -> dict:
-    """Per-kernel totals of one chrome trace (torch profiler); span and gaps of the GPU timeline."""
-    kernels = [e for e in trace.get("traceEvents", [])
-               if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
-    if not kernels:
-        return {"kernels": 0}
-    kernels.sort(key=lambda e: e["ts"])
-    per = {}
-    for e in kernels:
-        row = per.setdefault(e["name"], {"us": 0.0, "calls": 0, "family": family(e["name"])})
-        row["us"] += e["dur"]
-        row["calls"] += 1
-    busy, end, gaps = 0.0, kernels[0]["ts"], 0.0
-    for e in kernels:  # union of intervals (streams may overlap)
-        s, t = e["ts"], e["ts"] + e["dur"]
-        if s > end:
-            gaps += s - end
-        busy += max(0.0, t - max(s, end))
-        end = max(end, t)
-    fams = {}
-    for row in per.values():
-        f = fams.setdefault(row["family"], {"us": 0.0, "calls": 0})
-        f["us"] += row["us"]
-        f["calls"] += row["calls"]
-    top = sorted(per.items(), key=lambda kv: -kv[1]["us"])
-    return {"kernels": len(kernels), "span_us": end - kernels[0]["ts"], "busy_us": busy, "gap_us": gaps,
-            "families": fams, "by_kernel": dict(top)}
-
+from sglang_indexcache.bench.profile import profile_forwards
 
 def _ids(rng: random.Random, n: int, vocab: int) -> list:
     """Random ids away from both ends of the vocabulary (where special tokens live)."""
@@ -116,21 +66,15 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) ->
                     wall.append(dt)
                     cached.append(res["meta_info"].get("cached_tokens"))
                     fwd += [st[3] * 1e3 for st in common.time_stats(log.read_text(errors="replace")[mark:]).values()]
-            prof_dir = out / "profiles"
-            prof_dir.mkdir(exist_ok=True)
-            prefix_name = f"{key}-new{n}"
-            srv.post("/start_profile", {"output_dir": str(prof_dir), "activities": ["CPU", "GPU"] if cuda else ["CPU"],
-                                        "with_stack": False, "record_shapes": False,
-                                        "profile_prefix": prefix_name}, timeout=120)
-            srv.post("/generate", {"input_ids": prefix + _ids(rng, n, vocab), "sampling_params": greedy},
-                     timeout=args.timeout)
-            srv.post("/stop_profile", {}, timeout=600)
-            traces = sorted(prof_dir.glob(f"{prefix_name}-*.trace.json.gz"), key=lambda p: p.stat().st_mtime)
-            table = kernel_table(json.loads(gzip.open(traces[-1]).read())) if traces else {"kernels": 0}
+            suffix = _ids(rng, n, vocab)
+            trace, table = profile_forwards(
+                srv, out / "profiles", f"{key}-new{n}", cuda=cuda, timeout=args.timeout,
+                run=lambda: srv.post("/generate", {"input_ids": prefix + suffix, "sampling_params": greedy},
+                                     timeout=args.timeout))
             entry["turns"][str(n)] = {
                 "wall_median_s": statistics.median(wall), "wall_s": wall, "cached_tokens": cached,
                 "forward_median_ms": statistics.median(fwd) if fwd else None, "forward_ms": fwd,
-                "profile": str(traces[-1].name) if traces else None, "kernels": table,
+                "profile": trace, "kernels": table,
             }
             print(f"[{key}] +{n} on {args.context}: wall {statistics.median(wall) * 1e3:.1f} ms, server forward "
                   f"{entry['turns'][str(n)]['forward_median_ms']} ms, GPU busy {table.get('busy_us', 0) / 1e3:.1f} ms "

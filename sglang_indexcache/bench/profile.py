@@ -1,0 +1,104 @@
+"""SGLang's own profiler (`/start_profile`, `/stop_profile`) around a piece of a benchmark, and
+the trace summarised: kernels per family, the GPU timeline's span, busy time and idle gaps, and
+the host's busiest operators. Shared by the one-turn (`turn.py`) and decode (`decode.py`)
+benchmarks."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+# kernel families by name (lower case substrings, first match wins); the table keeps every
+# kernel's own name as well, so a family is a reading aid, not the data
+FAMILIES = (
+    ("indexer logits", ("mqa_logits",)),
+    ("top-k", ("topk", "top_k")),
+    ("sparse attention", ("flash_mla", "flashmla", "sparse", "_mla")),
+    ("MoE", ("moe", "expert", "grouped")),
+    ("GEMM", ("gemm", "nvjet", "cutlass", "cublas", "sm90_xmma")),
+    ("norm / rope / act", ("norm", "rope", "rotary", "silu", "act_and_mul", "quant")),
+    ("copy / fill", ("copy", "fill", "memcpy", "memset", "cat", "gather", "scatter", "index")),
+)
+
+
+def family(name: str) -> str:
+    low = name.lower()
+    for fam, keys in FAMILIES:
+        if any(k in low for k in keys):
+            return fam
+    return "other"
+
+
+def kernel_table(trace: dict) -> dict:
+    """Per-kernel totals of one chrome trace (torch profiler); span and gaps of the GPU timeline."""
+    kernels = [e for e in trace.get("traceEvents", [])
+               if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
+    if not kernels:
+        return {"kernels": 0}
+    kernels.sort(key=lambda e: e["ts"])
+    per = {}
+    for e in kernels:
+        row = per.setdefault(e["name"], {"us": 0.0, "calls": 0, "family": family(e["name"])})
+        row["us"] += e["dur"]
+        row["calls"] += 1
+    busy, end, gaps = 0.0, kernels[0]["ts"], 0.0
+    for e in kernels:  # union of intervals (streams may overlap)
+        s, t = e["ts"], e["ts"] + e["dur"]
+        if s > end:
+            gaps += s - end
+        busy += max(0.0, t - max(s, end))
+        end = max(end, t)
+    fams = {}
+    for row in per.values():
+        f = fams.setdefault(row["family"], {"us": 0.0, "calls": 0})
+        f["us"] += row["us"]
+        f["calls"] += row["calls"]
+    top = sorted(per.items(), key=lambda kv: -kv[1]["us"])
+    return {"kernels": len(kernels), "span_us": end - kernels[0]["ts"], "busy_us": busy, "gap_us": gaps,
+            "families": fams, "by_kernel": dict(top)}
+
+
+def host_table(trace: dict, top: int = 15) -> dict:
+    """The host's operators (torch profiler `cpu_op` events) by total time. Nested operators
+    count in their parents too: a reading aid for where host time goes, not a partition."""
+    per: dict = {}
+    for e in trace.get("traceEvents", []):
+        if e.get("ph") == "X" and e.get("cat") == "cpu_op":
+            row = per.setdefault(e["name"], {"us": 0.0, "calls": 0})
+            row["us"] += e.get("dur", 0)
+            row["calls"] += 1
+    return dict(sorted(per.items(), key=lambda kv: -kv[1]["us"])[:top])
+
+
+def profile_forwards(srv, prof_dir: Path, prefix: str, *, cuda: bool, run: Callable[[], object],
+                     num_steps: Optional[int] = None, timeout: float = 600) -> tuple:
+    """Profile what `run()` makes the server do: (trace file name or None, kernel table with
+    the host's busiest operators). With `num_steps` SGLang stops by itself after that many
+    scheduler steps (the steps `run()` starts), else when `run()` returns."""
+    prof_dir.mkdir(parents=True, exist_ok=True)
+    body = {"output_dir": str(prof_dir), "activities": ["CPU", "GPU"] if cuda else ["CPU"],
+            "with_stack": False, "record_shapes": False, "profile_prefix": prefix}
+    if num_steps:
+        body["num_steps"] = num_steps
+    srv.post("/start_profile", body, timeout=120)
+    run()
+    if not num_steps:
+        srv.post("/stop_profile", {}, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:  # the scheduler writes the trace after it stops: wait for a whole file
+        traces = sorted(prof_dir.glob(f"{prefix}-*.trace.json.gz"), key=lambda p: p.stat().st_mtime)
+        try:
+            trace = json.loads(gzip.open(traces[-1]).read()) if traces else None
+        except (EOFError, OSError, ValueError):  # still being written
+            trace = None
+        if trace is not None:
+            break
+        if time.monotonic() > deadline:
+            return None, {"kernels": 0}
+        time.sleep(1)
+    table = kernel_table(trace)
+    table["host_ops"] = host_table(trace)
+    return traces[-1].name, table
