@@ -6,10 +6,12 @@ three ways out, as `plan --pp-size N` prints them (`handoff_report`):
 - recompute: the stage's first layer is promoted to Full (one more indexer layer per such
   stage), the default;
 - transfer: the previous stage's top-k crosses the boundary, `index_topk` int32 indices per
-  token (refused at startup until implemented and measured);
+  token (SGLang's own proxy tensors carry it; the receiving stage's Shared layers read only
+  the tensor received for this forward: `TopkStore.receive`);
 - align: a layer partition in which every stage starts on a Full layer, installed through
   SGLang's own `SGLANG_PP_LAYER_PARTITION` (`aligned_partition`); no promotion, nothing sent;
-- auto: align within `AUTO_MAX_MOVED`, else recompute where it can (`choose_handoff`).
+- auto: align within `AUTO_MAX_MOVED`, else recompute where it can, else transfer
+  (`choose_handoff`).
 
 Pure arithmetic on the schedule: no SGLang import (SGLang's even split is mirrored by
 `even_partition` and checked against `get_pp_indices` in the tests).
@@ -91,7 +93,7 @@ def report_lines(report: dict, pp_size: int) -> list:
     lines.append(f"  recompute (default): layer(s) {at} promoted to Full, "
                  f"+{report['recompute_extra_indexer_layers']} indexer layer(s)")
     per = ", ".join(f"into layer {s}: {b} B" for s, b in report["transfer_bytes_per_token"].items())
-    lines.append(f"  transfer: top-k per token {per} (not supported yet: refused at startup)")
+    lines.append(f"  transfer: top-k per token {per}")
     a = report["align"]
     if a is None:
         lines.append("  align: no partition starts every stage on a Full layer")
@@ -116,13 +118,19 @@ def choose_handoff(
     first layers under the partition in force (SGLang's even split, or the user's
     SGLANG_PP_LAYER_PARTITION when `user_partition`); `promotable`: layers with indexer
     weights (None: unknown, e.g. dummy weights). `align` keeps a user's partition and then
-    follows recompute's rule. Raises ValueError when no handoff can serve the launch."""
+    follows recompute's rule (`auto` too, transfer where a stage start cannot be promoted).
+    Raises ValueError when `align` is asked and no aligned partition exists."""
     if asked not in PP_HANDOFFS:
         raise ValueError(f"--index-cache-pp-handoff must be one of {list(PP_HANDOFFS)}, got {asked!r}")
     shared_starts = [s for s in stage_starts[1:] if not full[s]]
     if pp_size == 1 or asked in ("recompute", "transfer"):
         return {"handoff": asked, "partition": None, "why": None}
+    stuck = [s for s in shared_starts if promotable is not None and s not in promotable]
     if user_partition:
+        if asked == "auto" and stuck:
+            return {"handoff": "transfer", "partition": None,
+                    "why": f"auto: SGLANG_PP_LAYER_PARTITION is set by the user and kept; stage(s) starting at "
+                           f"layer(s) {stuck} have no indexer weights to promote: transfer"}
         return {"handoff": "recompute", "partition": None,
                 "why": f"{asked}: SGLANG_PP_LAYER_PARTITION is set by the user and kept; a stage starting on a "
                        "Shared layer is promoted (recompute)"}
@@ -141,13 +149,9 @@ def choose_handoff(
         return {"handoff": "align", "partition": aligned,
                 "why": f"auto: align, {aligned['env']} moves at most {AUTO_MAX_MOVED} layer per boundary "
                        f"({aligned['moved']})"}
-    stuck = [s for s in shared_starts if promotable is not None and s not in promotable]
+    held = "no aligned partition" if aligned is None else f"align would move {aligned['moved']} layers"
     if not stuck:
-        return {"handoff": "recompute", "partition": None,
-                "why": "auto: recompute, "
-                       + ("no aligned partition" if aligned is None else f"align would move {aligned['moved']} layers")}
-    hint = f" or set {aligned['env']} (moves {aligned['moved']} layers)" if aligned else ""
-    raise ValueError(
-        f"--index-cache-pp-handoff auto: stage(s) starting at layer(s) {stuck} are Shared and have no indexer "
-        f"weights to promote, align would move more than {AUTO_MAX_MOVED} layer per boundary, and transfer is "
-        f"not supported yet: use --index-cache-pp-handoff align{hint}")
+        return {"handoff": "recompute", "partition": None, "why": f"auto: recompute, {held}"}
+    return {"handoff": "transfer", "partition": None,
+            "why": f"auto: transfer, {held} and stage(s) starting at layer(s) {stuck} have no indexer weights "
+                   "to promote"}

@@ -22,9 +22,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-# recompute: a stage's Shared first layer is promoted; transfer: the previous stage's top-k
-# is sent (refused at startup until built); align / auto: resolved before the schedule is
-# built, into a partition whose stages start on Full layers (`pipeline.choose_handoff`)
+# recompute: a stage's Shared first layer is promoted; transfer: it stays Shared and reads the
+# previous stage's top-k, sent by SGLang; align / auto: resolved before the schedule is built,
+# into a partition whose stages start on Full layers, or one of the others
+# (`pipeline.choose_handoff`)
 PP_HANDOFFS = ("recompute", "transfer", "align", "auto")
 
 # Config keys that decide DSA top-k sharing, in SGLang 0.5.23's precedence order
@@ -273,6 +274,11 @@ class Schedule:
         ends = list(self.stage_starts[1:]) + [self.num_layers]
         return list(zip(self.stage_starts, ends))
 
+    def received_sources(self, start: int, end: int) -> tuple:
+        """The sources a stage of layers start..end-1 receives from the previous stage instead
+        of computing them (`transfer`): those of its Shared layers that lie before `start`."""
+        return tuple(sorted({r.source for r in self.layers[start:end] if r.role is Role.SHARED and r.source < start}))
+
     def summary(self) -> str:
         n_promoted = sum(r.role is Role.PROMOTED for r in self.layers)
         kept = self.num_indexers
@@ -473,6 +479,7 @@ def _missing_weights_message(missing: list, weights: frozenset, num_layers: int)
              f"--index-cache-pattern {have}"]
     if any(r.role is Role.PROMOTED and r.layer > 0 for r in missing):
         fixes.append("move the pipeline stage split (SGLANG_PP_LAYER_PARTITION) so that every stage starts on a layer with indexer weights")
+        fixes.append("or receive the previous stage's top-k: --index-cache-pp-handoff transfer")
     return "\n".join(lines + ["fix: " + fixes[0]] + ["     " + f for f in fixes[1:]])
 
 

@@ -102,3 +102,21 @@ def test_unknown_fault_name_is_refused(monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "stale")
     with pytest.raises(ValueError, match="not one of"):
         TopkStore()
+
+
+def test_a_received_topk_serves_this_stage_for_this_forward_only():
+    """--index-cache-pp-handoff transfer: the previous stage's top-k of layer 38, received by the
+    stage starting at layer 39, serves that stage's Shared layers in this forward of this batch
+    (micro-batch) only, counts no indexer run, and its row count is checked like a local one."""
+    s = TopkStore()
+    s.begin("mb0")
+    s.receive(38, "recv", batch="mb0", num_tokens=5)
+    assert s.get(39, 38, batch="mb0", num_tokens=5) == "recv"
+    assert s.counters.received == [38] and s.counters.indexer_runs == 0 and s.counters.reused == {39: 38}
+    with pytest.raises(IndexCacheError, match="covers 5 tokens, this batch has 4"):
+        s.get(40, 38, batch="mb0", num_tokens=4)
+    with pytest.raises(IndexCacheError, match="outside the forward"):
+        s.receive(38, "other", batch="mb1", num_tokens=5)  # another micro-batch's
+    s.begin("mb1")  # the next micro-batch received nothing: its readers fail
+    with pytest.raises(IndexCacheError, match=r"layer 39 \(Shared\).*source layer 38 wrote no top-k"):
+        s.get(39, 38, batch="mb1", num_tokens=5)

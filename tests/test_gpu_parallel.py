@@ -6,8 +6,9 @@ same greedy tokens and bit-identical prompt log-probabilities.
   * TP 2: `--index-cache-pattern FSSFSSFS` == upstream's native sharing of that pattern at TP 2;
   * PP 2 (stages [0-3], [4-7]; layer 4, stage 1's first, is Shared in FSSFSSFS): under the
     default handoff (recompute) layer 4 runs PROMOTED, with no top-k from stage 0, and equals
-    upstream's native sharing of the promoted pattern FSSFFSFS at PP 2; the counters of each
-    stage's rank show what ran where.
+    upstream's native sharing of the promoted pattern FSSFFSFS at PP 2; under transfer layer 4
+    stays Shared on the top-k stage 0 sends and equals upstream's native sharing of FSSFSSFS at
+    PP 2 (upstream sends the same tensor); the counters of each stage's rank show what ran where.
 Skipped where torch sees fewer than 2 GPUs. The 2-GPU flags are the ones KINDS.md and DESIGN.md
 name for the H200 pair (TP 2 stalls at startup without the all-reduce ones).
 """
@@ -63,14 +64,16 @@ def rank_stats(stats_file, ranks) -> dict:
     return {f"tp{t}-pp{p}": json.loads(open(f"{stats_file}.tp{t}-pp{p}").read()) for t, p in ranks}
 
 
-def side_by_side(gpu_model, tmp_path, name, parallel, native_pattern, ranks):
+def side_by_side(gpu_model, tmp_path, name, parallel, native_pattern, ranks, ours_only=()):
     """Upstream `dsa` with `native_pattern` through its native sharing, then `indexcache
-    --index-cache-pattern PATTERN`, both under the `parallel` flags: the ours' tokens and
-    log-probabilities must equal upstream's. Returns ours' per-rank counters and log."""
+    --index-cache-pattern PATTERN`, both under the `parallel` flags (and ours with `ours_only`):
+    the ours' tokens and log-probabilities must equal upstream's. Returns ours' per-rank
+    counters and log."""
     native = json.dumps({"indexer_types": None, "index_topk_pattern": native_pattern})
     with serve(gpu_model, tmp_path, f"dsa_{name}", *DSA, *parallel, "--json-model-override-args", native) as srv:
         ref = run_all(srv, PROMPTS[:3])
-    ours = serve(gpu_model, tmp_path, f"ic_{name}", *IC, *parallel, "--index-cache-pattern", PATTERN, stats=True)
+    ours = serve(gpu_model, tmp_path, f"ic_{name}", *IC, *parallel, *ours_only, "--index-cache-pattern", PATTERN,
+                 stats=True)
     with ours as srv:
         got = run_all(srv, PROMPTS[:3])
         log = srv.log.read_text()
@@ -95,3 +98,14 @@ def test_pp2_stage_starting_on_a_shared_layer_is_promoted_and_equals_upstream(gp
     assert s0["indexer_runs"] == 2 * s0["forwards"] and s0["indexer_skips"] == 2 * s0["forwards"]
     assert s1["indexer_runs"] == 2 * s1["forwards"] and s1["indexer_skips"] == 2 * s1["forwards"] > 0
     assert s0["pattern"] == s1["pattern"] == PROMOTED
+
+
+def test_pp2_transfer_reads_the_received_topk_and_equals_upstream(gpu_model, tmp_path):
+    ranks, log = side_by_side(gpu_model, tmp_path, "pp2_transfer", ["--pp-size", "2"], PATTERN, [(0, 0), (0, 1)],
+                              ours_only=["--index-cache-pp-handoff", "transfer"])
+    assert "pipeline handoff=transfer" in log
+    s0, s1 = ranks["tp0-pp0"], ranks["tp0-pp1"]
+    # stage 1 runs layers 4-7 (S S F S): layer 4 and 5 read layer 3's top-k, received from stage 0
+    assert s1["indexer_runs"] == s1["forwards"] and s1["indexer_skips"] == 3 * s1["forwards"] > 0
+    assert s1["last_forward"]["received"] == [3] and s0["last_forward"]["received"] == []
+    assert s0["pattern"] == s1["pattern"] == PATTERN

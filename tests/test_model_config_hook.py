@@ -54,10 +54,16 @@ def test_stage_start_without_weights_is_refused(models):
         model_config(models["glm-tiny"], attention_backend="indexcache", pp_size=2)
 
 
-def test_transfer_handoff_is_refused_until_it_is_implemented(models):
-    for kwargs in (dict(pp_size=2), dict()):
-        with pytest.raises(ScheduleError, match="--index-cache-pp-handoff transfer is not supported yet"):
-            model_config(models["glm-tiny"], attention_backend="indexcache", index_cache_pp_handoff="transfer", **kwargs)
+def test_transfer_handoff_keeps_the_stage_start_shared(models):
+    """glm-tiny at PP 2 starts stage 1 on layer 4, Shared and without indexer weights: with
+    transfer it stays Shared (its source on stage 0) and SGLang's config says so,
+    which is what makes SGLang send the top-k across the boundary."""
+    mc = model_config(models["glm-tiny"], attention_backend="indexcache", index_cache_pp_handoff="transfer", pp_size=2)
+    s = mc.index_cache_schedule
+    layer = s.layers[4]
+    assert layer.role is Role.SHARED and s.layers[layer.source].stage == 0 and layer.stage == 1
+    assert s.received_sources(4, 8) == (layer.source,) and s.received_sources(0, 4) == ()
+    assert dsa_layer_skips_topk(mc.hf_config, 4)  # upstream sends the top-k for a skip-topk stage start
 
 
 @pytest.mark.parametrize("kwargs, needle", [

@@ -6,9 +6,9 @@ only the latter. deepseek-tiny has 6 layers, indexer weights on each, and PP 2 s
 0-2 | 3-5. Counters: one stats file per rank (`PATH.tp{r}-pp{s}`), each counting its own
 layers.
 
-`--index-cache-pp-handoff transfer` is refused at start-up until it is implemented (the
-model-config tests); so a Shared layer at a stage start is checked here under `recompute`
-(promoted to Full on its stage, never reading a tensor from the other stage) and under
+A Shared layer at a stage start is checked under `recompute` (promoted to Full on its stage,
+never reading a tensor from the other stage), under `transfer` (it stays Shared and reads the
+top-k SGLang's proxy tensors carried over from stage 0, received for that forward) and under
 `--index-cache-pp-handoff align` (the partition `plan` prints, installed as SGLang's
 `SGLANG_PP_LAYER_PARTITION`: no Shared stage start at all).
 """
@@ -51,6 +51,8 @@ PLANS = {
     # starts on Full layer 4), installed by the ModelConfig hook: no promotion
     "solo_fsssfs": (["--index-cache-pattern", "FSSSFS"], {}),
     "pp2_aligned": (["--index-cache-pattern", "FSSSFS", "--pp-size", "2", "--index-cache-pp-handoff", "align"], {}),
+    # --index-cache-pp-handoff transfer: layer 3 (stage 1's first) stays Shared, source layer 0
+    "pp2_transfer": (["--index-cache-pattern", "FSSSFS", "--pp-size", "2", "--index-cache-pp-handoff", "transfer"], {}),
 }
 
 
@@ -108,3 +110,17 @@ def test_aligned_partition_needs_no_handoff_and_equals_single_process(runs):
     s0, s1 = rank_stats(stats, 0, 0), rank_stats(stats, 0, 1)
     assert s0["last_forward"]["ran"] == [0] and set(s0["last_forward"]["reused"]) == {"1", "2", "3"}
     assert s1["last_forward"]["ran"] == [4] and s1["last_forward"]["reused"] == {"5": 4}
+
+
+def test_transfer_hands_stage_one_the_received_topk_and_equals_single_process(runs):
+    """--index-cache-pp-handoff transfer under SGLang's even split 3|3: layer 3 stays Shared,
+    its source (layer 0) is on stage 0, and SGLang's proxy tensors carry that top-k over; stage 1
+    runs no indexer for layer 3 and reads the tensor it received in this forward. Tokens equal
+    the single process running FSSSFS (no promotion anywhere)."""
+    tokens, stats, log = runs("pp2_transfer")
+    assert tokens == runs("solo_fsssfs")[0]
+    assert "pipeline handoff=transfer; stage 0: layers 0-2" in log and "0 Promoted" in log
+    s0, s1 = rank_stats(stats, 0, 0), rank_stats(stats, 0, 1)
+    assert s0["last_forward"]["ran"] == [0] and s0["last_forward"]["received"] == []
+    assert s1["last_forward"]["ran"] == [4] and s1["last_forward"]["received"] == [0]
+    assert s1["last_forward"]["reused"] == {"3": 0, "5": 4}

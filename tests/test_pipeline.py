@@ -94,12 +94,15 @@ def test_auto_aligns_within_the_bound_else_recomputes_where_it_can(pp, handoff, 
         assert max(got["partition"]["moved"]) <= AUTO_MAX_MOVED and all(GLM52[s] for s in got["partition"]["starts"])
 
 
-def test_auto_refuses_where_neither_align_nor_recompute_can_serve():
-    """GLM-5.2's checkpoint at PP 8: four stages start on Shared layers without indexer weights,
-    the aligned partition moves 2 layers at some boundaries, transfer is not built."""
-    with pytest.raises(ValueError, match=r"\[9, 28, 48, 68\].*--index-cache-pp-handoff align or set "
-                                         r"SGLANG_PP_LAYER_PARTITION=10,8,8,12,8,12,8,12"):
-        choose_handoff(GLM52, 8, "auto", stage_starts=even_starts(78, 8), promotable=GLM52_WEIGHTS)
+def test_auto_transfers_where_neither_align_nor_recompute_can_serve():
+    """GLM-5.2's checkpoint at PP 8: four stages start on Shared layers without indexer weights
+    and the aligned partition moves 2 layers at some boundaries: transfer."""
+    got = choose_handoff(GLM52, 8, "auto", stage_starts=even_starts(78, 8), promotable=GLM52_WEIGHTS)
+    assert got["handoff"] == "transfer" and got["partition"] is None
+    assert "[9, 28, 48, 68] have no indexer weights" in got["why"] and "[1, 0, 2, 0, 2, 0, 2]" in got["why"]
+    # a user's partition is kept; where its stage starts cannot be promoted, auto transfers
+    got = choose_handoff(GLM52, 2, "auto", stage_starts=[0, 39], user_partition=True, promotable=GLM52_WEIGHTS)
+    assert got["handoff"] == "transfer" and "kept" in got["why"]
     # align is still there for the asking, whatever it moves
     got = choose_handoff(GLM52, 8, "align", stage_starts=even_starts(78, 8), promotable=GLM52_WEIGHTS)
     assert got["handoff"] == "align" and got["partition"]["moved"] == [1, 0, 2, 0, 2, 0, 2]

@@ -162,7 +162,7 @@ def test_stage_start_without_weights_is_refused_with_options():
     msg = str(e.value)
     assert "layer 39 (PROMOTED: configured Shared, first layer of pipeline stage 1" in msg
     assert "SGLANG_PP_LAYER_PARTITION" in msg
-    assert "transfer" not in msg  # not offered as a fix while the server refuses it
+    assert "--index-cache-pp-handoff transfer" in msg
 
 
 def test_stage_start_on_full_layer_needs_nothing():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from sglang_indexcache.integration.model_config import schedule_of
-from sglang_indexcache.backend.hooks import register_cpu_indexer, register_layer_check
+from sglang_indexcache.backend.hooks import register_cpu_indexer, register_layer_check, register_pp_receive
 
 logger = logging.getLogger("sglang_indexcache")
 
@@ -29,6 +29,8 @@ def create_backend(model_runner):
         register_cpu_indexer()
         backend = IndexCacheCPUBackend(model_runner)
         backend.index_cache_schedule = schedule
+        if backend.received_sources:
+            register_pp_receive()
         return _switchable(model_runner, backend, schedule)
     if model_runner.device != "cuda":
         raise NotImplementedError(
@@ -40,6 +42,8 @@ def create_backend(model_runner):
     register_layer_check()
     backend = IndexCacheDSABackend(model_runner)
     backend.index_cache_schedule = schedule
+    if backend.received_sources:
+        register_pp_receive()
     logger.info("indexcache backend: %d/%d layers run the indexer (%s)", schedule.num_indexers, schedule.num_layers, schedule.pattern)
     return _switchable(model_runner, backend, schedule)
 

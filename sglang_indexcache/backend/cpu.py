@@ -81,6 +81,7 @@ class IndexCacheCPUBackend(AttentionBackend):
         start = getattr(self.pool, "start_layer", 0) or 0
         end = start + self.pool.layer_num
         self.last_layer = end - 1
+        self.received_sources = self.schedule.received_sources(start, end)  # transfer handoff
         # SGLANG_INDEXCACHE_STATS=path: the indexer counters as JSON, rewritten after
         # every forward (tests and the demo read it; off by default).
         self.stats_path = stats_path_for(model_runner)
@@ -147,6 +148,18 @@ class IndexCacheCPUBackend(AttentionBackend):
 
     def get_indexer_metadata(self, layer_id, forward_batch):
         return self.forward_metadata
+
+    def index_cache_received(self, forward_batch, topk) -> None:
+        """This stage's forward received `topk` from the previous stage (`backend/hooks.py`,
+        before any layer): the entry of every received source, for this forward of this batch
+        only. Nothing received (None) leaves the sources empty, and their readers fail."""
+        meta = self.forward_metadata
+        if meta is None or meta.batch[0] != id(forward_batch):
+            raise IndexCacheError("a received top-k arrived for a forward this backend did not set up")
+        if topk is None:
+            return
+        for source in self.received_sources:
+            self.store.receive(source, topk, batch=meta.batch, num_tokens=int(topk.shape[0]))
 
     # ---- the lightning indexer (Full and Promoted layers) ---------------------------
 
@@ -230,7 +243,7 @@ class IndexCacheCPUBackend(AttentionBackend):
         stats = {
             **self.store.totals,
             "pattern": self.schedule.pattern,
-            "last_forward": {"ran": c.ran, "reused": {str(k): v for k, v in c.reused.items()}},
+            "last_forward": {"ran": c.ran, "reused": {str(k): v for k, v in c.reused.items()}, "received": c.received},
         }
         tmp = f"{self.stats_path}.tmp"
         with open(tmp, "w") as fh:

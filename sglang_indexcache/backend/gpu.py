@@ -51,6 +51,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         start = getattr(pool, "start_layer", 0) or 0
         self.layer_range = range(start, start + pool.layer_num)
         self.last_layer = self.layer_range[-1]
+        self.received_sources = self.schedule.received_sources(start, start + pool.layer_num)  # transfer
+        self._received = None  # (forward batch id, the top-k it received), set before its first layer
         local = [self.schedule.layers[i] for i in self.layer_range]
         self.full_per_forward = sum(r.runs_indexer for r in local)
         self.shared_per_forward = len(local) - self.full_per_forward
@@ -117,6 +119,20 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
 
     # ---- the check (called by the hook around every DeepSeek decoder layer) ----
 
+    def index_cache_received(self, forward_batch, topk) -> None:
+        """What this stage's forward received from the previous stage (`backend/hooks.py`,
+        before its first layer); entered in the store when that layer begins the forward."""
+        self._received = (id(forward_batch), topk)
+
+    def _enter_received(self, forward_batch, rows: int, dense: bool) -> None:
+        received, self._received = self._received, None
+        topk = received[1] if received is not None and received[0] == id(forward_batch) else None
+        for source in self.received_sources:
+            if topk is not None:
+                self.store.receive(source, topk, batch=id(forward_batch), num_tokens=int(topk.shape[0]))
+            elif dense:  # a dense-MHA forward reads no top-k; SGLang sends none
+                self.store.receive(source, None, batch=id(forward_batch), num_tokens=rows)
+
     def index_cache_layer(self, original, layer, args, kwargs, forward_batch, prev_topk):
         """Run one decoder layer; a Shared layer only with its source's top-k of this forward.
 
@@ -133,6 +149,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             # every forward (eager, warm-up, capture) enters at this stage's first layer
             self.store.begin(id(forward_batch))
             self.dense_forwards += dense
+            if self.received_sources:
+                self._enter_received(forward_batch, rows, dense)
         role = self.schedule.layers[layer_id]
         batch = id(forward_batch)
         if role.role is Role.SHARED:
@@ -166,6 +184,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
                 "replay": replay,
                 "ran": c.ran,
                 "reused": {str(k): v for k, v in c.reused.items()},
+                "received": c.received,
             },
         }
         tmp = f"{self.stats_path}.tmp"

@@ -8,12 +8,15 @@ take the hook.
 - `register_layer_check`: every DeepSeek/GLM decoder layer goes through the CUDA backend's
   fail-closed source check; a Shared layer under a backend without the check is refused.
 - `register_cpu_indexer`: SGLang's torch-less indexer runs ours under the CPU backend.
+- `register_pp_receive`: a pipeline stage that starts on a Shared layer under
+  `--index-cache-pp-handoff transfer` hands the top-k it received to its backend.
 """
 
 from __future__ import annotations
 
 _INDEXER_NATIVE_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer.forward_native"
 _DECODER_LAYER_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2DecoderLayer.forward"
+_MODEL_FORWARD_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2Model.forward"
 
 
 def _around_indexer_native(original, indexer, x, q_lora, positions, forward_batch, layer_id, *args, **kwargs):
@@ -52,6 +55,23 @@ def _around_decoder_layer(original, layer, *args, **kwargs):
     return check(original, layer, args, kwargs, forward_batch, kwargs.get("prev_topk_indices"))
 
 
+def _around_model_forward(original, model, *args, **kwargs):
+    """A pipeline stage after the first gets the previous stage's proxy tensors; under our
+    backend the top-k among them (SGLang sends one when this stage starts on a Shared layer:
+    `--index-cache-pp-handoff transfer`) is handed to the backend as this forward's, before
+    any layer runs. Nothing received is handed as None: a Shared layer needing it then fails."""
+    # forward(input_ids, positions, forward_batch, input_embeds=None, pp_proxy_tensors=None)
+    proxy = kwargs.get("pp_proxy_tensors", args[4] if len(args) > 4 else None)
+    if proxy is not None:
+        from sglang.srt.model_executor.forward_context import get_attn_backend
+
+        received = getattr(get_attn_backend(), "index_cache_received", None)
+        if received is not None:
+            forward_batch = kwargs.get("forward_batch", args[2] if len(args) > 2 else None)
+            received(forward_batch, proxy.tensors.get("topk_indices"))
+    return original(model, *args, **kwargs)
+
+
 def install_hook(target: str, hook) -> None:
     """Install an AROUND hook now (idempotent); fail loudly if SGLang's registry did not take it."""
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
@@ -66,6 +86,11 @@ def install_hook(target: str, hook) -> None:
 def register_layer_check() -> None:
     """Install the decoder-layer hook the CUDA backend checks Shared layers with (idempotent)."""
     install_hook(_DECODER_LAYER_TARGET, _around_decoder_layer)
+
+
+def register_pp_receive() -> None:
+    """Install the model-forward hook that hands a stage the top-k it received (idempotent)."""
+    install_hook(_MODEL_FORWARD_TARGET, _around_model_forward)
 
 
 def register_cpu_indexer() -> None:

@@ -30,6 +30,7 @@ class ForwardCounters:
     indexer_skips: int = 0
     ran: list = field(default_factory=list)
     reused: dict = field(default_factory=dict)  # layer -> source
+    received: list = field(default_factory=list)  # sources whose top-k came from the previous stage
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,16 @@ class TopkStore:
         self.counters.indexer_runs += 1
         self.counters.ran.append(layer)
         self.totals["indexer_runs"] += 1
+
+    def receive(self, source: int, indices: Any, *, batch: Hashable, num_tokens: int) -> None:
+        """The top-k of `source`, a layer of the previous pipeline stage, as this forward received
+        it (`--index-cache-pp-handoff transfer`): readable by this stage's Shared layers of that
+        source in this forward of this batch only, like a top-k made here; `num_tokens` is the
+        number of rows received, checked against the reader's. Counts no indexer run. A caller
+        that received nothing does not call this, so a read of that source fails."""
+        self._check_batch(source, batch)
+        self._entries[source] = _Entry(source, self._forward_id, batch, num_tokens, indices)
+        self.counters.received.append(source)
 
     def own(self, layer: int, *, batch: Hashable, num_tokens: int) -> Any:
         """A Full layer reading back the top-k it wrote in this forward."""

@@ -185,12 +185,6 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
         )
     if getattr(server_args, "index_cache_switchable", False):
         _check_switchable(server_args)
-    if flags.pp_handoff == "transfer":
-        raise ScheduleError(
-            "--index-cache-pp-handoff transfer is not supported yet: the receiving stage has no "
-            "fail-closed source for the top-k it would be handed. Use recompute (the default), or a "
-            "SGLANG_PP_LAYER_PARTITION whose stages all start on a Full layer"
-        )
 
 
 def _check_switchable(server_args: Any) -> None:
