@@ -5,7 +5,7 @@
 #   bash scripts/gpu_host.sh install BUNDLE_DIR     # verify + install (about 1 minute)
 #   bash scripts/gpu_host.sh test [pytest args]     # the gpu-marked tests
 #   bash scripts/gpu_host.sh bench agentic|run ...  # python -m sglang_indexcache.bench ...
-#   bash scripts/gpu_host.sh study-long MODEL OUT   # train the long preset here, study it (no engine)
+#   bash scripts/gpu_host.sh study-long MODEL OUT [train-model options]  # train the long preset, study it (no engine)
 set -euo pipefail
 SG=${SG:-/tmp/sg}
 PY=${PY:-python3}
@@ -39,8 +39,8 @@ PY
     ;;
   study-long)
     # MODEL may hold a folder prepared elsewhere (train-model --prepare-only): the same tokens.
-    model=${1:?model folder}; out=${2:?results folder}
-    cd "$here" && $PY -m sglang_indexcache.cli train-model --preset long --device cuda "$model"
+    model=${1:?model folder}; out=${2:?results folder}; shift 2  # then train-model options, if any
+    cd "$here" && $PY -m sglang_indexcache.cli train-model --preset long --device cuda "$model" "$@"
     $PY -m sglang_indexcache.tools.study --model-path "$model" --device cuda --skip-engine \
       --calibration 8 --held-out 32 --out "$out"
     ;;

@@ -304,3 +304,25 @@ def test_turn_profile_pipeline_on_cpu(models, tmp_path):
         assert t["forward_median_ms"] > 0
         assert t["profile"] and (tmp_path / "profiles" / t["profile"]).exists()
     assert "c" in report.turn_table(results)
+
+
+def test_pp_bench_measures_the_boundary_on_cpu(models, tmp_path):
+    """`bench pp` on CPU (gloo, deepseek-tiny, FSSSFS, PP 2 split 3|3: stage 1 starts on the
+    Shared layer 3) under transfer. The probe in each scheduler process counts what stage 0
+    really sends for a 300-token prompt (prefilled in chunks of 128, so three messages): the
+    hidden states and the residual (300 x hidden 64, float32) and the top-k (300 x index_topk
+    32, int32); each stage's forward time is counted for the request. (Recompute sends no
+    top-k: the same run with --configs c-recompute, in the issue's closing note.)"""
+    from sglang_indexcache.bench import pp
+
+    args = argparse.Namespace(
+        out=str(tmp_path), shape="flash-12", model_path=models["deepseek-tiny"], configs=["c-transfer"],
+        pattern="FSSSFS", pp_size=2, lengths=[300], repeats=1, decode_batch=0, decode_len=0, decode_steps=0,
+        decode_short=0, decode_repeats=0, mem_fraction=None, chunked_prefill_size=128, seed=0, device="cpu", timeout=600)
+    assert pp.run(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    e = results["configs"]["c-transfer"]["lengths"]["300"]
+    assert e["boundary_bytes"] == {"hidden_states": 300 * 64 * 4, "residual": 300 * 64 * 4, "topk_indices": 300 * 32 * 4}
+    assert all(ms > 0 for ms in e["stage_ms_median"]) and e["wall_median_s"] > 0
+    assert "pipeline handoff=transfer" in " ".join(results["configs"]["c-transfer"]["schedule"])
+    assert "c-transfer" in report.pp_table(results)

@@ -18,6 +18,9 @@ Workloads, one module each, all writing one JSON (commands, GPU, versions) and P
   turn     one turn of +N new tokens on a long cached prefix, timed and recorded with
            SGLang's profiler, kernels summarised by family (`turn.py`; the trace summary in `profile.py`,
            also behind `run --phase decode --profile-steps N`)
+  pp       pipeline parallel (PP 2): each stage-boundary handoff (dsa's transfer, our recompute,
+           transfer, align), prefill per length and a decode point, with the boundary bytes and
+           stage times measured in the servers (`pp.py`, `integration/pp_probe.py`)
 `report.py` prints tables and draws plots of a results file. The first server on a fresh
 machine spends minutes in kernel JIT during graph capture.
 

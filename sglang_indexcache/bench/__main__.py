@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from sglang_indexcache.bench import agentic, decode, prefill, report, trace, turn
+from sglang_indexcache.bench import agentic, decode, pp, prefill, report, trace, turn
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, SHAPES, configs, dense_prefill_env, gpu_info,
     gpu_total_bytes, mem_fraction_for, versions,
@@ -134,6 +134,28 @@ def main(argv=None) -> int:
     u.add_argument("--timeout", type=float, default=900)
     u.add_argument("--device", default="cuda", help="cpu: a smoke run of indexcache configs on a tiny model")
     u.set_defaults(fn=turn.run)
+
+    q = sub.add_parser("pp", help="pipeline parallel (PP 2): each stage-boundary handoff side by side")
+    q.add_argument("--out", required=True)
+    q.add_argument("--shape", choices=sorted(SHAPES), default="flash-12")
+    q.add_argument("--model-path", help="an existing model folder instead of --shape's")
+    q.add_argument("--configs", nargs="+", default=list(pp.CONFIG_KEYS), choices=list(pp.CONFIG_KEYS))
+    q.add_argument("--pattern", help="default: the shape's (flash-12: stage 1 starts on a Shared layer)")
+    q.add_argument("--pp-size", type=int, default=2)
+    q.add_argument("--lengths", type=int, nargs="+", default=[16384, 65536, 131072])
+    q.add_argument("--repeats", type=int, default=3)
+    q.add_argument("--decode-batch", type=int, default=16, help="the decode point; 0: none")
+    q.add_argument("--decode-len", type=int, default=32768)
+    q.add_argument("--decode-steps", type=int, default=320)
+    q.add_argument("--decode-short", type=int, default=64)
+    q.add_argument("--decode-repeats", type=int, default=3)
+    q.add_argument("--mem-fraction", type=float, default=None,
+                   help=f"default: leave {HEADROOM_GIB} GiB of the GPU outside the pool")
+    q.add_argument("--chunked-prefill-size", type=int, default=16384)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="cuda", help="cpu: a smoke run of the c-* configs on a tiny model")
+    q.add_argument("--timeout", type=float, default=900)
+    q.set_defaults(fn=pp.run)
 
     r = sub.add_parser("run", help="prefill (one_batch) and decode side by side (the paper's table)")
     r.add_argument("--out", required=True)

@@ -40,9 +40,10 @@ def decode_log_lines(text: str, batch: int) -> dict:
     return {"lines": len(full), "graph_lines": sum(r[1] for r in full), "gen_throughput": [r[2] for r in full]}
 
 
-def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
+def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None = None) -> dict:
     """Decode tokens/s of `args.decode_batch` concurrent requests at `args.decode_len`
-    tokens of context on a real server (see the module docstring)."""
+    tokens of context on a real server (see the module docstring); `env`: more server
+    environment (the pipeline benchmark's)."""
     import random
     import time
 
@@ -55,9 +56,10 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
     vocab = json.loads((Path(model) / "config.json").read_text())["vocab_size"]
     rng = random.Random(args.seed)
     prompts = [[rng.randrange(100, vocab - 100) for _ in range(L)] for _ in range(B)]
+    max_tokens = getattr(args, "decode_max_total_tokens", None)  # CPU ranks: host memory, sized by need
     server_args = [
         *cfg_args,
-        "--mem-fraction-static", str(args.decode_mem_fraction),
+        *(["--max-total-tokens", str(max_tokens)] if max_tokens else ["--mem-fraction-static", str(args.decode_mem_fraction)]),
         "--max-running-requests", str(B),
         "--chunked-prefill-size", str(args.chunked_prefill_size),
         "--decode-log-interval", str(args.decode_log_interval),
@@ -71,7 +73,7 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path) -> dict:
     if getattr(args, "mtp", False):
         server_args += MTP
     srv = Server(model, server_args, log=log, device=args.device, startup_timeout=args.timeout)
-    env_extra = dense_prefill_env() if args.device == "cuda" else {}
+    env_extra = {**(dense_prefill_env() if args.device == "cuda" else {}), **(env or {})}
     srv.env.update(env_extra)
 
     def batch(n: int) -> tuple:

@@ -85,6 +85,9 @@ def report_cmd(args) -> int:
     elif results.get("workload") == "turn":
         print(turn_table(results))
         draw = turn_plot
+    elif results.get("workload") == "pp":
+        print(pp_table(results))
+        draw = pp_plot
     else:
         results["ratios"] = ratios(results)
         print(table(results))
@@ -305,5 +308,61 @@ def turn_plot(results: dict, png: Path) -> None:
     axes[0][-1].legend(fontsize=7)
     gpu = (results.get("gpu") or {}).get("name") or results.get("device")
     fig.suptitle(f"one turn on {results['context']} cached tokens: {results.get('model')} on {gpu}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def pp_table(results: dict) -> str:
+    """One row per configuration and prompt length: wall and forward medians, each stage's GPU
+    ms, the bytes that crossed the boundary for the request (all tensors; the top-k alone), the
+    peak memory per stage, and the forward's ratio to (a); the decode point last."""
+    c = results["configs"]
+    lines = [f"pipeline, PP {results['pp_size']}, pattern {results['pattern']}: {results.get('model')}",
+             f"  {'config':<44} {'tokens':>7} {'wall ms':>8} {'fwd ms':>8} {'stage ms':>16} {'sent MB':>8} "
+             f"{'top-k MB':>8} {'peak GiB':>12} {'fwd a/x':>7}"]
+    for key in c:
+        for n, e in c[key]["lengths"].items():
+            sent = sum(e["boundary_bytes"].values()) / 1e6
+            topk = e["boundary_bytes"].get("topk_indices", 0) / 1e6
+            peak = "/".join(f"{p / 2**30:.1f}" if p else "-" for p in e["peak_bytes"])
+            base = c.get("a", {}).get("lengths", {}).get(n, {}).get("forward_median_s")
+            ratio = f"{base / e['forward_median_s']:.2f}" if base and e["forward_median_s"] else "-"
+            stages = "/".join(f"{ms:.1f}" for ms in e["stage_ms_median"])
+            lines.append(f"  {key + ' ' + c[key]['label']:<44.44} {n:>7} {e['wall_median_s'] * 1e3:8.1f} "
+                         f"{(e['forward_median_s'] or float('nan')) * 1e3:8.1f} {stages:>16} {sent:8.2f} {topk:8.2f} "
+                         f"{peak:>12} {ratio:>7}")
+    for key in c:
+        d = c[key].get("decode")
+        if d:
+            lines.append(f"  decode {key}: {d['batch_size']} x {d['context']}: {d['tokens_per_s']:.1f} tok/s "
+                         f"(SGLang log median {d['log_gen_throughput_median']})")
+    return "\n".join(lines)
+
+
+def pp_plot(results: dict, png: Path) -> None:
+    """Forward time per prompt length per configuration, and the top-k bytes sent per request."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = results["configs"]
+    keys = list(c)
+    lengths = [str(n) for n in results["lengths"]]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / max(1, len(keys))
+    for i, k in enumerate(keys):
+        xs = [j + i * width for j in range(len(lengths))]
+        fwd = [(c[k]["lengths"].get(n, {}).get("forward_median_s") or 0) * 1e3 for n in lengths]
+        topk = [c[k]["lengths"].get(n, {}).get("boundary_bytes", {}).get("topk_indices", 0) / 1e6 for n in lengths]
+        axes[0].bar(xs, fwd, width, label=f"{k}")
+        axes[1].bar(xs, topk, width, label=f"{k}")
+    for ax, title in zip(axes, ("prefill forward, median (ms)", "top-k bytes sent across the boundary (MB)")):
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(lengths))], lengths)
+        ax.set_xlabel("prompt tokens")
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    gpu = (results.get("gpu") or {}).get("name") or results.get("device")
+    fig.suptitle(f"PP {results['pp_size']}, {results['pattern']}: {results.get('model')} on {gpu}", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

@@ -6,15 +6,16 @@ the backend needs inside SGLang's model code are installed by `backend/hooks.py`
 built), the hook that resolves the IndexCache schedule whenever SGLang builds a ModelConfig, and
 the request validation of `integration/requests.py` (out-of-vocabulary prompt token ids
 answered with HTTP 400), and `integration/cpu_parallel.py` (no PyNccl on the CPU engine,
-without which `--tp-size 2` cannot start there), and the pattern-switch route of a
-`--index-cache-switchable` server (`integration/switch.py`).
+without which `--tp-size 2` cannot start there), the pattern-switch route of a
+`--index-cache-switchable` server (`integration/switch.py`), and, only where the PP
+benchmark asks for it, its boundary and stage probe (`integration/pp_probe.py`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from sglang_indexcache.integration import cpu_parallel, dsa_sites, requests, switch
+from sglang_indexcache.integration import cpu_parallel, dsa_sites, pp_probe, requests, switch
 from sglang_indexcache.integration.model_config import BACKEND_NAME, apply_to_model_config
 
 logger = logging.getLogger("sglang_indexcache")
@@ -70,6 +71,7 @@ def register() -> None:
     HookRegistry.register(requests.TARGET, requests.before_validate_one_request, HookType.BEFORE)
     HookRegistry.register(cpu_parallel.TARGET, cpu_parallel.around_init_model_parallel_group, HookType.AROUND)
     switch.register(HookRegistry, HookType)
+    pp_probe.register(HookRegistry, HookType)  # only with SGLANG_INDEXCACHE_PP_PROBE (bench/pp.py)
     from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
     from sglang.srt.layers.attention.attention_registry import register_attention_backend
 
