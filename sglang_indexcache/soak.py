@@ -71,12 +71,20 @@ class Soak:
     def _tokens(self, rng: random.Random, n: int) -> list:
         return [rng.randrange(5, self.vocab - 5) for _ in range(n)]
 
-    def _session(self, sid: int, deadline: float, system: list) -> None:
+    def _going(self, deadline: float, min_ok: int, hard: float) -> bool:
+        """Load continues to the deadline, then (on a slow machine) until `min_ok` answers were
+        kept, never past `hard`."""
+        now = time.monotonic()
+        with self.lock:
+            short = self.counts["ok"] < min_ok
+        return now < deadline or (short and now < hard)
+
+    def _session(self, sid: int, going, system: list) -> None:
         rng = random.Random(self.seed * 1000 + sid)
         convo, turn = system + self._tokens(rng, 40), 0
         names, weights = zip(*ACTIONS)
         bad = bad_requests(self.vocab, self.context)
-        while time.monotonic() < deadline:
+        while going():
             turn += 1
             if len(convo) > self.context * 0.6:  # a new task in the same session
                 convo = system + self._tokens(rng, 40)
@@ -132,19 +140,23 @@ class Soak:
             pass
         self._note("hung up")
 
-    def _flusher(self, deadline: float) -> None:
-        while time.monotonic() < deadline - 2:
+    def _flusher(self, going) -> None:
+        while going():
             time.sleep(3.0)
             status, _ = self.srv.request("/flush_cache", {}, timeout=60)
             self._note("flush done" if status == 200 else "flush refused while busy")
 
-    def run(self, duration_s: float, max_checked: int = 80) -> dict:
+    def run(self, duration_s: float, max_checked: int = 80, *, min_ok: int = 0, max_s: float | None = None) -> dict:
+        """`duration_s` seconds of load, longer (up to `max_s`) until `min_ok` answers were kept."""
         t0 = time.monotonic()
         deadline = t0 + duration_s
+        hard = t0 + max(duration_s, max_s or duration_s)
         system = self._tokens(random.Random(self.seed), 160)
+        going = lambda: self._going(deadline, min_ok, hard)  # noqa: E731
+        flushing = lambda: self._going(deadline - 2, min_ok, hard - 2)  # noqa: E731
         with cf.ThreadPoolExecutor(self.sessions + 1) as pool:
-            futs = [pool.submit(self._session, s, deadline, system) for s in range(self.sessions)]
-            futs.append(pool.submit(self._flusher, deadline))
+            futs = [pool.submit(self._session, s, going, system) for s in range(self.sessions)]
+            futs.append(pool.submit(self._flusher, flushing))
             for f in futs:
                 f.result()
         load_s = time.monotonic() - t0

@@ -297,10 +297,11 @@ def test_flush_and_abort_in_the_middle_of_load(server, probe_answers):
 @pytest.mark.engine
 def test_soak_mixed_agentic_traffic(server, probe_answers):
     """A short `make soak` on this server: sessions with aborts, hang-ups, bad requests and
-    flushes; nothing unexpected, every kept answer equals its solo rerun."""
+    flushes; nothing unexpected, every kept answer equals its solo rerun. 20 s of load, longer
+    (at most 120 s) on a machine too slow to keep 10 answers in 20 s."""
     from sglang_indexcache.soak import Soak, counters_hold
 
-    summary = Soak(server, vocab=VOCAB, context=1024, seed=1, sessions=4).run(20, max_checked=30)
+    summary = Soak(server, vocab=VOCAB, context=1024, seed=1, sessions=4).run(20, max_checked=30, min_ok=10, max_s=120)
     print(json.dumps(summary))
     assert summary["unexpected"] == [] and summary["healthy_after"]
     assert summary["outcomes"].get("ok", 0) >= 10 and summary["outcomes"].get("bad refused", 0) >= 1
