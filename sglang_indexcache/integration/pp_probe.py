@@ -1,8 +1,8 @@
 """Pipeline measurements for the PP benchmark (`bench/pp.py`), off unless asked for.
 
 With `SGLANG_INDEXCACHE_PP_PROBE=PATH` in a server's environment, every scheduler process of
-every backend (SGLang's `dsa` too: the plugin loads in all of them) writes `PATH.tp{t}-pp{p}`
-after each forward of its model runner:
+every backend (SGLang's `dsa` too: the plugin loads in all of them) keeps these counters and a
+watcher thread writes them to `PATH.tp{t}-pp{p}` whenever they change (within 50 ms):
 
 * `proxy_bytes`: bytes of each tensor SGLang hands to `send_tensor_dict` in a message of kind
   `proxy` (what crosses a stage boundary: hidden states, residual, and the DSA top-k where the
