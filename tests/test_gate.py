@@ -32,7 +32,29 @@ def backend(pattern=PATTERN):
     b.stats_path = None
     b.use_mha = False
     b.graph_counts, b._capturing, b.metrics = {}, None, None
+    b.received_sources, b._received = (), None
     return b
+
+
+def stage_one(pattern="FSSSFS", start=3):
+    """The backend of pipeline stage 1 (layers start..end) under --index-cache-pp-handoff
+    transfer: layer 3 stays Shared, its source (layer 0) is on stage 0."""
+    b = backend(pattern)
+    b.schedule = build_schedule(len(pattern), {}, flags=IndexCacheFlags(pattern=pattern, pp_handoff="transfer"),
+                                stage_starts=[0, start])
+    b.layer_range = range(start, len(pattern))
+    b.received_sources = b.schedule.received_sources(start, len(pattern))
+    return b
+
+
+def run_stage(b, batch, carried, tokens=5):
+    """Stage 1's layer loop, starting from what it was handed (SGLang: the received top-k)."""
+    hidden = torch.zeros(tokens, 4)
+    for i in b.layer_range:
+        layer = types.SimpleNamespace(layer_id=i, full=b.schedule.layers[i].runs_indexer)
+        out = b.index_cache_layer(lambda lyr, *a, **k: layer_forward(lyr, *a, **k), layer,
+                                  (None, hidden, batch), {"prev_topk_indices": carried}, batch, carried)
+        carried = out[1]
 
 
 def layer_forward(layer, positions, hidden, forward_batch, prev_topk_indices=None, produce=True):
@@ -171,3 +193,31 @@ def test_a_replay_adds_the_counts_seen_at_its_graphs_capture():
     with pytest.raises(IndexCacheError, match=r"replaying the CUDA graph for \('DECODE', 8\), whose capture"):
         b._count_replay(("DECODE", 8))
 
+
+
+def test_a_transferred_source_is_the_tensor_received_for_this_forward():
+    """--index-cache-pp-handoff transfer on the CUDA backend's gate: stage 1's Shared first
+    layer attends only on the very tensor its forward received (handed to the backend by the
+    model-forward hook before the first layer); anything else, or nothing, is refused naming
+    the layer, except in a dense-MHA forward, which reads no top-k."""
+    b = stage_one()
+    assert b.received_sources == (0,)
+    got = torch.zeros(5, TOPK, dtype=torch.int32)
+    batch = object()
+    b.index_cache_received(batch, got)
+    run_stage(b, batch, got)
+    assert b.store.counters.received == [0] and b.store.counters.reused == {3: 0, 5: 4}
+    # handed a copy (or another micro-batch's tensor) instead of what was received
+    b.index_cache_received(batch, got)
+    with pytest.raises(IndexCacheError, match="layer 3 is Shared"):
+        run_stage(b, batch, got.clone())
+    # received for another forward: this one received nothing
+    b.index_cache_received(object(), got)
+    with pytest.raises(IndexCacheError, match=r"layer 3 \(Shared\).*source layer 0 wrote no top-k"):
+        run_stage(b, batch, got)
+    # received rows for another token count
+    b.index_cache_received(batch, torch.zeros(4, TOPK, dtype=torch.int32))
+    with pytest.raises(IndexCacheError, match="covers 4 tokens, this batch has 5"):
+        run_stage(b, batch, got)
+    b.use_mha = True  # dense: SGLang sends no top-k and attention reads none
+    run_stage(b, object(), None)
