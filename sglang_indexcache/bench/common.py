@@ -65,6 +65,12 @@ SHAPES = {
 DEFAULT_PATTERN = SHAPES["flash-12"]["pattern"]  # `run`'s default (the paper table, 12 layers)
 
 
+def random_ids(rng, n: int, vocab: int) -> list:
+    """Random token ids away from both ends of the vocabulary (where special tokens live)."""
+    margin = min(1000, vocab // 8)
+    return [rng.randrange(margin, vocab - margin) for _ in range(n)]
+
+
 def kv_pool_tokens(log_text: str) -> int | None:
     """SGLang's KV pool size (tokens), the last `max_total_num_tokens=` its log printed."""
     pool = re.findall(r"max_total_num_tokens=(\d+)", log_text)

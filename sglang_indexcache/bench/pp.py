@@ -61,9 +61,8 @@ def probe_delta(before: list, after: list) -> dict:
     GPU ms and forwards per stage, and each stage's peak memory so far."""
     sent: dict = {}
     for b, a in zip(before[:-1], after[:-1]):
-        for key, n in a.get("proxy_bytes", {}).items():
-            if key != "__msg_type__":
-                sent[key] = sent.get(key, 0) + n - b.get("proxy_bytes", {}).get(key, 0)
+        for key, n in a.get("proxy_bytes", {}).items():  # tensors only: the message kind is a string
+            sent[key] = sent.get(key, 0) + n - b.get("proxy_bytes", {}).get(key, 0)
     return {
         "boundary_bytes": sent,
         "stage_ms": [a.get("forward_ms_total", 0.0) - b.get("forward_ms_total", 0.0) for b, a in zip(before, after)],
@@ -90,7 +89,6 @@ def run_config(key: str, cfg: dict, model: Path, args, out: Path) -> dict:
     base = common.BASE_ARGS if cuda else common.CPU_ARGS
     vocab = json.loads((model / "config.json").read_text())["vocab_size"]
     rng = random.Random(args.seed)
-    margin = min(1000, vocab // 8)
     log = out / f"{key}-server.log"
     probe = out / f"probe-{key}"
     parallel = ["--pp-size", str(args.pp_size)]
@@ -114,7 +112,7 @@ def run_config(key: str, cfg: dict, model: Path, args, out: Path) -> dict:
             for r in range(args.repeats + 1):  # the first of each length is a warm-up, not kept
                 before = _settle(probe, args.pp_size)
                 mark = len(log.read_text(errors="replace"))
-                ids = [rng.randrange(margin, vocab - margin) for _ in range(n)]
+                ids = common.random_ids(rng, n, vocab)
                 t0 = time.perf_counter()
                 srv.post("/generate", {"input_ids": ids, "sampling_params": greedy}, timeout=args.timeout)
                 wall = time.perf_counter() - t0

@@ -24,18 +24,12 @@ from pathlib import Path
 from sglang_indexcache.bench import common
 from sglang_indexcache.bench.profile import profile_forwards
 
-def _ids(rng: random.Random, n: int, vocab: int) -> list:
-    """Random ids away from both ends of the vocabulary (where special tokens live)."""
-    margin = min(1000, vocab // 8)
-    return [rng.randrange(margin, vocab - margin) for _ in range(n)]
-
-
 def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) -> dict:
     from sglang_indexcache.server import Server
 
     vocab = json.loads((model / "config.json").read_text())["vocab_size"]
     rng = random.Random(args.seed)
-    prefix = _ids(rng, args.context, vocab)
+    prefix = common.random_ids(rng, args.context, vocab)
     greedy = {"temperature": 0.0, "max_new_tokens": 1}
     log = out / f"{key}-server.log"
     srv_args = [*base, *cfg["args"], "--context-length", str(args.context + max(args.new) + 1024),
@@ -58,7 +52,7 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) ->
             for r in range(args.repeats + 1):  # the first of each size is a warm-up, not kept
                 mark = len(log.read_text(errors="replace"))
                 t0 = time.perf_counter()
-                res = srv.post("/generate", {"input_ids": prefix + _ids(rng, n, vocab), "sampling_params": greedy},
+                res = srv.post("/generate", {"input_ids": prefix + common.random_ids(rng, n, vocab), "sampling_params": greedy},
                                timeout=args.timeout)
                 dt = time.perf_counter() - t0
                 time.sleep(0.2)  # the ReqTimeStats line
@@ -66,7 +60,7 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) ->
                     wall.append(dt)
                     cached.append(res["meta_info"].get("cached_tokens"))
                     fwd += [st[3] * 1e3 for st in common.time_stats(log.read_text(errors="replace")[mark:]).values()]
-            suffix = _ids(rng, n, vocab)
+            suffix = common.random_ids(rng, n, vocab)
             trace, table = profile_forwards(
                 srv, out / "profiles", f"{key}-new{n}", cuda=cuda, timeout=args.timeout,
                 run=lambda: srv.post("/generate", {"input_ids": prefix + suffix, "sampling_params": greedy},
