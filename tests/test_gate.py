@@ -59,7 +59,8 @@ def run_stage(b, batch, carried, tokens=5):
 
 def layer_forward(layer, positions, hidden, forward_batch, prev_topk_indices=None, produce=True):
     if layer.full and produce:
-        return hidden, torch.randint(0, 100, (hidden.shape[0], TOPK), dtype=torch.int32)
+        rows = (positions if positions is not None else hidden).shape[0]
+        return hidden, torch.randint(0, 100, (rows, TOPK), dtype=torch.int32)
     return hidden, prev_topk_indices
 
 
@@ -221,3 +222,31 @@ def test_a_transferred_source_is_the_tensor_received_for_this_forward():
         run_stage(b, batch, got)
     b.use_mha = True  # dense: SGLang sends no top-k and attention reads none
     run_stage(b, object(), None)
+
+
+class OwedOutput:
+    """Stands for SGLang's `layer_boundary` handle of a deferred all-reduce: what a TP rank's
+    layer past the first receives as hidden_states under breakable prefill CUDA graphs. It has
+    no shape (session 7, TP 2 on two H200s: the check read hidden_states.shape and the server
+    died at graph capture)."""
+
+
+def test_rows_are_counted_from_positions_when_hidden_states_is_an_opaque_handle():
+    b = backend()
+    batch, tokens, carried = object(), 6, None
+    positions = torch.arange(tokens)
+    for i, role in enumerate(b.schedule.layers):
+        layer = types.SimpleNamespace(layer_id=i, full=role.runs_indexer)
+        hidden = torch.zeros(tokens, 4) if i == 0 else OwedOutput()
+        out = b.index_cache_layer(layer_forward, layer, (positions, hidden, batch),
+                                  {"prev_topk_indices": carried}, batch, carried)
+        carried = out[1]
+        assert carried.shape == (tokens, TOPK)
+    assert b.store.totals["forwards"] == 1 and b.store.totals["indexer_skips"] == PATTERN.count("S")
+    # the row count still guards the shape: a Shared layer handed a top-k of other rows is refused
+    with pytest.raises(RuntimeError, match="layer 1"):
+        bad = torch.zeros(tokens + 1, TOPK, dtype=torch.int32)
+        b.store.begin(batch)
+        b.store.put(0, bad, batch=batch, num_tokens=tokens + 1)
+        b.index_cache_layer(layer_forward, types.SimpleNamespace(layer_id=1, full=False),
+                            (positions, OwedOutput(), batch), {"prev_topk_indices": bad}, batch, bad)

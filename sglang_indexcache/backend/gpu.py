@@ -141,9 +141,11 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         segments static buffers), the carried object is the one that proves provenance.
         """
         layer_id = layer.layer_id
-        # forward(positions, hidden_states, forward_batch, ...): one top-k row per token
-        hidden = kwargs.get("hidden_states", args[1] if len(args) > 1 else None)
-        rows = int(hidden.shape[0]) if hidden is not None else -1
+        # forward(positions, hidden_states, forward_batch, ...): one top-k row per query token.
+        # Counted from positions: under TP, past the first layer, hidden_states may be an
+        # opaque handle of a deferred all-reduce (SGLang's layer_boundary `OwedOutput`).
+        rows = _rows(kwargs.get("positions", args[0] if args else None),
+                     kwargs.get("hidden_states", args[1] if len(args) > 1 else None))
         dense = bool(getattr(self, "use_mha", False))  # dense-MHA prefill: attention reads no top-k
         if layer_id == self.layer_range[0]:
             # every forward (eager, warm-up, capture) enters at this stage's first layer
@@ -191,3 +193,12 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         with open(tmp, "w") as fh:
             json.dump(stats, fh)
         os.replace(tmp, self.stats_path)
+
+
+def _rows(positions, hidden) -> int:
+    """Query tokens of a layer call: positions' length, else hidden_states' rows, else -1."""
+    for t in (positions, hidden):
+        shape = getattr(t, "shape", None)
+        if shape is not None and len(shape) >= 1:
+            return int(shape[0])
+    return -1
