@@ -10,8 +10,7 @@ three ways out, as `plan --pp-size N` prints them (`handoff_report`):
   the tensor received for this forward: `TopkStore.receive`);
 - align: a layer partition in which every stage starts on a Full layer, installed through
   SGLang's own `SGLANG_PP_LAYER_PARTITION` (`aligned_partition`); no promotion, nothing sent;
-- auto: align within `AUTO_MAX_MOVED`, else recompute where it can, else transfer
-  (`choose_handoff`).
+- auto: transfer wherever a stage starts on a Shared layer (`choose_handoff`; why: `AUTO`).
 
 Pure arithmetic on the schedule: no SGLang import (SGLang's even split is mirrored by
 `even_partition` and checked against `get_pp_indices` in the tests).
@@ -20,19 +19,21 @@ Pure arithmetic on the schedule: no SGLang import (SGLang's even split is mirror
 from __future__ import annotations
 
 import itertools
-from typing import Collection, Optional, Sequence
+from typing import Optional, Sequence
 
 from sglang_indexcache.schedule import PP_HANDOFFS
 
-# `auto` aligns when no stage boundary moves by more than this many layers. A moved layer
-# puts one whole decoder layer (attention and MoE) on one stage, which a pipeline pays on
-# every micro-batch; recompute instead adds one indexer on that stage, and one indexer
-# costs less than a decoder layer (on the H200, GLM-4.7-Flash shape, a turn of 8,192 new
-# tokens on a 122,880-token prefix: indexer logits + top-k 20 ms of a 28.6 ms layer; one
-# decode token 0.6 of 4.1 ms; benchmarks/results/h200x2-2026-11-30-session4). So align wins
-# at one layer moved only where recompute is impossible or the indexer dominates; beyond one
-# it costs more than the recompute it avoids.
-AUTO_MAX_MOVED = 1
+# What `auto` picks, from the PP 2 table (`bench pp`, benchmarks/results/h200x2-2026-11-30-pp;
+# two H200s over NVLink, GLM-4.7-Flash shape, FSSSFSSSFSSS, stage 1 starting on Shared layer 6,
+# one prefill at a time, chunked by 16K): transfer was the fastest handoff at 16K, 64K and
+# 128K (128K: 1.324 s vs recompute 1.362 s vs align 1.558 s). SGLang's chunked prefill
+# pipelines one long prompt over the stages, so the heavier stage sets the time: recompute
+# adds an indexer to the receiving stage, align moves whole decoder layers onto one stage,
+# transfer adds only the copy of `index_topk` int32 per token (1 GiB for 128K tokens). Where
+# that copy is slow (pipeline stages across nodes on a slow link) ask for recompute or align;
+# `plan --pp-size N` prints each one's cost. The default stays recompute: DESIGN's contract
+# takes a transfer only when explicitly chosen (auto is such a choice).
+AUTO = "auto: transfer (the fastest handoff of the PP 2 table at 16K/64K/128K)"
 
 
 def even_partition(num_layers: int, pp_size: int) -> list:
@@ -110,48 +111,37 @@ def choose_handoff(
     *,
     stage_starts: Sequence[int],
     user_partition: bool = False,
-    promotable: Optional[Collection[int]] = None,
 ) -> dict:
     """The handoff a launch runs and the partition it installs (None: SGLang's in force).
 
     `full`: each layer's configured role (True: runs its indexer); `stage_starts`: the stages'
     first layers under the partition in force (SGLang's even split, or the user's
-    SGLANG_PP_LAYER_PARTITION when `user_partition`); `promotable`: layers with indexer
-    weights (None: unknown, e.g. dummy weights). `align` keeps a user's partition and then
-    follows recompute's rule (`auto` too, transfer where a stage start cannot be promoted).
-    Raises ValueError when `align` is asked and no aligned partition exists."""
+    SGLANG_PP_LAYER_PARTITION when `user_partition`). `align` keeps a user's partition and then follows recompute's rule; `auto`
+    transfers wherever a stage starts on a Shared layer (`AUTO`). Raises ValueError when
+    `align` is asked and no aligned partition exists."""
     if asked not in PP_HANDOFFS:
         raise ValueError(f"--index-cache-pp-handoff must be one of {list(PP_HANDOFFS)}, got {asked!r}")
     shared_starts = [s for s in stage_starts[1:] if not full[s]]
     if pp_size == 1 or asked in ("recompute", "transfer"):
         return {"handoff": asked, "partition": None, "why": None}
-    stuck = [s for s in shared_starts if promotable is not None and s not in promotable]
     if user_partition:
-        if asked == "auto" and stuck:
+        if asked == "auto" and shared_starts:
             return {"handoff": "transfer", "partition": None,
-                    "why": f"auto: SGLANG_PP_LAYER_PARTITION is set by the user and kept; stage(s) starting at "
-                           f"layer(s) {stuck} have no indexer weights to promote: transfer"}
+                    "why": f"{AUTO}; SGLANG_PP_LAYER_PARTITION is set by the user and kept, stage(s) starting on "
+                           f"Shared layer(s) {shared_starts}"}
         return {"handoff": "recompute", "partition": None,
                 "why": f"{asked}: SGLANG_PP_LAYER_PARTITION is set by the user and kept; a stage starting on a "
                        "Shared layer is promoted (recompute)"}
-    aligned = aligned_partition(full, pp_size)
     if not shared_starts:
         return {"handoff": "recompute", "partition": None,
                 "why": f"{asked}: SGLang's split already starts every stage on a Full layer"}
-    if asked == "align":
-        if aligned is None:
-            raise ValueError(
-                f"--index-cache-pp-handoff align: no partition of {len(full)} layers into {pp_size} stages starts "
-                f"every stage on a Full layer ({sum(full[1:])} Full layers after layer 0); use recompute")
-        return {"handoff": "align", "partition": aligned,
-                "why": f"align: {aligned['env']}, layers moved per boundary {aligned['moved']}"}
-    if aligned is not None and max(aligned["moved"]) <= AUTO_MAX_MOVED:
-        return {"handoff": "align", "partition": aligned,
-                "why": f"auto: align, {aligned['env']} moves at most {AUTO_MAX_MOVED} layer per boundary "
-                       f"({aligned['moved']})"}
-    held = "no aligned partition" if aligned is None else f"align would move {aligned['moved']} layers"
-    if not stuck:
-        return {"handoff": "recompute", "partition": None, "why": f"auto: recompute, {held}"}
-    return {"handoff": "transfer", "partition": None,
-            "why": f"auto: transfer, {held} and stage(s) starting at layer(s) {stuck} have no indexer weights "
-                   "to promote"}
+    if asked == "auto":
+        return {"handoff": "transfer", "partition": None,
+                "why": f"{AUTO}; stage(s) starting on Shared layer(s) {shared_starts}"}
+    aligned = aligned_partition(full, pp_size)
+    if aligned is None:
+        raise ValueError(
+            f"--index-cache-pp-handoff align: no partition of {len(full)} layers into {pp_size} stages starts "
+            f"every stage on a Full layer ({sum(full[1:])} Full layers after layer 0); use recompute or transfer")
+    return {"handoff": "align", "partition": aligned,
+            "why": f"align: {aligned['env']}, layers moved per boundary {aligned['moved']}"}

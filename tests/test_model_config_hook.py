@@ -1,6 +1,7 @@
 """The schedule installed into SGLang's real ModelConfig: one source of truth."""
 
 import json
+import os
 
 import pytest
 
@@ -64,6 +65,18 @@ def test_transfer_handoff_keeps_the_stage_start_shared(models):
     assert layer.role is Role.SHARED and s.layers[layer.source].stage == 0 and layer.stage == 1
     assert s.received_sources(4, 8) == (layer.source,) and s.received_sources(0, 4) == ()
     assert dsa_layer_skips_topk(mc.hf_config, 4)  # upstream sends the top-k for a skip-topk stage start
+
+
+def test_auto_handoff_resolves_to_transfer_at_startup(models, monkeypatch):
+    """`--index-cache-pp-handoff auto` on glm-tiny at PP 2 (stage 1 starts on Shared layer 4):
+    the launch runs transfer, installs no partition, and says why in the table's notes."""
+    monkeypatch.delenv("SGLANG_PP_LAYER_PARTITION", raising=False)
+    mc = model_config(models["glm-tiny"], attention_backend="indexcache", index_cache_pp_handoff="auto", pp_size=2)
+    s = mc.index_cache_schedule
+    assert s.pp_handoff == "transfer" and s.layers[4].role is Role.SHARED
+    assert s.received_sources(4, 8) == (s.layers[4].source,)
+    assert "auto: transfer" in (s.handoff_note or "")
+    assert "SGLANG_PP_LAYER_PARTITION" not in os.environ
 
 
 @pytest.mark.parametrize("kwargs, needle", [

@@ -48,8 +48,7 @@ PARTITION_ENV = "SGLANG_PP_LAYER_PARTITION"
 OURS_ENV = "SGLANG_INDEXCACHE_PP_PARTITION"
 
 
-def resolve_pp_handoff(num_layers: int, config: Mapping[str, Any], flags: IndexCacheFlags, pp_size: int,
-                       weights: Optional[frozenset]) -> tuple:
+def resolve_pp_handoff(num_layers: int, config: Mapping[str, Any], flags: IndexCacheFlags, pp_size: int) -> tuple:
     """`--index-cache-pp-handoff align|auto`: choose the handoff and install its partition in
     SGLang's SGLANG_PP_LAYER_PARTITION (read by `get_pp_indices` when the model is built, and by
     `stage_starts`). Returns (flags with the handoff in force, a line for the log or None)."""
@@ -69,8 +68,7 @@ def resolve_pp_handoff(num_layers: int, config: Mapping[str, Any], flags: IndexC
     # inherits our partition from the launcher and must choose as the launcher did)
     starts = stage_starts(num_layers, pp_size) if users else starts_of(even_partition(num_layers, pp_size))
     try:
-        chosen = choose_handoff(full, pp_size, flags.pp_handoff, stage_starts=starts, user_partition=users,
-                                promotable=weights)
+        chosen = choose_handoff(full, pp_size, flags.pp_handoff, stage_starts=starts, user_partition=users)
     except ValueError as e:
         raise ScheduleError(str(e)) from None
     if chosen["partition"] is not None:
@@ -116,8 +114,7 @@ def schedule_for_model(
                     "that stale list. IndexCache uses the declared values instead."
                 )
     weights = None if dummy_weights else indexer_weight_layers(model_path, num_layers)
-    flags, pipeline_line = resolve_pp_handoff(num_layers, config, flags, pp_size,
-                                              None if weights is None else frozenset(weights))
+    flags, pipeline_line = resolve_pp_handoff(num_layers, config, flags, pp_size)
     schedule = build_schedule(
         num_layers,
         config,
