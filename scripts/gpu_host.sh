@@ -38,8 +38,11 @@ PY
     cd "$here" && $PY -m sglang_indexcache.bench "$@"
     ;;
   study-long)
-    # MODEL may hold a folder prepared elsewhere (train-model --prepare-only): the same tokens.
+    # MODEL must hold a folder prepared on the CPU machine (train-model --prepare-only): the
+    # engine check runs there afterwards and needs the same tokenizer and token stream; a folder
+    # prepared here would tokenize this host's standard library (session 7 lost its tokenizer so).
     model=${1:?model folder}; out=${2:?results folder}; shift 2  # then train-model options, if any
+    [ -f "$model/data.json" ] || { echo "study-long: $model is not a prepared folder (no data.json); carry the one train-model --prepare-only made" >&2; exit 2; }
     cd "$here" && $PY -m sglang_indexcache.cli train-model --preset long --device cuda "$model" "$@"
     $PY -m sglang_indexcache.tools.study --model-path "$model" --device cuda --skip-engine \
       --calibration 8 --held-out 32 --out "$out"

@@ -64,7 +64,9 @@ PRESETS = {
     "small": Preset(dict(_BASE), seq_len=128, corpus="docs", dense_steps=300, sparse_steps=300,
                     batch_size=8, lr=3e-3),
     "long": Preset(dict(_BASE, hidden_size=256, intermediate_size=768, q_lora_rank=128, index_topk=128),
-                   seq_len=2048, corpus="docs+stdlib", dense_steps=300, sparse_steps=900, batch_size=8,
+                   # batch 2: at 8 the sparse phase's dense-attention target (distill.scores) ran an
+                   # H200 out of memory (125 GiB in use, session 7); 2 trained in 217 s there
+                   seq_len=2048, corpus="docs+stdlib", dense_steps=300, sparse_steps=900, batch_size=2,
                    lr=2e-3),
 }
 SMALL_CONFIG = PRESETS["small"].config
