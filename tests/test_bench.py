@@ -326,3 +326,44 @@ def test_pp_bench_measures_the_boundary_on_cpu(models, tmp_path):
     assert all(ms > 0 for ms in e["stage_ms_median"]) and e["wall_median_s"] > 0
     assert "pipeline handoff=transfer" in " ".join(results["configs"]["c-transfer"]["schedule"])
     assert "c-transfer" in report.pp_table(results)
+
+
+def test_roofline_counts_the_least_work_of_a_full_layers_indexer_kernels():
+    """Issue 20's first table: per Full layer, what the logits and top-k kernels must compute and
+    move at the least, and how far the profiled time is from that floor. Hand-counted: a turn of
+    n = 2 new tokens on C = 3 cached, 1 index head of dim 2, top-k 1: query 0 sees 4 keys and
+    query 1 sees 5, so 9 (query, key) pairs of 2 x 1 x 2 flops; the [2, 5] f32 logits are 40
+    bytes; the keys 5 x (2 fp8 + 4 scale), the queries 2 x 1 x 2 fp8 and the head weights
+    2 x 1 f32 are read once."""
+    from sglang_indexcache.bench.roofline import roofline, work
+
+    w = work(2, 3, {"heads": 1, "head_dim": 2, "topk": 1})
+    assert w["indexer logits"] == {"flops": 36, "bytes": 30 + 4 + 8 + 40}
+    assert w["top-k"] == {"flops": 0, "bytes": 40 + 8}
+    # 1 ms per Full layer of each, on a machine of 36e-9 TFLOP/s (36 flop/ms) and 41e-9 TB/s:
+    # the logits' floor is max(36 / 36, 82 / 41) = 2 ms, the top-k's 48 / 41 ms
+    results = {"context": 3, "indexer": {"heads": 1, "head_dim": 2, "topk": 1},
+               "configs": {"a": {"full_layers": 2, "turns": {"2": {"kernels": {"families": {
+                   "indexer logits": {"us": 2000.0}, "top-k": {"us": 2000.0}, "MoE": {"us": 5.0}}}}}}}}
+    rows = {r["kernel"]: r for r in roofline(results, {"name": "toy", "fp8_tflops": 36e-9, "hbm_tbps": 41e-9})}
+    assert set(rows) == {"indexer logits", "top-k"}  # only the indexer's kernels
+    assert rows["indexer logits"]["ms_per_full_layer"] == pytest.approx(1.0)
+    assert rows["indexer logits"]["floor_ms"] == pytest.approx(2.0)
+    assert rows["indexer logits"]["x_floor"] == pytest.approx(0.5)
+    assert rows["top-k"]["floor_ms"] == pytest.approx(48 / 41)
+    assert rows["top-k"]["gflop"] == 0 and rows["top-k"]["tbps"] == pytest.approx(48 / 1e9)
+
+
+def test_roofline_of_the_committed_h200_turn_profile():
+    """The session-4 turn profile (no indexer dimensions recorded then: taken from its shape)."""
+    import json
+    from pathlib import Path
+
+    from sglang_indexcache.bench.roofline import indexer_dims, roofline, roofline_table
+
+    root = Path(__file__).resolve().parent.parent
+    results = json.loads((root / "benchmarks/results/h200x2-2026-11-30-session4/turn-flash12.json").read_text())
+    assert indexer_dims(results) == {"heads": 32, "head_dim": 128, "topk": 2048}
+    rows = roofline(results)
+    assert {(r["config"], r["new"]) for r in rows} == {(k, n) for k in "acg" for n in (1, 2048, 8192)}
+    assert "x floor" in roofline_table(results)

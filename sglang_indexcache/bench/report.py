@@ -83,7 +83,10 @@ def report_cmd(args) -> int:
         print(agentic_table(results))
         draw = agentic_plot
     elif results.get("workload") == "turn":
+        from sglang_indexcache.bench.roofline import roofline_table
+
         print(turn_table(results))
+        print(roofline_table(results))
         draw = turn_plot
     elif results.get("workload") == "pp":
         print(pp_table(results))
@@ -260,7 +263,7 @@ def turn_table(results: dict) -> str:
     """One row per configuration and turn size: wall and server-forward medians, the profiled
     forward's GPU busy time and idle gaps, the indexer's kernels per Full layer, and the
     forward's speed-up over (a)."""
-    from sglang_indexcache.bench.turn import per_full_layer
+    from sglang_indexcache.bench.roofline import per_full_layer
 
     c = results["configs"]
     per_layer = per_full_layer(results)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sglang_indexcache.bench import common
 from sglang_indexcache.bench.profile import profile_forwards
+from sglang_indexcache.bench.roofline import per_full_layer, roofline
 
 def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) -> dict:
     from sglang_indexcache.server import Server
@@ -76,18 +77,6 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) ->
     return entry
 
 
-def per_full_layer(results: dict) -> dict:
-    """ms per Full layer of each kernel family, per config and turn size."""
-    out = {}
-    for key, entry in results["configs"].items():
-        fulls = entry["full_layers"]
-        for n, turn in entry["turns"].items():
-            fams = turn["kernels"].get("families", {})
-            out.setdefault(key, {})[n] = {f: v["us"] / 1e3 / fulls for f, v in fams.items()
-                                          if f in ("indexer logits", "top-k")}
-    return out
-
-
 def run(args) -> int:
     import datetime as _dt
 
@@ -122,6 +111,9 @@ def run(args) -> int:
         results["configs"][key] = entry
         results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         results_path.write_text(json.dumps(results, indent=1) + "\n")
+    cfg = json.loads((model / "config.json").read_text())
+    results["indexer"] = {"heads": cfg["index_n_heads"], "head_dim": cfg["index_head_dim"], "topk": cfg["index_topk"]}
     results["per_full_layer_ms"] = per_full_layer(results)
+    results["roofline"] = roofline(results)
     results_path.write_text(json.dumps(results, indent=1) + "\n")
     return 0
