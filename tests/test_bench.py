@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -292,18 +293,26 @@ def test_turn_profile_pipeline_on_cpu(models, tmp_path):
     args = argparse.Namespace(
         out=str(tmp_path), shape="flash-12", model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         context=512, new=[1, 64], repeats=2, seed=0, mem_fraction=None, chunked_prefill_size=512,
-        timeout=900, device="cpu",
+        timeout=900, device="cpu", server_args="--max-running-requests 4", server_env=["SGLANG_DSA_FUSE_TOPK=0"],
     )
     assert turn.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     entry = results["configs"]["c"]
     assert entry["full_layers"] == 2 and "--index-cache-pattern FSSFSS" in entry["server_command"]
+    assert "--max-running-requests 4" in entry["server_command"]  # --server-args reach every server
+    assert entry["server_env"]["SGLANG_DSA_FUSE_TOPK"] == "0"  # and --server-env, recorded
+    cfg = json.loads((Path(models["deepseek-tiny"]) / "config.json").read_text())
+    assert results["indexer"] == {"heads": cfg["index_n_heads"], "head_dim": cfg["index_head_dim"],
+                                  "topk": cfg["index_topk"]}  # recorded for the roofline
+    assert results["roofline"] == []  # a CPU profile has no GPU kernels to set against a ceiling
     for n in ("1", "64"):
         t = entry["turns"][n]
         assert len(t["wall_s"]) == 2 and all(c == 512 for c in t["cached_tokens"]), t["cached_tokens"]
         assert t["forward_median_ms"] > 0
         assert t["profile"] and (tmp_path / "profiles" / t["profile"]).exists()
     assert "c" in report.turn_table(results)
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        turn.run(argparse.Namespace(**{**vars(args), "server_env": ["NOEQUALS"]}))
 
 
 def test_pp_bench_measures_the_boundary_on_cpu(models, tmp_path):
@@ -356,9 +365,6 @@ def test_roofline_counts_the_least_work_of_a_full_layers_indexer_kernels():
 
 def test_roofline_of_the_committed_h200_turn_profile():
     """The session-4 turn profile (no indexer dimensions recorded then: taken from its shape)."""
-    import json
-    from pathlib import Path
-
     from sglang_indexcache.bench.roofline import indexer_dims, roofline, roofline_table
 
     root = Path(__file__).resolve().parent.parent

@@ -133,6 +133,9 @@ def main(argv=None) -> int:
     u.add_argument("--chunked-prefill-size", type=int, default=16384)
     u.add_argument("--timeout", type=float, default=900)
     u.add_argument("--device", default="cuda", help="cpu: a smoke run of indexcache configs on a tiny model")
+    u.add_argument("--server-args", default="", help="more flags for every server, e.g. '--kv-cache-dtype fp8_e4m3'")
+    u.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="environment of every server, e.g. SGLANG_DSA_FUSE_TOPK=0 (recorded in the results)")
     u.set_defaults(fn=turn.run)
 
     q = sub.add_parser("pp", help="pipeline parallel (PP 2): each stage-boundary handoff side by side")

@@ -35,15 +35,17 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) ->
     log = out / f"{key}-server.log"
     srv_args = [*base, *cfg["args"], "--context-length", str(args.context + max(args.new) + 1024),
                 "--chunked-prefill-size", str(args.chunked_prefill_size), "--enable-request-time-stats-logging",
-                "--mem-fraction-static", str(args.mem_fraction)]
+                "--mem-fraction-static", str(args.mem_fraction), *args.server_args.split()]
     cuda = args.device == "cuda"
     if cuda:  # prefill CUDA graphs off: the turn is what is profiled, and they keep it off the dense path
         srv_args += ["--cuda-graph-backend-prefill", "disabled"]
     srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
     if cuda:
         srv.env.update(common.dense_prefill_env())
+    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
+    srv.env.update(extra_env)
     entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "turns": {},
-             "server_env": {k: srv.env[k] for k in common.SERVER_ENV_KEYS if k in srv.env}}
+             "server_env": {k: srv.env[k] for k in (*common.SERVER_ENV_KEYS, *extra_env) if k in srv.env}}
     with srv:
         t0 = time.perf_counter()
         srv.post("/generate", {"input_ids": prefix, "sampling_params": greedy}, timeout=args.timeout)
@@ -81,6 +83,9 @@ def run(args) -> int:
     import datetime as _dt
 
     out = Path(args.out)
+    bad = [kv for kv in args.server_env if "=" not in kv or not kv.split("=", 1)[0]]
+    if bad:
+        raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
     out.mkdir(parents=True, exist_ok=True)
     if args.device != "cuda" and set(args.configs) & {"a", "d"}:
         raise SystemExit("--device cpu runs only indexcache configurations (upstream dsa needs CUDA)")
