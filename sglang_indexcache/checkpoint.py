@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import Any, Optional
 
-from sglang_indexcache.schedule import CONFIG_SOURCE_KEYS
+from sglang_indexcache.sharing import CONFIG_SOURCE_KEYS
 
 _INDEXER_KEY = re.compile(r"^model\.layers\.(\d+)\.self_attn\.indexer\.")
 

@@ -72,7 +72,7 @@ def test_the_cycle_check_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-@pytest.mark.parametrize("module", [f"{PKG}.schedule", f"{PKG}.pipeline", f"{PKG}.kv_memory", f"{PKG}.checkpoint", f"{PKG}.backend.store"])
+@pytest.mark.parametrize("module", [f"{PKG}.schedule", f"{PKG}.sharing", f"{PKG}.pipeline", f"{PKG}.kv_memory", f"{PKG}.checkpoint", f"{PKG}.backend.store"])
 def test_pure_modules_import_no_sglang(module):
     found = {m for m in imports(MODULES[module]) if m == "sglang" or m.startswith("sglang.")}
     assert not found, f"{module} imports {sorted(found)}"

@@ -9,7 +9,7 @@ import pytest
 from sglang_indexcache.pipeline import (
     AUTO, aligned_partition, choose_handoff, even_partition, handoff_report, report_lines, starts_of,
 )
-from sglang_indexcache.schedule import sglang_skips_topk
+from sglang_indexcache.sharing import sglang_skips_topk
 
 GLM52 = [not sglang_skips_topk({"index_topk_freq": 4, "index_skip_topk_offset": 3}, i) for i in range(78)]
 DSV32_FREQ4 = [i % 4 == 0 for i in range(61)]  # DeepSeek-V3.2 depth, one indexer in four from layer 0

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from sglang.srt.configs.model_config import dsa_layer_skips_topk
 
-from sglang_indexcache.schedule import IndexCacheFlags, Role, ScheduleError, build_schedule, sglang_skips_topk
+from sglang_indexcache.schedule import IndexCacheFlags, Role, ScheduleError, build_schedule
+from sglang_indexcache.sharing import sglang_skips_topk
 
 ARCHS = ["DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM"]
 

@@ -107,7 +107,7 @@ def make_model(name: str, out) -> "Path":
 
 def shape_patterns(name: str) -> dict:
     """pattern / low / searched of a shape; a shape with a declared schedule takes it as `pattern`."""
-    from sglang_indexcache.schedule import sglang_skips_topk
+    from sglang_indexcache.sharing import sglang_skips_topk
     from sglang_indexcache.tiny_model import SHAPES as MODEL_SHAPES
 
     spec = dict(SHAPES[name])

@@ -22,15 +22,8 @@ from sglang_indexcache.checkpoint import (
 )
 from sglang_indexcache.integration.dsa_sites import BACKEND_NAME, refusal
 from sglang_indexcache.kv_memory import kv_memory, kv_memory_line
-from sglang_indexcache.schedule import (
-    CONFIG_SOURCE_KEYS,
-    IndexCacheFlags,
-    Schedule,
-    ScheduleError,
-    build_schedule,
-    draft_schedule,
-    sglang_skips_topk,
-)
+from sglang_indexcache.schedule import IndexCacheFlags, Schedule, ScheduleError, build_schedule, draft_schedule
+from sglang_indexcache.sharing import CONFIG_SOURCE_KEYS, sglang_skips_topk
 
 logger = logging.getLogger("sglang_indexcache")
 
