@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 from sglang_indexcache.schedule import PP_HANDOFFS
 
-# What `auto` picks, from the PP 2 table (`bench pp`, benchmarks/results/h200x2-2026-11-30-pp;
+# What `auto` picks, from the PP 2 table (`bench pp`, benchmarks/results/h200x2-2026-11-30-session7/pp;
 # two H200s over NVLink, GLM-4.7-Flash shape, FSSSFSSSFSSS, stage 1 starting on Shared layer 6,
 # one prefill at a time, chunked by 16K): transfer was the fastest handoff at 16K, 64K and
 # 128K (128K: 1.324 s vs recompute 1.362 s vs align 1.558 s). SGLang's chunked prefill
