@@ -30,7 +30,7 @@ endif
 	$(BIN)/sglang-indexcache patch check
 
 test:
-	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning -W ignore::UserWarning
+	$(BIN)/python -m pytest -q --durations=20 -W ignore::DeprecationWarning -W ignore::UserWarning
 
 $(MODELS)/glm-tiny/config.json:
 	$(BIN)/sglang-indexcache make-model --preset glm-tiny $(MODELS)/glm-tiny
