@@ -79,8 +79,6 @@ def even_starts(n, pp):
     return starts_of(even_partition(n, pp))
 
 
-
-
 @pytest.mark.parametrize("pp", [2, 3, 4, 6, 8])
 def test_auto_transfers_wherever_a_stage_starts_on_a_shared_layer(pp):
     """The PP 2 table (session 7, two H200s): transfer was the fastest handoff at every length,
