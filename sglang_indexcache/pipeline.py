@@ -116,9 +116,9 @@ def choose_handoff(
 
     `full`: each layer's configured role (True: runs its indexer); `stage_starts`: the stages'
     first layers under the partition in force (SGLang's even split, or the user's
-    SGLANG_PP_LAYER_PARTITION when `user_partition`). `align` keeps a user's partition and then follows recompute's rule; `auto`
-    transfers wherever a stage starts on a Shared layer (`AUTO`). Raises ValueError when
-    `align` is asked and no aligned partition exists."""
+    SGLANG_PP_LAYER_PARTITION when `user_partition`). `align` keeps a user's partition and
+    then follows recompute's rule; `auto` transfers wherever a stage starts on a Shared layer
+    (`AUTO`). Raises ValueError when `align` is asked and no aligned partition exists."""
     if asked not in PP_HANDOFFS:
         raise ValueError(f"--index-cache-pp-handoff must be one of {list(PP_HANDOFFS)}, got {asked!r}")
     shared_starts = [s for s in stage_starts[1:] if not full[s]]

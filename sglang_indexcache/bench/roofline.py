@@ -21,6 +21,11 @@ from __future__ import annotations
 H200 = {"name": "H200 datasheet", "fp8_tflops": 1979.0, "hbm_tbps": 4.8}
 
 
+def dims_of(config: dict) -> dict:
+    """The indexer dimensions of a model config."""
+    return {"heads": config["index_n_heads"], "head_dim": config["index_head_dim"], "topk": config["index_topk"]}
+
+
 def indexer_dims(results: dict) -> dict:
     """index heads, head dim and top-k of the benchmarked model: recorded in the results, else
     the shape's (`tiny_model.SHAPES`; benchmark shapes never change the indexer)."""
@@ -30,8 +35,7 @@ def indexer_dims(results: dict) -> dict:
     from sglang_indexcache.tiny_model import SHAPES
 
     bench_shape = BENCH_SHAPES[results["shape"]]
-    cfg = {**SHAPES[bench_shape["shape"]], **bench_shape["overrides"]}
-    return {"heads": cfg["index_n_heads"], "head_dim": cfg["index_head_dim"], "topk": cfg["index_topk"]}
+    return dims_of({**SHAPES[bench_shape["shape"]], **bench_shape["overrides"]})
 
 
 def work(n: int, context: int, dims: dict) -> dict:

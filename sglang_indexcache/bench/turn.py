@@ -23,9 +23,9 @@ from pathlib import Path
 
 from sglang_indexcache.bench import common
 from sglang_indexcache.bench.profile import profile_forwards
-from sglang_indexcache.bench.roofline import per_full_layer, roofline
+from sglang_indexcache.bench.roofline import dims_of, per_full_layer, roofline
 
-def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) -> dict:
+def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path, extra_env: dict) -> dict:
     from sglang_indexcache.server import Server
 
     vocab = json.loads((model / "config.json").read_text())["vocab_size"]
@@ -42,7 +42,6 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path) ->
     srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
     if cuda:
         srv.env.update(common.dense_prefill_env())
-    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
     srv.env.update(extra_env)
     entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "turns": {},
              "server_env": {k: srv.env[k] for k in (*common.SERVER_ENV_KEYS, *extra_env) if k in srv.env}}
@@ -86,6 +85,7 @@ def run(args) -> int:
     bad = [kv for kv in args.server_env if "=" not in kv or not kv.split("=", 1)[0]]
     if bad:
         raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
+    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
     out.mkdir(parents=True, exist_ok=True)
     if args.device != "cuda" and set(args.configs) & {"a", "d"}:
         raise SystemExit("--device cpu runs only indexcache configurations (upstream dsa needs CUDA)")
@@ -109,15 +109,14 @@ def run(args) -> int:
                     "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]])})
     for key in args.configs:
         base = common.BASE_ARGS if args.device == "cuda" else common.CPU_ARGS
-        entry = run_config(key, cfgs[key], model, base, args, out)
+        entry = run_config(key, cfgs[key], model, base, args, out, extra_env)
         letters = cfgs[key]["args"][-1]
         entry["full_layers"] = (letters.count("F") if set(letters) <= {"F", "S"} else
                                 pattern.count("F") if key == "d" else layers)
         results["configs"][key] = entry
         results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         results_path.write_text(json.dumps(results, indent=1) + "\n")
-    cfg = json.loads((model / "config.json").read_text())
-    results["indexer"] = {"heads": cfg["index_n_heads"], "head_dim": cfg["index_head_dim"], "topk": cfg["index_topk"]}
+    results["indexer"] = dims_of(json.loads((model / "config.json").read_text()))
     results["per_full_layer_ms"] = per_full_layer(results)
     results["roofline"] = roofline(results)
     results_path.write_text(json.dumps(results, indent=1) + "\n")
