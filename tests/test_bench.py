@@ -33,6 +33,21 @@ def test_decode_log_lines_keep_only_full_batch_lines():
     assert decode.decode_log_lines("no decode here", 16) == {"lines": 0, "graph_lines": 0, "gen_throughput": []}
 
 
+def test_tp_decode_flags_and_refusals(tmp_path):
+    """`bench run --tp-size 2` gives every server SGLang's TP flag with the two flags the H200
+    pair needs (DESIGN.md) and the no-multicast environment; it runs decode on CUDA only."""
+    from sglang_indexcache.bench.__main__ import main
+
+    assert common.tp_args(1) == []
+    assert common.tp_args(2) == ["--tp-size", "2", "--disable-custom-all-reduce",
+                                 "--enforce-disable-flashinfer-allreduce-fusion"]
+    with pytest.raises(ValueError, match="at least 1"):
+        common.tp_args(0)
+    for extra in (["--phase", "decode", "--device", "cpu", "--configs", "c"], ["--phase", "prefill"]):
+        with pytest.raises(SystemExit, match="--tp-size runs --phase decode on CUDA"):
+            main(["run", "--out", str(tmp_path), "--tp-size", "2", *extra])
+
+
 def test_ratios_prefill_and_both_decode_figures():
     def dec(log, wall):
         return {"label": "x", "decode": {"log_gen_throughput_median": log, "tokens_per_s": wall, "kv_pool_tokens": 100,

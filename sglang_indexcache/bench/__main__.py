@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sglang_indexcache.bench import agentic, decode, pp, prefill, report, trace, turn
 from sglang_indexcache.bench.common import (
-    BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, SHAPES, configs, dense_prefill_env, gpu_info,
-    gpu_total_bytes, mem_fraction_for, versions,
+    BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
+    gpu_total_bytes, mem_fraction_for, tp_args, versions,
 )
 
 
@@ -33,7 +33,10 @@ def run(args) -> int:
         model_label = f"GLM-4.7-Flash shape with DSA, {args.num_layers} layers, {args.num_heads} heads, dummy bf16 weights"
     if args.device != "cuda" and (args.phase != "decode" or set(args.configs) - {"b", "c"}):
         raise SystemExit("--device cpu runs only --phase decode with --configs b c (upstream dsa needs CUDA)")
-    base_args = BASE_ARGS if args.device == "cuda" else CPU_ARGS
+    if args.tp_size > 1 and (args.phase != "decode" or args.device != "cuda"):
+        raise SystemExit("--tp-size runs --phase decode on CUDA GPUs only (prefill is measured with one_batch on one GPU)")
+    base_args = [*(BASE_ARGS if args.device == "cuda" else CPU_ARGS), *tp_args(args.tp_size)]
+    server_env = MULTI_GPU_ENV if args.tp_size > 1 else {}
     if args.device == "cuda" and None in (args.mem_fraction, args.decode_mem_fraction):
         auto = mem_fraction_for(gpu_total_bytes())
         args.mem_fraction = auto if args.mem_fraction is None else args.mem_fraction
@@ -50,7 +53,8 @@ def run(args) -> int:
         "gpu": gpu_info() if args.device == "cuda" else None,
         "versions": versions(),
         "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
-        "env": dense_prefill_env(),
+        "env": {**dense_prefill_env(), **server_env},
+        "tp_size": args.tp_size,
     })
     results.setdefault("configs", {})
     cfgs = configs(args.num_layers, args.pattern)
@@ -64,7 +68,7 @@ def run(args) -> int:
             print(f"[{key}] prefill {cfg['label']}: " + ", ".join(f"{n}: {v:.4f} s" for n, v in per_len.items())
                   + f"; KV pool {entry['prefill']['kv_pool_tokens']} tokens", flush=True)
         if args.phase in ("decode", "all"):
-            d = decode.serve_decode(model, [*base_args, *cfg["args"]], args, out / f"{key}-decode.log")
+            d = decode.serve_decode(model, [*base_args, *cfg["args"]], args, out / f"{key}-decode.log", env=server_env)
             entry["decode"] = d
             print(f"[{key}] decode {cfg['label']}: bs {d['batch_size']} at {d['context']}: "
                   f"{d['tokens_per_s']:.1f} tok/s ({d['ms_per_step']:.2f} ms/step), SGLang log median "
@@ -145,7 +149,8 @@ def main(argv=None) -> int:
     q.add_argument("--configs", nargs="+", default=list(pp.CONFIG_KEYS), choices=list(pp.CONFIG_KEYS))
     q.add_argument("--pattern", help="default: the shape's (flash-12: stage 1 starts on a Shared layer)")
     q.add_argument("--pp-size", type=int, default=2)
-    q.add_argument("--lengths", type=int, nargs="+", default=[16384, 65536, 131072])
+    q.add_argument("--lengths", type=int, nargs="*", default=[16384, 65536, 131072],
+                   help="prefill prompt lengths; none: the decode point only")
     q.add_argument("--repeats", type=int, default=3)
     q.add_argument("--decode-batch", type=int, default=16, help="the decode point; 0: none")
     q.add_argument("--decode-len", type=int, default=32768)
@@ -181,6 +186,7 @@ def main(argv=None) -> int:
     r.add_argument("--decode-log-interval", type=int, default=16)
     r.add_argument("--chunked-prefill-size", type=int, default=16384)
     r.add_argument("--mtp", action="store_true", help="decode with EAGLE over the model's NextN layer (--model-path)")
+    r.add_argument("--tp-size", type=int, default=1, help="decode on this many GPUs, tensor-parallel (every config)")
     r.add_argument("--profile-steps", type=int, default=0,
                    help="decode: profile this many scheduler steps (SGLang's profiler) after the timed runs")
     r.add_argument("--seed", type=int, default=0)

@@ -19,6 +19,18 @@ CPU_ARGS = ["--dtype", "float32", "--sleep-on-idle"]
 # MTP: EAGLE over the checkpoint's NextN layer (agentic and decode `--mtp`)
 MTP = ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", "2", "--speculative-eagle-topk", "1",
        "--speculative-num-draft-tokens", "3"]
+# Several GPUs of one host (the device tool's KINDS.md): no NVLink multicast, and TP servers
+# without the custom all-reduce and the FlashInfer all-reduce fusion (TP 2 stalls at startup
+# on the H200 pair otherwise: DESIGN.md's 2-GPU table)
+MULTI_GPU_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+TP_ARGS = ["--disable-custom-all-reduce", "--enforce-disable-flashinfer-allreduce-fusion"]
+
+
+def tp_args(tp_size: int) -> list:
+    """Server flags for `tp_size` tensor-parallel ranks (none for 1)."""
+    if tp_size < 1:
+        raise ValueError(f"--tp-size must be at least 1, not {tp_size}")
+    return [] if tp_size == 1 else ["--tp-size", str(tp_size), *TP_ARGS]
 
 
 def uniform(num_layers: int, every: int) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import contextlib
 import json
 import random
 import statistics
@@ -32,7 +33,6 @@ from pathlib import Path
 from sglang_indexcache.bench import common
 
 CONFIG_KEYS = ("a", "d", "c-recompute", "c-transfer", "c-align")
-TWO_GPU_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
 def pp_configs(num_layers: int, pattern: str) -> dict:
@@ -92,20 +92,21 @@ def run_config(key: str, cfg: dict, model: Path, args, out: Path) -> dict:
     log = out / f"{key}-server.log"
     probe = out / f"probe-{key}"
     parallel = ["--pp-size", str(args.pp_size)]
-    srv_args = [*base, *cfg["args"], *parallel, "--context-length", str(max(args.lengths) + 1024),
+    longest = max(args.lengths, default=0)
+    srv_args = [*base, *cfg["args"], *parallel, "--context-length", str(longest + 1024),
                 "--chunked-prefill-size", str(args.chunked_prefill_size), "--enable-request-time-stats-logging"]
     if cuda:
         srv_args += ["--mem-fraction-static", str(args.mem_fraction), "--cuda-graph-backend-prefill", "disabled"]
     else:  # every CPU rank takes its pool from host memory: a fraction each would not fit
-        srv_args += ["--max-total-tokens", str(2 * max(args.lengths) + 4096)]
+        srv_args += ["--max-total-tokens", str(2 * longest + 4096)]
     srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
-    srv.env.update({**(common.dense_prefill_env() if cuda else {}), **(TWO_GPU_ENV if cuda else args.cpu_env),
+    srv.env.update({**(common.dense_prefill_env() if cuda else {}), **(common.MULTI_GPU_ENV if cuda else args.cpu_env),
                     "SGLANG_INDEXCACHE_PP_PROBE": str(probe)})
     entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "lengths": {},
-             "server_env": {k: srv.env[k] for k in (*common.SERVER_ENV_KEYS, *TWO_GPU_ENV) if k in srv.env}}
+             "server_env": {k: srv.env[k] for k in (*common.SERVER_ENV_KEYS, *common.MULTI_GPU_ENV) if k in srv.env}}
     greedy = {"temperature": 0.0, "max_new_tokens": 1}
-    with srv:
-        text = log.read_text(errors="replace")
+    with (srv if args.lengths else contextlib.nullcontext()):  # no lengths: the decode point only
+        text = log.read_text(errors="replace") if args.lengths else ""
         entry["schedule"] = [line.split("] ", 1)[-1] for line in text.splitlines() if "pipeline handoff" in line][:2]
         for n in args.lengths:
             rows = []
@@ -140,10 +141,13 @@ def run_config(key: str, cfg: dict, model: Path, args, out: Path) -> dict:
             decode_log_interval=8, chunked_prefill_size=args.chunked_prefill_size, seed=args.seed,
             device=args.device, timeout=args.timeout, profile_steps=0,
             decode_max_total_tokens=None if cuda else args.decode_batch * (args.decode_len + args.decode_steps) + 4096)
-        entry["decode"] = serve_decode(model, [*base, *cfg["args"], *parallel], d_args, out / f"{key}-decode.log",
-                                       env=TWO_GPU_ENV if cuda else args.cpu_env)
-        print(f"[{key}] decode bs {args.decode_batch} at {args.decode_len}: {entry['decode']['tokens_per_s']:.1f} tok/s",
-              flush=True)
+        entry["decode"] = d = serve_decode(model, [*base, *cfg["args"], *parallel], d_args, out / f"{key}-decode.log",
+                                       env=common.MULTI_GPU_ENV if cuda else args.cpu_env)
+        if not entry["schedule"]:
+            entry["schedule"] = [line.split("] ", 1)[-1] for line in (out / f"{key}-decode.log").read_text(
+                errors="replace").splitlines() if "pipeline handoff" in line][:2]
+        print(f"[{key}] decode bs {args.decode_batch} at {args.decode_len}: {d['tokens_per_s']:.1f} tok/s, "
+              f"SGLang log median {d['log_gen_throughput_median']} tok/s", flush=True)
     return entry
 
 
@@ -158,6 +162,8 @@ def run(args) -> int:
     pattern = args.pattern or common.shape_patterns(args.shape)["pattern"]
     if len(pattern) != num_layers:
         raise SystemExit(f"--pattern has {len(pattern)} layers, {model} has {num_layers}")
+    if not args.lengths and not args.decode_batch:
+        raise SystemExit("nothing to measure: give --lengths, a --decode-batch, or both")
     if args.device == "cuda":
         if args.mem_fraction is None:
             args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes())

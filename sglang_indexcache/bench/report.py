@@ -46,7 +46,8 @@ def ratios(results: dict) -> dict:
 
 def table(results: dict) -> str:
     c = results.get("configs", {})
-    lines = [f"model: {results.get('model')}; GPU: {(results.get('gpu') or {}).get('name')}"]
+    tp = results.get("tp_size") or 1
+    lines = [f"model: {results.get('model')}; GPU: {(results.get('gpu') or {}).get('name')}" + (f" x {tp} (TP {tp})" if tp > 1 else "")]
     lengths = sorted({n for v in c.values() for n in v.get("prefill", {}).get("latency_s", {})}, key=int)
     if lengths:
         lines.append("prefill, batch 1, median seconds:")
@@ -352,15 +353,20 @@ def pp_plot(results: dict, png: Path) -> None:
     c = results["configs"]
     keys = list(c)
     lengths = [str(n) for n in results["lengths"]]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    decoded = [k for k in keys if c[k].get("decode")]
+    fig, axes = plt.subplots(1, 3 if decoded else 2, figsize=(18 if decoded else 12, 4.5))
     width = 0.8 / max(1, len(keys))
+    if decoded:
+        d0 = c[decoded[0]]["decode"]
+        axes[2].bar(decoded, [c[k]["decode"]["tokens_per_s"] for k in decoded])
+        axes[2].set_title(f"decode, {d0['batch_size']} x {d0['context']} tokens: tokens/s (wall-clock)")
     for i, k in enumerate(keys):
         xs = [j + i * width for j in range(len(lengths))]
         fwd = [(c[k]["lengths"].get(n, {}).get("forward_median_s") or 0) * 1e3 for n in lengths]
         topk = [c[k]["lengths"].get(n, {}).get("boundary_bytes", {}).get("topk_indices", 0) / 1e6 for n in lengths]
         axes[0].bar(xs, fwd, width, label=f"{k}")
         axes[1].bar(xs, topk, width, label=f"{k}")
-    for ax, title in zip(axes, ("prefill forward, median (ms)", "top-k bytes sent across the boundary (MB)")):
+    for ax, title in zip(axes[:2], ("prefill forward, median (ms)", "top-k bytes sent across the boundary (MB)")):
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(lengths))], lengths)
         ax.set_xlabel("prompt tokens")
         ax.set_title(title)
