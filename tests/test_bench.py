@@ -84,6 +84,10 @@ def test_committed_gpu_results_reproduce_the_quoted_ratios():
         for cfg in run["configs"].values():
             d = cfg["decode"]
             assert d["log_lines"] == d["log_graph_lines"] > 300  # every timed step under a CUDA graph
+    tp2 = json.loads((root / "h200x2-2026-12-01-session8" / "tp2-decode" / "results.json").read_text())
+    assert tp2["tp_size"] == 2 and all("--tp-size 2" in c["decode"]["command"] for c in tp2["configs"].values())
+    assert round(report.ratios(tp2)["decode_tokens_per_s_log"]["c_over_d"], 3) == 0.911
+    assert round(report.ratios(tp2)["decode_tokens_per_s_wallclock"]["c_over_d"], 3) == 0.876
 
 
 @pytest.mark.engine
