@@ -28,6 +28,10 @@ from pathlib import Path
 from sglang_indexcache.bench.common import MTP, dense_prefill_env, kv_pool_tokens
 from sglang_indexcache.bench.profile import profile_forwards
 
+# the longest wait for a profile of a few decode steps to be written (seconds): a trace that
+# never appears must not hold a GPU for the whole --timeout
+PROFILE_WAIT_S = 180
+
 DECODE_LINE = re.compile(
     r"Decode batch.*?#running-req: (\d+),.*?graph: (True|False), gen throughput \(token/s\): ([0-9.]+)")
 
@@ -112,7 +116,8 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None 
             if steps >= short:
                 raise ValueError(f"--profile-steps ({steps}) must be below --decode-short ({short})")
             name, table = profile_forwards(srv, log.parent / "profiles", f"{log.stem}-decode", cuda=args.device == "cuda",
-                                           run=lambda: batch(short), num_steps=steps, timeout=args.timeout)
+                                           run=lambda: batch(short), num_steps=steps,
+                                           timeout=min(args.timeout, PROFILE_WAIT_S))
             profiled = {"trace": name, "steps": steps, "kernels": table}
             for key in ("span_us", "busy_us", "gap_us"):
                 if key in table:
