@@ -117,19 +117,26 @@ class Server:
         self.stop()
         raise ServerError(f"server not healthy after {self.startup_timeout:.0f} s; log {self.log}:\n{self.tail()}")
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            import signal
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop the server and every process of its session (SGLang's scheduler, detokenizer
+        and their helpers): SIGTERM, `grace_s` to exit, then SIGKILL. Returns only once none is
+        left, so the next server of a benchmark does not share the CPUs or the GPU with this
+        one's stragglers."""
+        import signal
 
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=30)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
+        if self.proc is not None:
+            group = self.proc.pid  # start_new_session: the group id is the launcher's pid
+            if self.proc.poll() is None:
+                _signal_group(group, signal.SIGTERM)
                 try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=30)
+                    self.proc.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    _signal_group(group, signal.SIGKILL)
+                    self.proc.wait(timeout=30)
+            if not _group_gone(group, grace_s):  # children can outlive the launcher
+                _signal_group(group, signal.SIGKILL)
+                if not _group_gone(group, 30):
+                    raise ServerError(f"processes of the server's group {group} survived SIGKILL")
         if getattr(self, "_log_fh", None) is not None:
             self._log_fh.close()
             self._log_fh = None
@@ -199,3 +206,37 @@ class Server:
         if self.stats_file is None:
             raise ServerError("server started without a stats file")
         return json.loads(Path(self.stats_file).read_text())
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_members(group: int) -> list:
+    """Live (not zombie) processes of process group `group`, from /proc (Linux): a zombie has
+    exited and holds nothing, but signal 0 would still find it where PID 1 does not reap."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":  # state, ppid, pgrp, ...
+            members.append(int(entry.name))
+    return members
+
+
+def _group_gone(group: int, timeout: float) -> bool:
+    """True once no live process of `group` is left."""
+    deadline = time.monotonic() + timeout
+    while _group_members(group):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
