@@ -118,8 +118,8 @@ class Server:
         raise ServerError(f"server not healthy after {self.startup_timeout:.0f} s; log {self.log}:\n{self.tail()}")
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """Stop the server and every process of its session (SGLang's scheduler, detokenizer
-        and their helpers): SIGTERM, `grace_s` to exit, then SIGKILL. Returns only once none is
+        """Stop the server and every process of its process group (SGLang's scheduler,
+        detokenizer and their helpers): SIGTERM, `grace_s` to exit, then SIGKILL. Returns only once none is
         left, so the next server of a benchmark does not share the CPUs or the GPU with this
         one's stragglers."""
         import signal

@@ -21,8 +21,8 @@ neither stage times nor boundary bytes.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import contextlib
+import datetime as _dt
 import json
 import random
 import statistics
