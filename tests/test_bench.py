@@ -48,6 +48,17 @@ def test_tp_decode_flags_and_refusals(tmp_path):
             main(["run", "--out", str(tmp_path), "--tp-size", "2", *extra])
 
 
+def test_gpu_state_parses_nvidia_smi_as_it_prints():
+    """Two H200s as `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` prints them; a
+    field it cannot read comes back as its text ([N/A]), a malformed line is an error."""
+    rows = common.parse_gpu_state("0, 1980, 3201, 41, 121.53, 86704, 0\n1, 1755, 3201, 55, [N/A], 4, 97\n")
+    assert rows[0] == {"index": 0.0, "clocks.sm": 1980.0, "clocks.mem": 3201.0, "temperature.gpu": 41.0,
+                       "power.draw": 121.53, "memory.used": 86704.0, "utilization.gpu": 0.0}
+    assert rows[1]["power.draw"] == "[N/A]" and rows[1]["clocks.sm"] == 1755.0
+    with pytest.raises(ValueError, match="unexpected nvidia-smi line"):
+        common.parse_gpu_state("0, 1980\n")
+
+
 def test_ratios_prefill_and_both_decode_figures():
     def dec(log, wall):
         return {"label": "x", "decode": {"log_gen_throughput_median": log, "tokens_per_s": wall, "kv_pool_tokens": 100,

@@ -172,6 +172,34 @@ def gpu_total_bytes() -> int:
     return int(smi.stdout.split()[0]) * 2**20  # MiB
 
 
+GPU_STATE_FIELDS = ("index", "clocks.sm", "clocks.mem", "temperature.gpu", "power.draw", "memory.used",
+                    "utilization.gpu")
+
+
+def parse_gpu_state(csv_text: str) -> list:
+    """nvidia-smi's `--query-gpu=GPU_STATE_FIELDS --format=csv,noheader,nounits`: one dict per GPU."""
+    rows = []
+    for line in csv_text.strip().splitlines():
+        values = [v.strip() for v in line.split(",")]
+        if len(values) != len(GPU_STATE_FIELDS):
+            raise ValueError(f"unexpected nvidia-smi line: {line!r}")
+        rows.append({k: (float(v) if v.replace(".", "", 1).isdigit() else v) for k, v in zip(GPU_STATE_FIELDS, values)})
+    return rows
+
+
+def gpu_state() -> list | None:
+    """Clocks, temperature, power and memory in use of every GPU now (None without nvidia-smi):
+    recorded before each server starts and after its timed runs, so a benchmark shows whether a
+    later configuration ran on a hotter, slower-clocked or still-occupied GPU."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    smi = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(GPU_STATE_FIELDS)}", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, timeout=30)
+    return parse_gpu_state(smi.stdout) if smi.returncode == 0 else None
+
+
 def gpu_info() -> dict:
     import torch
 

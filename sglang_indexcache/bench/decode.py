@@ -25,7 +25,7 @@ import re
 import statistics
 from pathlib import Path
 
-from sglang_indexcache.bench.common import MTP, dense_prefill_env, kv_pool_tokens
+from sglang_indexcache.bench.common import MTP, dense_prefill_env, gpu_state, kv_pool_tokens
 from sglang_indexcache.bench.profile import profile_forwards
 
 # the longest wait for a profile of a few decode steps to be written (seconds): a trace that
@@ -90,6 +90,7 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None 
             raise ServerError(f"expected {B} outputs of {n} tokens")
         return dt, out
 
+    gpus = {"before_start": gpu_state()}
     with srv:
         t_prefill, _ = batch(1)
         # the radix cache matches whole pages (DSA runs with page size 64)
@@ -110,6 +111,7 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None 
                                       "the KV pool is too small for the batch; lower --decode-batch or raise "
                                       "--decode-mem-fraction")
                 times[n].append(dt)
+        gpus["after_timed"] = gpu_state()
         profiled = None
         steps = getattr(args, "profile_steps", 0)
         if steps:
@@ -140,7 +142,7 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None 
         "ms_per_step": step * 1e3, "tokens_per_s": B / step,
         "log_gen_throughput_median": statistics.median(logged["gen_throughput"]) if logged["gen_throughput"] else None,
         "log_lines": logged["lines"], "log_graph_lines": logged["graph_lines"],
-        "mtp": bool(getattr(args, "mtp", False)), "accept_length": accept, "profile": profiled,
+        "mtp": bool(getattr(args, "mtp", False)), "accept_length": accept, "profile": profiled, "gpus": gpus,
     }
 
 
