@@ -59,6 +59,19 @@ def test_gpu_state_parses_nvidia_smi_as_it_prints():
         common.parse_gpu_state("0, 1980\n")
 
 
+def test_control_config_gives_sglang_dsa_the_schedule_indexcache_installs():
+    """Config (i) is upstream `dsa` with the pattern as `indexer_types`, the key indexcache
+    installs: SGLang reads it as the same Shared layers as (d)'s `index_topk_pattern`."""
+    from sglang_indexcache.sharing import sglang_skips_topk
+
+    pattern = "FSSSFSSSFSSS"
+    cfgs = common.configs(12, pattern)
+    overrides = {k: json.loads(cfgs[k]["args"][cfgs[k]["args"].index("--json-model-override-args") + 1]) for k in "di"}
+    assert cfgs["i"]["args"][:2] == ["--attention-backend", "dsa"]
+    for k in "di":
+        assert "".join("S" if sglang_skips_topk(overrides[k], n) else "F" for n in range(12)) == pattern
+
+
 def test_ratios_prefill_and_both_decode_figures():
     def dec(log, wall):
         return {"label": "x", "decode": {"log_gen_throughput_median": log, "tokens_per_s": wall, "kv_pool_tokens": 100,

@@ -168,7 +168,8 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="prefill (one_batch) and decode side by side (the paper's table)")
     r.add_argument("--out", required=True)
     r.add_argument("--phase", choices=("prefill", "decode", "all"), default="all")
-    r.add_argument("--configs", nargs="+", default=["a", "b", "c", "d"], choices=["a", "b", "c", "d"])
+    r.add_argument("--configs", nargs="+", default=["a", "b", "c", "d"], choices=["a", "b", "c", "d", "i"],
+                   help="i: dsa with the pattern as indexer_types (a control for c)")
     r.add_argument("--pattern", default=DEFAULT_PATTERN)
     r.add_argument("--num-layers", type=int, default=12)
     r.add_argument("--num-heads", type=int, default=32)

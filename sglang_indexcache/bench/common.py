@@ -39,15 +39,20 @@ def uniform(num_layers: int, every: int) -> str:
 
 
 def configs(num_layers: int, pattern: str, *, low: str | None = None, searched: str | None = None) -> dict:
-    """a-d: the paper-table comparison; e, f: lower retention and a searched shape (agentic)."""
+    """a-d: the paper-table comparison; i: d's schedule given as indexcache gives it; e, f: lower
+    retention and a searched shape (agentic)."""
     full = json.dumps({"indexer_types": ["full"] * num_layers})
     native = json.dumps({"indexer_types": None, "index_topk_pattern": pattern})
+    as_types = json.dumps({"indexer_types": ["full" if ch == "F" else "shared" for ch in pattern]})
     ic = ["--attention-backend", "indexcache", "--index-cache-pattern"]
     out = {
         "a": {"label": "dsa, all Full", "args": ["--attention-backend", "dsa", "--json-model-override-args", full]},
         "b": {"label": "indexcache, all Full", "args": [*ic, "F" * num_layers]},
         "c": {"label": f"indexcache, {pattern}", "args": [*ic, pattern]},
         "d": {"label": f"dsa native sharing, {pattern}", "args": ["--attention-backend", "dsa", "--json-model-override-args", native]},
+        # a control: SGLang's dsa with the model config exactly as indexcache installs it (the
+        # pattern as `indexer_types`), so that (i) against (c) isolates our backend and hook
+        "i": {"label": f"dsa, {pattern} as indexer_types", "args": ["--attention-backend", "dsa", "--json-model-override-args", as_types]},
     }
     if low:
         out["e"] = {"label": f"indexcache, {low}", "args": [*ic, low]}

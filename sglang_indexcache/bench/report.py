@@ -31,7 +31,7 @@ def ratios(results: dict) -> dict:
     for tag, field in (("log", "log_gen_throughput_median"), ("wallclock", "tokens_per_s")):
         dec = {k: v["decode"][field] for k, v in c.items() if v.get("decode", {}).get(field)}
         row = {}
-        for x, y in (("b", "a"), ("c", "d"), ("c", "a"), ("c", "b"), ("d", "a")):
+        for x, y in (("b", "a"), ("c", "d"), ("c", "a"), ("c", "b"), ("d", "a"), ("c", "i"), ("i", "d")):
             if x in dec and y in dec:
                 row[f"{x}_over_{y}"] = dec[x] / dec[y]
         if row:
