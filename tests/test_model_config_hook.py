@@ -99,6 +99,18 @@ def test_a_forward_mode_without_the_check_is_refused(models, kwargs, needle):
     assert needle in str(e.value)
 
 
+def test_metadata_glue_graph_is_refused(models, monkeypatch):
+    """With SGLang's metadata glue graph a replay does not call the backend's per-replay
+    hook, where the check of the replayed graph and the counters live: refused at startup."""
+    monkeypatch.setenv("SGLANG_ENABLE_METADATA_GLUE_GRAPH", "1")
+    with pytest.raises(ScheduleError, match="SGLANG_ENABLE_METADATA_GLUE_GRAPH with --attention-backend indexcache"):
+        model_config(models["deepseek-tiny"], attention_backend="indexcache", index_cache_pattern="FSSFSS")
+    assert sglang_pattern(model_config(models["deepseek-tiny"], attention_backend="dsa")) == "FFFFFF"  # stock untouched
+    monkeypatch.setenv("SGLANG_ENABLE_METADATA_GLUE_GRAPH", "0")
+    assert sglang_pattern(model_config(models["deepseek-tiny"], attention_backend="indexcache",
+                                       index_cache_pattern="FSSFSS")) == "FSSFSS"
+
+
 def test_hybrid_of_indexcache_with_itself_is_served(models):
     mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", prefill_attention_backend="indexcache",
                       decode_attention_backend="indexcache", index_cache_pattern="FSSFSS")

@@ -173,8 +173,23 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
             f"--enable-two-batch-overlap with --attention-backend {BACKEND_NAME}: the per-micro-batch "
             "backends are not proven to carry IndexCache's fail-closed check; drop the flag"
         )
+    if _metadata_glue_graph():
+        # SGLang then replays a captured copy of the per-replay metadata prep instead of
+        # calling the backend's init_forward_metadata_out_graph, where the backend checks that
+        # the graph being replayed was captured through the fail-closed check and counts it
+        raise ScheduleError(
+            f"SGLANG_ENABLE_METADATA_GLUE_GRAPH with --attention-backend {BACKEND_NAME}: glued CUDA-graph "
+            "replays skip the backend's replay check and its counters and metrics; unset it"
+        )
     if getattr(server_args, "index_cache_switchable", False):
         _check_switchable(server_args)
+
+
+def _metadata_glue_graph() -> bool:
+    """SGLang's experimental metadata glue graph is on (read as SGLang reads it)."""
+    from sglang.srt.environ import envs
+
+    return bool(envs.SGLANG_ENABLE_METADATA_GLUE_GRAPH.get())
 
 
 def _check_switchable(server_args: Any) -> None:
