@@ -97,6 +97,7 @@ class Server:
         self.startup_timeout = startup_timeout
         self.proc: Optional[subprocess.Popen] = None
         self.startup_s: Optional[float] = None
+        self.stop_grace_s = 30.0  # SIGTERM to SIGKILL, for stop() and a failed start()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class Server:
         )
         while time.monotonic() - t0 < self.startup_timeout:
             if self.proc.poll() is not None:
+                self.stop()  # what it started may outlive it, holding CPUs or GPU memory
                 raise ServerError(f"server exited with {self.proc.returncode}; log {self.log}:\n{self.tail()}")
             if self.healthy(timeout=5):
                 self.startup_s = time.monotonic() - t0
@@ -117,13 +119,14 @@ class Server:
         self.stop()
         raise ServerError(f"server not healthy after {self.startup_timeout:.0f} s; log {self.log}:\n{self.tail()}")
 
-    def stop(self, grace_s: float = 30.0) -> None:
+    def stop(self) -> None:
         """Stop the server and every process of its process group (SGLang's scheduler,
-        detokenizer and their helpers): SIGTERM, `grace_s` to exit, then SIGKILL. Returns only once none is
-        left, so the next server of a benchmark does not share the CPUs or the GPU with this
-        one's stragglers."""
+        detokenizer and their helpers): SIGTERM, `stop_grace_s` to exit, then SIGKILL. Returns
+        only once none is left, so the next server of a benchmark does not share the CPUs or
+        the GPU with this one's stragglers."""
         import signal
 
+        grace_s = self.stop_grace_s
         if self.proc is not None:
             group = self.proc.pid  # start_new_session: the group id is the launcher's pid
             if self.proc.poll() is None:
