@@ -21,6 +21,8 @@ Workloads, one module each, all writing one JSON (commands, GPU, versions) and P
   pp       pipeline parallel (PP 2): each stage-boundary handoff (dsa's transfer, our recompute,
            transfer, align), prefill per length and a decode point, with the boundary bytes and
            stage times measured in the servers (`pp.py`, `integration/pp_probe.py`)
+  topk     the indexer's top-k kernels alone (SGLang's, FlashInfer's, ours) on the same
+           causal scores, timed and checked against torch.topk (`topk.py`)
 `report.py` prints tables and draws plots of a results file. The first server on a fresh
 machine spends minutes in kernel JIT during graph capture.
 
@@ -28,5 +30,6 @@ machine spends minutes in kernel JIT during graph capture.
     python -m sglang_indexcache.bench run --out out/paper --phase prefill
     python -m sglang_indexcache.bench run --out out/paper --phase decode
     python -m sglang_indexcache.bench turn --out out/turn --shape flash-12
+    python -m sglang_indexcache.bench topk --out out/topk
     python -m sglang_indexcache.bench report out/agentic/results.json --png out/agentic/agentic.png
 """

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from sglang_indexcache.bench import agentic, decode, pp, prefill, report, trace, turn
+from sglang_indexcache.bench import agentic, decode, pp, prefill, report, topk, trace, turn
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
     gpu_total_bytes, mem_fraction_for, tp_args, versions,
@@ -164,6 +164,18 @@ def main(argv=None) -> int:
     q.add_argument("--device", default="cuda", help="cpu: a smoke run of the c-* configs on a tiny model")
     q.add_argument("--timeout", type=float, default=900)
     q.set_defaults(fn=pp.run)
+
+    k = sub.add_parser("topk", help="the indexer's top-k kernels (SGLang's, FlashInfer's, ours) on one GPU")
+    k.add_argument("--out", required=True)
+    k.add_argument("--rows", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens (query rows)")
+    k.add_argument("--prefix", type=int, default=122880, help="cached keys every row sees")
+    k.add_argument("--k", type=int, default=2048)
+    k.add_argument("--dist", nargs="+", default=["indexer"], choices=topk.DISTS)
+    k.add_argument("--impls", nargs="+", choices=topk.IMPLS, help="default: all on CUDA, torch on CPU")
+    k.add_argument("--repeats", type=int, default=20)
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--device", default="cuda", help="cpu: a smoke run (torch; filter under TRITON_INTERPRET=1)")
+    k.set_defaults(fn=topk.run)
 
     r = sub.add_parser("run", help="prefill (one_batch) and decode side by side (the paper's table)")
     r.add_argument("--out", required=True)

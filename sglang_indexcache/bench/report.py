@@ -89,6 +89,11 @@ def report_cmd(args) -> int:
         print(turn_table(results))
         print(roofline_table(results))
         draw = turn_plot
+    elif results.get("workload") == "topk":
+        from sglang_indexcache.bench import topk
+
+        print(topk.table(results))
+        draw = topk.plot
     elif results.get("workload") == "pp":
         print(pp_table(results))
         draw = pp_plot
