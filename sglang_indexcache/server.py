@@ -74,6 +74,7 @@ class Server:
         device: str = "cpu",
         stats_file: Optional[Path] = None,
         startup_timeout: float = 300.0,
+        env: Optional[dict] = None,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -94,6 +95,7 @@ class Server:
             self.env.pop("SGLANG_USE_CPU_ENGINE", None)
             if stats_file is not None:
                 self.env["SGLANG_INDEXCACHE_STATS"] = str(stats_file)
+        self.env.update(env or {})  # the server's own variables, over the inherited ones
         self.startup_timeout = startup_timeout
         self.proc: Optional[subprocess.Popen] = None
         self.startup_s: Optional[float] = None

@@ -94,14 +94,14 @@ def servers(gpu_models, tmp_path_factory, monkeypatch_module):
     live = {}
     logs = tmp_path_factory.mktemp("gpu-servers")
 
-    def get(name: str, model: str, *args: str, base: list = GPU_ARGS) -> Server:
+    def get(name: str, model: str, *args: str, base: list = GPU_ARGS, env: dict | None = None) -> Server:
         if name in live:
             live[name] = live.pop(name)
             return live[name]
         while len(live) >= MAX_LIVE_SERVERS:
             live.pop(next(iter(live))).stop()
         srv = Server(gpu_models[model], [*base, *args], log=logs / f"{name}.log", device="cuda",
-                     stats_file=logs / f"{name}.json", startup_timeout=600)
+                     stats_file=logs / f"{name}.json", startup_timeout=600, env=env)
         live[name] = srv.start()
         return srv
 
@@ -176,6 +176,30 @@ def test_pattern_flag_equals_upstream_native_sharing(servers):
     assert_same(run_all(ours_srv, PROMPTS[:3]), ref)
     check_counters(ours_srv, PATTERN)
     assert ours_srv.stats()["graph_replays"] > 0  # decode ran under CUDA graphs
+
+
+# The Triton filter top-k (SGLANG_INDEXCACHE_TOPK=filter, backend/topk.py) keeps the same set
+# as SGLang's kernel but writes it in another order, which sparse attention sums in: a bound
+# on the prompt log-probabilities, not bit equality (the bound is a first guess: it has not
+# run on a GPU yet; the test prints the largest difference).
+FILTER_TOPK_LOGPROB_TOL = 1e-2
+
+
+@pytest.mark.parametrize("kv", ["bf16", "fp8"])
+def test_filter_topk_equals_sglangs_top_k(servers, kv):
+    """bf16 KV: SGLang's PAGED extend top-k; fp8: RAGGED (the v2 kernel). Prompts up to 4,500
+    tokens on top-k 2,048: most queries are sparse."""
+    fp8 = ["--kv-cache-dtype", "fp8_e4m3"] if kv == "fp8" else []
+    base = GPU_ARGS_AUTO_DSA if fp8 else GPU_ARGS
+    args = [*DUMMY, *IC, *fp8, "--index-cache-pattern", PATTERN]
+    ref = run_all(servers(f"ic_pattern{'_fp8' * bool(fp8)}", MODEL, *args, base=base), PROMPTS[:3])
+    srv = servers(f"ic_filter_topk_{kv}", MODEL, *args, base=base, env={"SGLANG_INDEXCACHE_TOPK": "filter"})
+    got = run_all(srv, PROMPTS[:3])
+    worst = max(abs(x - y) for (_, la), (_, lb) in zip(got, ref) for x, y in zip(la, lb))
+    print(f"filter top-k ({kv} KV) against SGLang's: largest prompt logprob difference {worst:.3g}")
+    assert_same(got, ref, logprob_tol=FILTER_TOPK_LOGPROB_TOL)
+    check_counters(srv, PATTERN)
+    assert "Triton filter top-k" in srv.log.read_text()
 
 
 def test_cuda_graph_off_equals_on(servers):

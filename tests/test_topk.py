@@ -156,6 +156,139 @@ def test_bench_topk_on_cpu_writes_results_table_and_plot(tmp_path):
     assert main(["report", str(tmp_path / "results.json")]) == 0
 
 
+# ---- the backend's use of it (backend/topk.py) -------------------------------------------
+
+
+def _torch_select(scores, lengths, k, row_starts=None, offsets=None):
+    """An independent selection with filter_topk's contract: torch.topk per row."""
+    out = torch.full((scores.shape[0], k), -1, dtype=torch.int32)
+    for r in range(scores.shape[0]):
+        s0 = 0 if row_starts is None else int(row_starts[r])
+        n = int(lengths[r])
+        cols = torch.arange(n) if n <= k else scores[r, s0:s0 + n].topk(k).indices
+        out[r, :cols.numel()] = cols.to(torch.int32) + (0 if offsets is None else int(offsets[r]))
+    return out
+
+
+class _Upstream:
+    """SGLang's DSATopKBackend as the backend sees it: records what it was asked."""
+
+    def __init__(self):
+        self.asked = []
+
+    def topk_transform(self, **kw):
+        self.asked.append(kw)
+        return "upstream"
+
+    def is_sgl_kernel(self):
+        return True
+
+
+def _paged_case():
+    g = torch.Generator().manual_seed(3)
+    cu = torch.tensor([0, 3, 5], dtype=torch.int32)  # request 0: rows 0-2, request 1: rows 3-4
+    lengths = torch.tensor([40, 41, 42, 20, 21], dtype=torch.int32)  # row 3, 4 shorter than k
+    scores = torch.randn(5, 64, generator=g)
+    table = torch.randint(0, 10_000, (2, 64), generator=g, dtype=torch.int32)  # page_size-1 slots
+    return scores, lengths, cu, table
+
+
+def test_paged_transform_maps_kept_positions_through_each_requests_page_table():
+    from types import SimpleNamespace
+
+    from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
+
+    from sglang_indexcache.backend.topk import FilterTopK
+
+    scores, lengths, cu, table = _paged_case()
+    topk = FilterTopK(_Upstream(), select=_torch_select)
+    got = topk.topk_transform(logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.PAGED,
+                              attn_metadata=SimpleNamespace(page_table_1=table), cu_seqlens_q_topk=cu)
+    for r, req in enumerate([0, 0, 0, 1, 1]):
+        n = int(lengths[r])
+        pos = range(n) if n <= 32 else scores[r, :n].topk(32).indices.tolist()
+        want = sorted(int(table[req, p]) for p in pos)
+        assert sorted(x for x in got[r].tolist() if x >= 0) == want, r
+        assert (got[r] == -1).sum() == max(0, 32 - n)
+    assert topk.calls == 1 and topk.upstream.asked == []
+
+
+def test_ragged_transform_adds_each_rows_offset():
+    from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
+
+    from sglang_indexcache.backend.topk import FilterTopK
+
+    scores, lengths, _, _ = _paged_case()
+    offsets = torch.tensor([0, 0, 0, 1000, 1000], dtype=torch.int32)
+    starts = torch.tensor([0, 1, 2, 5, 5], dtype=torch.int32)
+    got = FilterTopK(_Upstream(), select=_torch_select).topk_transform(
+        logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.RAGGED,
+        attn_metadata=None, topk_indices_offset=offsets, row_starts=starts)
+    assert torch.equal(got, _torch_select(scores, lengths, 32, starts, offsets))
+    assert (got[0] >= 0).all() and (got[3] >= 1000).sum() == 20
+
+
+@pytest.mark.parametrize("change", ["unfused", "batch_idx_list", "topk 48", "no offsets", "fuse off"])
+def test_every_other_call_goes_to_sglangs_top_k(change, monkeypatch):
+    from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
+
+    from sglang_indexcache.backend.topk import FilterTopK
+
+    scores, lengths, _, _ = _paged_case()
+    kw = dict(logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.RAGGED,
+              attn_metadata=None, topk_indices_offset=torch.zeros(5, dtype=torch.int32))
+    if change == "unfused":
+        kw["force_unfused_topk"] = True
+    elif change == "batch_idx_list":
+        kw["batch_idx_list"] = [0]
+    elif change == "topk 48":
+        kw["topk"] = 48
+    elif change == "no offsets":
+        kw["topk_indices_offset"] = None
+    else:
+        monkeypatch.setenv("SGLANG_DSA_FUSE_TOPK", "0")
+    topk = FilterTopK(_Upstream(), select=_torch_select)
+    assert topk.topk_transform(**kw) == "upstream"
+    assert topk.calls == 0 and len(topk.upstream.asked) == 1
+    assert topk.is_sgl_kernel()  # the rest of SGLang's backend shows through
+
+
+def test_the_top_k_choice_is_read_from_the_environment(monkeypatch):
+    from sglang_indexcache.backend.topk import chosen
+
+    monkeypatch.delenv("SGLANG_INDEXCACHE_TOPK", raising=False)
+    assert chosen() == "upstream"
+    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "filter")
+    assert chosen() == "filter"
+    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "fast")
+    with pytest.raises(ValueError, match="SGLANG_INDEXCACHE_TOPK='fast': choose one of upstream, filter"):
+        chosen()
+
+
+@pytest.mark.parametrize("mode", ["EXTEND", "DECODE", "TARGET_VERIFY", "MIXED"])
+def test_the_cuda_backend_hands_only_plain_extends_our_top_k(mode, monkeypatch):
+    from types import SimpleNamespace
+
+    from sglang.srt.layers.attention.dsa.dsa_indexer_metadata import DSAIndexerMetadata
+    from sglang.srt.layers.attention.dsa.dsa_topk_backend import DSATopKBackend, TopkTransformMethod
+    from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
+    from sglang.srt.model_executor.forward_batch_info import ForwardMode
+
+    from sglang_indexcache.backend.gpu import IndexCacheDSABackend
+    from sglang_indexcache.backend.topk import FilterTopK
+
+    upstream_md = DSAIndexerMetadata(attn_metadata=None, topk_transform_method=TopkTransformMethod.PAGED,
+                                     topk_backend=DSATopKBackend.SGL_KERNEL)
+    monkeypatch.setattr(DeepseekSparseAttnBackend, "get_indexer_metadata", lambda self, layer_id, fb: upstream_md)
+    b = object.__new__(IndexCacheDSABackend)  # no GPU: only what the method reads
+    b.extend_topk = FilterTopK(DSATopKBackend.SGL_KERNEL)
+    md = b.get_indexer_metadata(0, SimpleNamespace(forward_mode=ForwardMode[mode]))
+    assert (md.topk_backend is b.extend_topk) == (mode == "EXTEND")
+    assert md.topk_transform_method == TopkTransformMethod.PAGED
+    b.extend_topk = None  # SGLANG_INDEXCACHE_TOPK unset: SGLang's metadata as it is
+    assert b.get_indexer_metadata(0, SimpleNamespace(forward_mode=ForwardMode.EXTEND)) is upstream_md
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("rows", [1, 2048])
 @pytest.mark.parametrize("dist", ["indexer", "bf16"])

@@ -26,14 +26,17 @@ already emits physical KV slots, so Shared layers run no index transform either.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 
 from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
+from sglang.srt.model_executor.forward_batch_info import ForwardMode
 
 from sglang_indexcache.backend.metrics import metrics_for, stats_path_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
+from sglang_indexcache.backend.topk import ENV as TOPK_ENV, FilterTopK, chosen as chosen_topk
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.schedule import Role
 
@@ -64,6 +67,10 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = stats_path_for(model_runner)
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
+        # SGLANG_INDEXCACHE_TOPK=filter: plain extends run our top-k kernel (backend/topk.py)
+        self.extend_topk = FilterTopK(self.dsa_topk_backend) if chosen_topk() == "filter" else None
+        if self.extend_topk is not None:
+            logger.info("indexcache CUDA backend: %s=filter, extends run the Triton filter top-k (experimental)", TOPK_ENV)
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
             self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,
@@ -84,6 +91,12 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         local = [schedule.layers[i] for i in self.layer_range]
         self.full_per_forward = sum(r.runs_indexer for r in local)
         self.shared_per_forward = len(local) - self.full_per_forward
+
+    def get_indexer_metadata(self, layer_id, forward_batch):
+        metadata = super().get_indexer_metadata(layer_id, forward_batch)
+        if self.extend_topk is not None and forward_batch.forward_mode == ForwardMode.EXTEND:
+            metadata = dataclasses.replace(metadata, topk_backend=self.extend_topk)
+        return metadata
 
     # ---- forward boundaries ------------------------------------------------------------
 
