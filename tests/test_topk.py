@@ -213,6 +213,28 @@ def test_paged_transform_maps_kept_positions_through_each_requests_page_table():
     assert topk.calls == 1 and topk.upstream.asked == []
 
 
+def test_chunked_paged_call_reads_each_rows_request_table():
+    """SGLang's row-chunked logits call the PAGED top-k with one 'request' per row: cu_seqlens
+    [0, 1, ..., rows] and batch_idx_list naming each row's request in the page table."""
+    from types import SimpleNamespace
+
+    from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
+
+    from sglang_indexcache.backend.topk import FilterTopK
+
+    scores, lengths, cu, table = _paged_case()
+    rows = torch.arange(2, 5)  # a chunk: rows 2-4 (request 0, 1, 1)
+    topk = FilterTopK(_Upstream(), select=_torch_select)
+    got = topk.topk_transform(
+        logits=scores[rows], lengths=lengths[rows], topk=32, topk_transform_method=TopkTransformMethod.PAGED,
+        attn_metadata=SimpleNamespace(page_table_1=table), cu_seqlens_q_topk=torch.arange(4, dtype=torch.int32),
+        batch_idx_list=torch.tensor([0, 1, 1], dtype=torch.int32))
+    whole = FilterTopK(_Upstream(), select=_torch_select).topk_transform(
+        logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.PAGED,
+        attn_metadata=SimpleNamespace(page_table_1=table), cu_seqlens_q_topk=cu)
+    assert torch.equal(got, whole[rows]) and topk.upstream.asked == []
+
+
 def test_ragged_transform_adds_each_rows_offset():
     from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
 
@@ -228,7 +250,8 @@ def test_ragged_transform_adds_each_rows_offset():
     assert (got[0] >= 0).all() and (got[3] >= 1000).sum() == 20
 
 
-@pytest.mark.parametrize("change", ["unfused", "batch_idx_list", "topk 48", "no offsets", "fuse off"])
+@pytest.mark.parametrize("change", ["unfused", "batch_idx_list", "ragged batch_idx_list", "topk 48", "no offsets",
+                                    "fuse off"])
 def test_every_other_call_goes_to_sglangs_top_k(change, monkeypatch):
     from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
 
@@ -240,7 +263,9 @@ def test_every_other_call_goes_to_sglangs_top_k(change, monkeypatch):
     if change == "unfused":
         kw["force_unfused_topk"] = True
     elif change == "batch_idx_list":
-        kw["batch_idx_list"] = [0]
+        kw["batch_idx_list"] = [0]  # prefill context parallelism's list of requests
+    elif change == "ragged batch_idx_list":
+        kw["batch_idx_list"] = torch.zeros(5, dtype=torch.int32)
     elif change == "topk 48":
         kw["topk"] = 48
     elif change == "no offsets":

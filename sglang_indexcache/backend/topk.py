@@ -6,9 +6,10 @@ prefix; not decode, not speculative verify or draft) run `backend/ops/topk.py`'s
 kernel instead, with SGLang's output transform applied to its columns: PAGED (bf16 KV)
 maps each kept position through the request's page_size-1 page table, RAGGED (FP8 KV)
 adds the row's offset into the ragged keys, -1 padding either way, as sgl-kernel's
-`fast_topk_transform_fused` / `fast_topk_transform_ragged_fused` define them. Every other
-call (SGLang's unfused path, prefill context parallelism's `batch_idx_list`, a top-k that
-is not a power of two) goes to SGLang's backend unchanged.
+`fast_topk_transform_fused` / `fast_topk_transform_ragged_fused` define them (a PAGED call
+of SGLang's row-chunked logits, whose `batch_idx_list` tensor names each row's request, reads
+that request's table). Every other call (SGLang's unfused path, prefill context parallelism's
+`batch_idx_list` list, a top-k that is not a power of two) goes to SGLang's backend unchanged.
 
 Experimental: off until `bench topk` and `bench turn` show it faster on a GPU, where it has
 not run yet. The kept set is exact (ties broken by lowest column, where SGLang's kernels
@@ -62,8 +63,10 @@ class FilterTopK:
         from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
 
         method = TopkTransformMethod(topk_transform_method)
+        rows_of_requests = isinstance(batch_idx_list, torch.Tensor)  # the chunked PAGED call
         ours = (
-            envs.SGLANG_DSA_FUSE_TOPK.get() and not force_unfused_topk and batch_idx_list is None
+            envs.SGLANG_DSA_FUSE_TOPK.get() and not force_unfused_topk
+            and (batch_idx_list is None or (rows_of_requests and method == TopkTransformMethod.PAGED))
             and logits.dim() == 2 and logits.dtype == torch.float32 and logits.stride(1) == 1
             and topk > 0 and topk & (topk - 1) == 0 and lengths.shape[0] == logits.shape[0]
             and ((method == TopkTransformMethod.RAGGED and topk_indices_offset is not None)
@@ -79,8 +82,10 @@ class FilterTopK:
         self.calls += 1
         if method == TopkTransformMethod.RAGGED:
             return self.select(logits, lengths, topk, row_starts=row_starts, offsets=topk_indices_offset)
-        return paged(self.select(logits, lengths, topk, row_starts=row_starts),
-                     attn_metadata.page_table_1, cu_seqlens_q_topk)
+        table = attn_metadata.page_table_1
+        if rows_of_requests:
+            table = table[batch_idx_list.long()]
+        return paged(self.select(logits, lengths, topk, row_starts=row_starts), table, cu_seqlens_q_topk)
 
 
 def paged(cols, page_table, cu_seqlens_q):
