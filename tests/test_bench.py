@@ -356,6 +356,8 @@ def test_turn_profile_pipeline_on_cpu(models, tmp_path):
     assert "c" in report.turn_table(results)
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         turn.run(argparse.Namespace(**{**vars(args), "server_env": ["NOEQUALS"]}))
+    with pytest.raises(SystemExit, match="the Triton filter top-k need CUDA"):  # h, j: not on CPU
+        turn.run(argparse.Namespace(**{**vars(args), "configs": ["j"]}))
 
 
 def test_pp_bench_measures_the_boundary_on_cpu(models, tmp_path):

@@ -111,6 +111,20 @@ def test_metadata_glue_graph_is_refused(models, monkeypatch):
                                        index_cache_pattern="FSSFSS")) == "FSSFSS"
 
 
+def test_filter_topk_choice_is_checked_at_startup(models, monkeypatch):
+    """SGLANG_INDEXCACHE_TOPK: an unknown value, or the Triton filter top-k on CPU, is refused
+    before weights load; `upstream` (the default) is served."""
+    args = dict(attention_backend="indexcache", index_cache_pattern="FSSFSS")
+    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "fastest")
+    with pytest.raises(ScheduleError, match="SGLANG_INDEXCACHE_TOPK='fastest': choose one of upstream, filter"):
+        model_config(models["deepseek-tiny"], **args)
+    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "filter")
+    with pytest.raises(ScheduleError, match="SGLANG_INDEXCACHE_TOPK=filter with --device cpu"):
+        model_config(models["deepseek-tiny"], **args)
+    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "upstream")
+    assert sglang_pattern(model_config(models["deepseek-tiny"], **args)) == "FSSFSS"
+
+
 def test_hybrid_of_indexcache_with_itself_is_served(models):
     mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", prefill_attention_backend="indexcache",
                       decode_attention_backend="indexcache", index_cache_pattern="FSSFSS")

@@ -125,8 +125,8 @@ def main(argv=None) -> int:
     u.add_argument("--out", required=True)
     u.add_argument("--shape", choices=sorted(SHAPES), default="flash-12")
     u.add_argument("--model-path", help="an existing folder of --shape's model (default: generated under OUT)")
-    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefg"),
-                   help="as agentic's, and g: indexcache with one Full layer")
+    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefghj"),
+                   help="as agentic's; g: indexcache with one Full layer; h, j: b and c with the filter top-k")
     u.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
     u.add_argument("--context", type=int, default=122880, help="cached prefix, tokens")
     u.add_argument("--new", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens per turn")

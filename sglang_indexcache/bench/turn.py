@@ -42,9 +42,10 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path, ex
     srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
     if cuda:
         srv.env.update(common.dense_prefill_env())
-    srv.env.update(extra_env)
+    srv.env.update({**extra_env, **cfg.get("env", {})})
     entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "turns": {},
-             "server_env": {k: srv.env[k] for k in (*common.SERVER_ENV_KEYS, *extra_env) if k in srv.env}}
+             "server_env": {k: srv.env[k] for k in (*common.SERVER_ENV_KEYS, *extra_env, *cfg.get("env", {}))
+                            if k in srv.env}}
     with srv:
         t0 = time.perf_counter()
         srv.post("/generate", {"input_ids": prefix, "sampling_params": greedy}, timeout=args.timeout)
@@ -87,8 +88,9 @@ def run(args) -> int:
         raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
     extra_env = dict(kv.split("=", 1) for kv in args.server_env)
     out.mkdir(parents=True, exist_ok=True)
-    if args.device != "cuda" and set(args.configs) & {"a", "d"}:
-        raise SystemExit("--device cpu runs only indexcache configurations (upstream dsa needs CUDA)")
+    if args.device != "cuda" and set(args.configs) & {"a", "d", "h", "j"}:
+        raise SystemExit("--device cpu runs only indexcache configurations with SGLang's top-k "
+                         "(upstream dsa and the Triton filter top-k need CUDA)")
     if args.mem_fraction is None:  # on CPU the pool comes from host RAM
         args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes()) if args.device == "cuda" else 0.6
     shape = common.shape_patterns(args.shape)
@@ -101,6 +103,10 @@ def run(args) -> int:
     cfgs = common.configs(layers, pattern, **fits)
     cfgs["g"] = {"label": "indexcache, one Full layer", "args": ["--attention-backend", "indexcache",
                                                                  "--index-cache-pattern", "F" + "S" * (layers - 1)]}
+    # h, j: b and c with our filter top-k in their extends (backend/topk.py), beside SGLang's
+    filter_topk = {"SGLANG_INDEXCACHE_TOPK": "filter"}
+    cfgs["h"] = {**cfgs["b"], "label": "indexcache, all Full, filter top-k", "env": filter_topk}
+    cfgs["j"] = {**cfgs["c"], "label": f"indexcache, {pattern}, filter top-k", "env": filter_topk}
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"configs": {}}
     results.update({"workload": "turn", "model": str(model), "shape": args.shape, "context": args.context,

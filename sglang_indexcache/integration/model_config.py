@@ -181,8 +181,22 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
             f"SGLANG_ENABLE_METADATA_GLUE_GRAPH with --attention-backend {BACKEND_NAME}: glued CUDA-graph "
             "replays skip the backend's replay check and its counters and metrics; unset it"
         )
+    _check_topk_choice(server_args)
     if getattr(server_args, "index_cache_switchable", False):
         _check_switchable(server_args)
+
+
+def _check_topk_choice(server_args: Any) -> None:
+    """SGLANG_INDEXCACHE_TOPK (backend/topk.py): a value it does not know, or `filter` (a
+    Triton kernel) on CPU, is refused here rather than in the scheduler process."""
+    from sglang_indexcache.backend.topk import ENV, chosen
+
+    try:
+        topk = chosen()
+    except ValueError as e:
+        raise ScheduleError(str(e)) from None
+    if topk == "filter" and getattr(server_args, "device", None) == "cpu":
+        raise ScheduleError(f"{ENV}=filter with --device cpu: the filter top-k is a Triton kernel for CUDA GPUs; unset it")
 
 
 def _metadata_glue_graph() -> bool:
