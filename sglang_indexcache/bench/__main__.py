@@ -171,7 +171,8 @@ def main(argv=None) -> int:
     k.add_argument("--prefix", type=int, default=122880, help="cached keys every row sees")
     k.add_argument("--k", type=int, default=2048)
     k.add_argument("--dist", nargs="+", default=["indexer"], choices=topk.DISTS)
-    k.add_argument("--impls", nargs="+", choices=topk.IMPLS, help="default: all on CUDA, torch on CPU")
+    k.add_argument("--impls", nargs="+", help=f"default: all of {', '.join(topk.IMPLS)} on CUDA, torch on CPU; "
+                   "filter:B:W:P tunes ours (scores per step, warps, programs per multiprocessor)")
     k.add_argument("--repeats", type=int, default=20)
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--device", default="cuda", help="cpu: a smoke run (torch; filter under TRITON_INTERPRET=1)")

@@ -12,6 +12,7 @@ differs, ties compared as values):
   sgl-v2-ragged       the DeepSeek-V4 v2 JIT kernel (fp8 KV extend, `SGLANG_OPT_USE_TOPK_V2`)
   flashinfer-ragged   flashinfer.top_k_ragged_transform (`--dsa-topk-backend flashinfer`)
   filter              ours, `backend/ops/topk.py` (sample, one filtering pass, select)
+  filter:B:W:P        ours tuned: B scores per step, W warps, P programs per multiprocessor
 
 Scores follow the lightning indexer's form, sum_h w[t, h] * relu(q[t, h] . k[s]) on random
 bf16 q, k and w (`--dist indexer`), or are plain normal (`normal`) or normal rounded to
@@ -25,6 +26,7 @@ events) after warm-up calls; an implementation that fails is recorded with its e
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 import time
@@ -33,7 +35,8 @@ from typing import Callable
 
 import torch
 
-IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "flashinfer-ragged", "filter")
+IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "flashinfer-ragged", "filter",
+         "filter:1024:4:8", "filter:4096:8:2", "filter:2048:16:2")
 DISTS = ("indexer", "normal", "bf16")
 _CHUNK = 256  # rows scored or checked at once (bounds the [rows, heads, keys] intermediate)
 
@@ -89,10 +92,14 @@ def implementation(name: str, rows: int, width: int, k: int, device: str) -> Cal
     zeros = torch.zeros(rows, dtype=torch.int32, device=device)
     if name == "torch":
         return lambda s, n: _masked(s, n).topk(k, dim=1).indices.to(torch.int32)
-    if name == "filter":
+    if name == "filter" or name.startswith("filter:"):
         from sglang_indexcache.backend.ops.topk import filter_topk
 
-        return lambda s, n: filter_topk(s, n, k)
+        tune = {}
+        if name != "filter":
+            block, warps, per_sm = (int(x) for x in name.split(":")[1:])
+            tune = {"block": block, "warps": warps, "per_sm": per_sm}
+        return lambda s, n: filter_topk(s, n, k, **tune)
     if name == "sgl-legacy-paged":
         from sgl_kernel import fast_topk_transform_fused
 
@@ -171,6 +178,9 @@ def run(args) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench topk times GPU kernels: no CUDA device here (--device cpu: the torch path only)")
     impls = args.impls or (IMPLS if args.device == "cuda" else ("torch",))
+    unknown = [n for n in impls if n not in IMPLS and not re.fullmatch(r"filter:\d+:\d+:\d+", n)]
+    if unknown:
+        raise SystemExit(f"--impls {' '.join(unknown)}: choose from {', '.join(IMPLS)} or filter:B:W:P")
     results = {
         "workload": "topk",
         "device": args.device,

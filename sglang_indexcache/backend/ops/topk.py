@@ -160,22 +160,31 @@ def filter_topk(
     row_starts: Optional[torch.Tensor] = None,
     offsets: Optional[torch.Tensor] = None,
     programs: Optional[int] = None,
+    block: int = BLOCK,
+    warps: int = 8,
+    per_sm: int = 4,
 ) -> torch.Tensor:
     """Top-k columns of each row of `scores` [R, W] (float32, unit column stride) among its
     first lengths[r] entries from row_starts[r] (default 0); int32 [R, k], each + offsets[r]
-    (default 0), unordered, -1 past a short row's length."""
+    (default 0), unordered, -1 past a short row's length.
+
+    Tuning (the result does not depend on it): `block` scores per step, `warps` per program,
+    `per_sm` programs per multiprocessor (`programs` overrides the count); each program
+    loops over rows with a buffer of max(4k, SAMPLE) keys and columns of its own."""
     if scores.dim() != 2 or scores.dtype != torch.float32 or scores.stride(1) != 1:
         raise ValueError(f"scores must be a float32 [rows, width] tensor with unit column stride, got "
                          f"{scores.dtype} {tuple(scores.shape)} strides {scores.stride()}")
     if k < 1 or k & (k - 1):
         raise ValueError(f"k must be a power of two, got {k}")
+    if block < 16 or block & (block - 1):
+        raise ValueError(f"block must be a power of two of at least 16, got {block}")
     rows = scores.shape[0]
     out = torch.empty((rows, k), dtype=torch.int32, device=scores.device)
     if rows == 0:
         return out
     cap = max(4 * k, SAMPLE)
     if programs is None:
-        programs = 4 * torch.cuda.get_device_properties(scores.device).multi_processor_count if scores.is_cuda else 4
+        programs = per_sm * (_sm_count(scores.device) if scores.is_cuda else 1)
     programs = max(1, min(rows, programs))
     buf_keys = torch.empty((programs, cap), dtype=torch.int32, device=scores.device)
     buf_cols = torch.empty((programs, cap), dtype=torch.int32, device=scores.device)
@@ -185,8 +194,17 @@ def filter_topk(
     offs = i32(offsets) if offsets is not None else lengths
     _filter_topk_kernel[(programs,)](
         scores, scores.stride(0), lengths, starts, offs, out, out.stride(0), buf_keys, buf_cols, rows,
-        K=k, CAP=cap, SAMPLE=SAMPLE, BLOCK=min(BLOCK, cap),
+        K=k, CAP=cap, SAMPLE=SAMPLE, BLOCK=min(block, cap),
         HAS_STARTS=row_starts is not None, HAS_OFFSETS=offsets is not None,
-        num_warps=8,
+        num_warps=warps,
     )
     return out
+
+
+_SMS: dict = {}
+
+
+def _sm_count(device) -> int:
+    if device not in _SMS:
+        _SMS[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return _SMS[device]
