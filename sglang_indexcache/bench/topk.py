@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "flashinfer-ragged", "filter",
-         "filter:1024:4:8", "filter:4096:8:2", "filter:2048:16:2")
+         "filter:1024:4:8", "filter:2048:4:4", "filter:4096:8:2", "filter:2048:16:2")
 DISTS = ("indexer", "normal", "bf16")
 _CHUNK = 256  # rows scored or checked at once (bounds the [rows, heads, keys] intermediate)
 
