@@ -67,10 +67,10 @@ def _load_keys(src, cols_src, idx, n, FROM_ROW: tl.constexpr):
 def _select(src, cols_src, n, need, BLOCK: tl.constexpr, FROM_ROW: tl.constexpr):
     """The need-th largest key among n entries, and how many entries equal to it are among
     the need largest: 4 passes of an 8-bit radix select, counting with a histogram."""
-    bins = tl.arange(0, 512)
+    bins = tl.arange(0, 256)
     prefix = need * 0  # the threshold's high bits found so far, as the unsigned order u
     for p in tl.static_range(4):
-        hist = tl.zeros([512], dtype=tl.int32)
+        hist = tl.zeros([256], dtype=tl.int32)
         for start in range(0, n, BLOCK):
             keys, _ = _load_keys(src, cols_src, start + tl.arange(0, BLOCK), n, FROM_ROW)
             u = keys ^ -2147483648  # unsigned order in int32 bits: no score -> 0
@@ -78,8 +78,7 @@ def _select(src, cols_src, n, need, BLOCK: tl.constexpr, FROM_ROW: tl.constexpr)
             keep = keys != -2147483648
             if p > 0:
                 keep = keep & ((u >> (32 - 8 * p)) == (prefix >> (32 - 8 * p)))
-            hist += tl.histogram(tl.where(keep, digit, 256), 512)  # bin 256: not counted
-        hist = tl.where(bins < 256, hist, 0)
+            hist += tl.histogram(digit, 256, mask=keep)
         at_or_above = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist
         b = tl.max(tl.where(at_or_above >= need, bins, -1), axis=0)
         need -= tl.sum(tl.where(bins > b, hist, 0), axis=0)
