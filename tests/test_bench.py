@@ -418,3 +418,43 @@ def test_roofline_of_the_committed_h200_turn_profile():
     rows = roofline(results)
     assert {(r["config"], r["new"]) for r in rows} == {(k, n) for k in "acg" for n in (1, 2048, 8192)}
     assert "x floor" in roofline_table(results)
+
+
+def test_evaluations_for_counts_what_greedy_search_computes():
+    """The projection of `bench search` counts the losses the greedy search really computes."""
+    from sglang_indexcache.tools.search import evaluations_for, greedy_search
+
+    class Fake:
+        key, name = None, "fake"
+
+        def __init__(self, n):
+            self.all_full = "F" * n
+
+        def loss(self, pattern):  # Shared late layers cost less: a deterministic order
+            return sum(i for i, c in enumerate(pattern) if c == "S") / 100
+
+    for n, target in ((12, 0.25), (8, 0.5), (12, 2)):
+        assert greedy_search(Fake(n), (target,), progress=False)["evaluations"] == evaluations_for(n, target)
+    assert evaluations_for(78, 0.25) == 1 + sum(range(20, 78))  # the search issue's 77 + 76 + ... + 20, and the baseline
+
+
+@pytest.mark.engine
+def test_bench_search_on_cpu(models, tmp_path):
+    """`bench search` on CPU servers of a tiny model: one switchable server scores the first
+    candidates, then a server per candidate scores the first of them again; both are timed,
+    the whole search is projected, and the pattern scored by both gives the same loss."""
+    from sglang_indexcache.bench.__main__ import main
+
+    assert main(["search", "--out", str(tmp_path), "--device", "cpu", "--model-path", models["deepseek-tiny"],
+                 "--calib-tokens", "256", "--seq-len", "128", "--candidates", "2", "--restarts", "1"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["workload"] == "search" and res["layers"] == 6
+    assert res["calibration"] == {"sequences": 2, "seq_len": 128, "tokens": 256}
+    s, r = res["switching"], res["restart"]
+    assert list(s["losses"]) == ["FSFFFF", "FFSFFF"] and list(r["losses"]) == ["FSFFFF"]
+    assert len(s["s_per_eval"]) == 2 and s["startup_s"] > 0 and len(r["s_per_eval"]) == 1
+    assert res["search_evaluations"] == 1 + 5 + 4 + 3 + 2  # 6 layers to 1/4 (2 Full), layer 0 fixed
+    assert s["projected_search_hours"] == pytest.approx((s["startup_s"] + 15 * s["s_per_eval_median"]) / 3600)
+    assert res["loss_differences"]["FSFFFF"] < 1e-4  # batched on one server vs one by one on a fresh one
+    assert (tmp_path / "search.png").stat().st_size > 0
+    assert main(["report", str(tmp_path / "results.json")]) == 0

@@ -23,6 +23,8 @@ Workloads, one module each, all writing one JSON (commands, GPU, versions) and P
            stage times measured in the servers (`pp.py`, `integration/pp_probe.py`)
   topk     the indexer's top-k kernels alone (SGLang's, FlashInfer's, ours) on the same
            causal scores, timed and checked against torch.topk (`topk.py`)
+  search   the pattern search's cost: one switchable server against a server per candidate,
+           evaluations per hour and a whole search projected (`search.py`)
 `report.py` prints tables and draws plots of a results file. The first server on a fresh
 machine spends minutes in kernel JIT during graph capture.
 
@@ -31,5 +33,6 @@ machine spends minutes in kernel JIT during graph capture.
     python -m sglang_indexcache.bench run --out out/paper --phase decode
     python -m sglang_indexcache.bench turn --out out/turn --shape flash-12
     python -m sglang_indexcache.bench topk --out out/topk
+    python -m sglang_indexcache.bench search --out out/search --shape glm-5.2-tp8
     python -m sglang_indexcache.bench report out/agentic/results.json --png out/agentic/agentic.png
 """

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from sglang_indexcache.bench import agentic, decode, pp, prefill, report, topk, trace, turn
+from sglang_indexcache.bench import agentic, decode, pp, prefill, report, search, topk, trace, turn
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
     gpu_total_bytes, mem_fraction_for, tp_args, versions,
@@ -177,6 +177,22 @@ def main(argv=None) -> int:
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--device", default="cuda", help="cpu: a smoke run (torch; filter under TRITON_INTERPRET=1)")
     k.set_defaults(fn=topk.run)
+
+    s = sub.add_parser("search", help="the pattern search's cost: one switchable server against a server per candidate")
+    s.add_argument("--out", required=True)
+    s.add_argument("--shape", choices=sorted(SHAPES), default="glm-5.2-tp8")
+    s.add_argument("--model-path", help="an existing model folder instead of --shape's")
+    s.add_argument("--calib-tokens", type=int, default=65536, help="calibration tokens (random ids)")
+    s.add_argument("--seq-len", type=int, default=8192, help="tokens per calibration sequence")
+    s.add_argument("--candidates", type=int, default=6, help="evaluations timed on the switchable server")
+    s.add_argument("--restarts", type=int, default=2, help="evaluations timed with a server per candidate")
+    s.add_argument("--target", type=float, default=0.25, help="the projected search's retention (or Full count)")
+    s.add_argument("--mem-fraction", type=float, default=None,
+                   help=f"default: leave {HEADROOM_GIB} GiB of the GPU outside the pool")
+    s.add_argument("--chunked-prefill-size", type=int, default=16384)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cuda", help="cpu: a smoke run on a tiny model (--model-path)")
+    s.set_defaults(fn=search.run)
 
     r = sub.add_parser("run", help="prefill (one_batch) and decode side by side (the paper's table)")
     r.add_argument("--out", required=True)

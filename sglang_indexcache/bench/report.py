@@ -89,6 +89,11 @@ def report_cmd(args) -> int:
         print(turn_table(results))
         print(roofline_table(results))
         draw = turn_plot
+    elif results.get("workload") == "search":
+        from sglang_indexcache.bench import search
+
+        print(search.table(results))
+        draw = search.plot
     elif results.get("workload") == "topk":
         from sglang_indexcache.bench import topk
 

@@ -30,6 +30,13 @@ def targets_to_counts(targets: Sequence[float], num_layers: int, min_full: int) 
     return sorted(set(counts), reverse=True)
 
 
+def evaluations_for(num_layers: int, target: float, fixed_full: int = 1) -> int:
+    """Losses `greedy_search` computes from all Full down to `target` (a retention or a count):
+    the baseline, then at each step one candidate per Full layer that is not fixed."""
+    last = targets_to_counts([target], num_layers, fixed_full)[-1]
+    return 1 + sum(full - fixed_full for full in range(last + 1, num_layers + 1))
+
+
 def evaluation_key(evaluator: str, model_path, sequences: Sequence[Sequence[int]], extra: Sequence[str] = ()) -> str:
     """What a loss depends on: the evaluator, the model (its config and every file's name, size
     and modification time: a retrained checkpoint is another model), the calibration tokens."""

@@ -28,8 +28,9 @@ class SGLangEvaluator:
     name = "sglang"  # its state files keep their key
 
     def __init__(self, model_path, sequences: Sequence[Sequence[int]], *, all_full: str,
-                 server_args: Sequence[str] = (), device: str = "cpu", log_dir=None):
+                 server_args: Sequence[str] = (), device: str = "cpu", log_dir=None, env: Optional[dict] = None):
         self.model_path = str(model_path)
+        self.env = dict(env or {})
         self.sequences = [list(s) for s in sequences]
         self.all_full = all_full
         self.num_layers = len(all_full)
@@ -43,7 +44,7 @@ class SGLangEvaluator:
                 "--disable-radix-cache", *self.server_args]
         if self.device == "cpu":
             args += ["--sleep-on-idle"]
-        with Server(self.model_path, args, log=self.log_dir / f"{pattern}.log", device=self.device) as srv:
+        with Server(self.model_path, args, log=self.log_dir / f"{pattern}.log", device=self.device, env=self.env) as srv:
             return mean_nll([srv.generate(seq, 1, logprobs=True) for seq in self.sequences])
 
     def close(self) -> None:
@@ -60,7 +61,7 @@ class SwitchingEvaluator:
 
     def __init__(self, model_path, sequences: Sequence[Sequence[int]], *, all_full: str,
                  server_url: Optional[str] = None, admin_key: Optional[str] = None,
-                 server_args: Sequence[str] = (), device: str = "cpu", log_dir=None):
+                 server_args: Sequence[str] = (), device: str = "cpu", log_dir=None, env: Optional[dict] = None):
         self.sequences = [list(s) for s in sequences]
         self.all_full = all_full
         self.num_layers = len(all_full)
@@ -71,7 +72,7 @@ class SwitchingEvaluator:
                     "--admin-api-key", admin_key, *server_args]
             args += ["--sleep-on-idle"] if device == "cpu" else ["--disable-cuda-graph"]
             log = Path(log_dir or tempfile.mkdtemp(prefix="indexcache-search-")) / "switchable-server.log"
-            self.server = Server(model_path, args, log=log, device=device).start()
+            self.server = Server(model_path, args, log=log, device=device, env=env).start()
             server_url = self.server.url
         elif admin_key is None:
             raise ValueError("an existing switchable server needs its --admin-api-key")
