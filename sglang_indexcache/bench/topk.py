@@ -43,9 +43,11 @@ _CHUNK = 256  # rows scored or checked at once (bounds the [rows, heads, keys] i
 
 def make_scores(rows: int, prefix: int, dist: str, device: str, seed: int = 0,
                 heads: int = 32, dim: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 scores [rows, prefix + rows] and int32 lengths (row i sees prefix + i + 1 keys)."""
+    """float32 scores [rows, W] and int32 lengths (row i sees prefix + i + 1 keys). W is
+    prefix + rows rounded up to 4 columns: rows start 16-byte aligned, as DeepGEMM's logits do
+    (the v2 kernel requires it); the extra columns lie past every row's length."""
     g = torch.Generator(device=device).manual_seed(seed)
-    width = prefix + rows
+    width = -(-(prefix + rows) // 4) * 4
     if dist == "indexer":
         dt = torch.bfloat16 if device == "cuda" else torch.float32
         k = torch.randn(width, dim, generator=g, device=device).to(dt)
