@@ -17,7 +17,8 @@ time of one read of the scores (`bench/roofline.py`). This kernel reads each row
 
 When the filter kept fewer than k scores, or more than `cap`, the sample misled it (ties,
 or a row whose order the even spacing aliases with): the select then runs over the whole
-row instead (4 more passes), so the result is exact either way; only the time changes.
+row instead (4 counting passes and a writing pass), so the result is exact either way; only
+the time changes.
 
 Scores are compared as float32 through an order-preserving int32 key, so the kept set is
 exactly the top-k by value; among scores equal to the k-th, the lowest columns are kept
