@@ -458,3 +458,6 @@ def test_bench_search_on_cpu(models, tmp_path):
     assert res["loss_differences"]["FSFFFF"] < 1e-4  # batched on one server vs one by one on a fresh one
     assert (tmp_path / "search.png").stat().st_size > 0
     assert main(["report", str(tmp_path / "results.json")]) == 0
+    with pytest.raises(SystemExit, match="--restarts must be between 1 and --candidates"):
+        main(["search", "--out", str(tmp_path), "--device", "cpu", "--model-path", models["deepseek-tiny"],
+              "--calib-tokens", "256", "--seq-len", "128", "--candidates", "2", "--restarts", "3"])

@@ -81,6 +81,11 @@ def _settle(prefix: Path, pp_size: int, timeout: float = 30.0) -> list:
         time.sleep(0.1)
 
 
+def _handoff_lines(log_text: str) -> list:
+    """The schedule table's pipeline-handoff lines a server logged (the first two)."""
+    return [line.split("] ", 1)[-1] for line in log_text.splitlines() if "pipeline handoff" in line][:2]
+
+
 def run_config(key: str, cfg: dict, model: Path, args, out: Path) -> dict:
     from sglang_indexcache.bench.decode import serve_decode
     from sglang_indexcache.server import Server
@@ -107,7 +112,7 @@ def run_config(key: str, cfg: dict, model: Path, args, out: Path) -> dict:
     greedy = {"temperature": 0.0, "max_new_tokens": 1}
     with (srv if args.lengths else contextlib.nullcontext()):  # no lengths: the decode point only
         text = log.read_text(errors="replace") if args.lengths else ""
-        entry["schedule"] = [line.split("] ", 1)[-1] for line in text.splitlines() if "pipeline handoff" in line][:2]
+        entry["schedule"] = _handoff_lines(text)
         for n in args.lengths:
             rows = []
             for r in range(args.repeats + 1):  # the first of each length is a warm-up, not kept
@@ -144,8 +149,7 @@ def run_config(key: str, cfg: dict, model: Path, args, out: Path) -> dict:
         entry["decode"] = d = serve_decode(model, [*base, *cfg["args"], *parallel], d_args, out / f"{key}-decode.log",
                                        env=common.MULTI_GPU_ENV if cuda else args.cpu_env)
         if not entry["schedule"]:
-            entry["schedule"] = [line.split("] ", 1)[-1] for line in (out / f"{key}-decode.log").read_text(
-                errors="replace").splitlines() if "pipeline handoff" in line][:2]
+            entry["schedule"] = _handoff_lines((out / f"{key}-decode.log").read_text(errors="replace"))
         print(f"[{key}] decode bs {args.decode_batch} at {args.decode_len}: {d['tokens_per_s']:.1f} tok/s, "
               f"SGLang log median {d['log_gen_throughput_median']} tok/s", flush=True)
     return entry

@@ -45,6 +45,9 @@ def run(args) -> int:
         raise SystemExit(f"--calib-tokens ({args.calib_tokens}) is less than one sequence of --seq-len ({args.seq_len})")
     if not 1 <= args.candidates < layers:
         raise SystemExit(f"--candidates must be between 1 and {layers - 1} (the first step's candidates)")
+    if not 1 <= args.restarts <= args.candidates:
+        raise SystemExit(f"--restarts must be between 1 and --candidates ({args.candidates}): the restart "
+                         "evaluator rescores the switching server's first candidates")
     rng = random.Random(args.seed)
     calib = [common.random_ids(rng, args.seq_len, int(cfg["vocab_size"]))
              for _ in range(args.calib_tokens // args.seq_len)]
@@ -77,12 +80,12 @@ def run(args) -> int:
         times, losses = _timed(switching.loss, patterns)
     finally:
         switching.close()
-    results["switching"] = _summary(times, losses, patterns, total, startup)
+    results["switching"] = _summary(times, losses, total, startup)
     _write(out, results)
     restart = SGLangEvaluator(model, calib, all_full=all_full, server_args=server_args, device=args.device,
                               log_dir=out / "logs", env=env)
     times, losses = _timed(restart.loss, patterns[:args.restarts])
-    results["restart"] = _summary(times, losses, patterns[:args.restarts], total, 0.0)
+    results["restart"] = _summary(times, losses, total, 0.0)
     s, r = results["switching"], results["restart"]
     results["speedup"] = r["s_per_eval_median"] / s["s_per_eval_median"]
     # the same pattern scored by both: one server's switch against a fresh server's start
@@ -103,7 +106,7 @@ def _timed(loss, patterns) -> tuple:
     return times, losses
 
 
-def _summary(times: list, losses: dict, patterns: list, total: int, startup_s: float) -> dict:
+def _summary(times: list, losses: dict, total: int, startup_s: float) -> dict:
     med = statistics.median(times)
     return {"startup_s": startup_s, "s_per_eval": times, "s_per_eval_median": med, "evals_per_hour": 3600 / med,
             "losses": losses, "projected_search_hours": (startup_s + total * med) / 3600}
