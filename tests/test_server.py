@@ -70,3 +70,48 @@ def test_a_server_that_dies_at_startup_leaves_no_process_behind(tmp_path):
     with pytest.raises(ServerError, match="server exited with 3"):
         srv.start()
     assert not _alive(int(pid_file.read_text())), "start() failed with a process of the server's group still running"
+
+
+# A launcher that answers /health on the given port, with a child as above.
+HEALTHY_LAUNCHER = """
+import http.server, os, subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[3])), Health).serve_forever()
+"""
+# A benchmark-like process: one server in a with-block, then a long wait (its work).
+BENCH = """
+import sys, time
+from pathlib import Path
+from sglang_indexcache.server import Server
+srv = Server("unused", log=Path(sys.argv[1]) / "server.log", startup_timeout=60)
+srv.stop_grace_s = 1.0
+srv.cmd = [sys.executable, "-c", sys.argv[2], sys.argv[3], sys.argv[4], str(srv.port)]
+with srv:
+    print("ready", srv.proc.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_terminated_benchmark_stops_its_server(tmp_path):
+    """`timeout 290 python -m sglang_indexcache.bench ...` sends SIGTERM to the benchmark
+    only; its server runs in its own session. On 2026-12-01 such a server outlived its
+    benchmark and held 86 GB of the H200 through the next runs. Now SIGTERM ends the
+    benchmark through its `with` block: the server's whole group is stopped first."""
+    pid_file = tmp_path / "child.pid"
+    bench = subprocess.Popen([sys.executable, "-c", BENCH, str(tmp_path), HEALTHY_LAUNCHER, CHILD, str(pid_file)],
+                             stdout=subprocess.PIPE, text=True)
+    line = bench.stdout.readline()
+    assert line.startswith("ready"), f"the benchmark did not start its server: {line!r}"
+    launcher, child = int(line.split()[1]), int(pid_file.read_text())
+    assert _alive(launcher) and _alive(child)
+    bench.terminate()
+    assert bench.wait(timeout=60) == 128 + 15
+    assert not _alive(launcher), "the server's launcher outlived the terminated benchmark"
+    assert not _alive(child), "a process of the server's group outlived the terminated benchmark"
