@@ -47,6 +47,8 @@ def _cases():
     yield "signed zeros", zeros, torch.tensor([3000, 2999, 0, 1]), 64, None, None
     s, lengths = make_scores(3, 9000, "indexer", "cpu")  # SGLang's k, past the cap
     yield "indexer k 2048", s, lengths, 2048, None, None
+    s, lengths = make_scores(2, 9000, "dummy", "cpu")  # dummy-weight magnitudes: 0 in fp16
+    yield "dummy k 2048", s, lengths, 2048, None, None
 
 
 def _check(scores, lengths, k, starts, offsets, got) -> list:
@@ -154,9 +156,9 @@ def test_bench_topk_on_cpu_writes_results_table_and_plot(tmp_path):
     from sglang_indexcache.bench.__main__ import main
 
     assert main(["topk", "--out", str(tmp_path), "--device", "cpu", "--rows", "1", "8", "--prefix", "600",
-                 "--k", "64", "--repeats", "2", "--dist", "indexer", "bf16"]) == 0
+                 "--k", "64", "--repeats", "2", "--dist", "indexer", "bf16", "dummy"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
-    assert res["workload"] == "topk" and len(res["shapes"]) == 4
+    assert res["workload"] == "topk" and len(res["shapes"]) == 6
     for e in res["shapes"]:
         assert e["impls"]["torch"]["mismatched_rows"] == 0 and e["impls"]["torch"]["ms"] > 0
     assert (tmp_path / "topk.png").stat().st_size > 0
@@ -323,9 +325,31 @@ def test_the_cuda_backend_hands_only_plain_extends_our_top_k(mode, monkeypatch):
     assert b.get_indexer_metadata(0, SimpleNamespace(forward_mode=ForwardMode.EXTEND)) is upstream_md
 
 
+def _threshold_bin_size(row: torch.Tensor, k: int) -> int:
+    """How many of a row's scores share the fp16 top byte (sign, exponent, 2 mantissa bits:
+    the coarse bin of SGLang's legacy top-k and of the v2 kernel's first pass) of its k-th
+    largest score."""
+    key = lambda x: (x.half().view(torch.int16).int() >> 8) & 0xFF  # noqa: E731
+    return int((key(row) == key(row.topk(k).values[-1:])).sum())
+
+
+@pytest.mark.parametrize("dist,stressed", [("indexer", False), ("dummy", True), ("offset", True)])
+def test_the_stress_dists_overflow_a_coarse_fp16_bin(dist, stressed):
+    """`--dist dummy` and `offset` exist to overflow the 4,096 candidates SGLang's legacy top-k
+    keeps of its threshold bin (sglang#36807), `indexer` does not: at SGLang's shape (k 2,048,
+    a 122,880-token row) the k-th score's fp16 bin holds more than 4,096 scores only for them.
+    Under dummy weights every score is 0 in fp16."""
+    scores, lengths = make_scores(1, 122880, dist, "cpu")
+    row = scores[0, : int(lengths[0])]
+    size = _threshold_bin_size(row, 2048)
+    assert (size > 4096) == stressed, size
+    if dist == "dummy":
+        assert bool((row.half() == 0).all()) and row.abs().max() > 0
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("rows", [1, 2048])
-@pytest.mark.parametrize("dist", ["indexer", "bf16"])
+@pytest.mark.parametrize("dist", ["indexer", "bf16", "dummy", "offset"])
 def test_filter_topk_equals_torch_topk_on_the_gpu(rows, dist):
     """SGLang's shape (k 2048, a 122,880-token prefix): the kept values equal torch.topk's."""
     from sglang_indexcache.backend.ops.topk import filter_topk

@@ -16,7 +16,14 @@ differs, ties compared as values):
 
 Scores follow the lightning indexer's form, sum_h w[t, h] * relu(q[t, h] . k[s]) on random
 bf16 q, k and w (`--dist indexer`), or are plain normal (`normal`) or normal rounded to
-bf16 (`bf16`: many ties). Rows are causal, as in an extend: row i of Q new tokens on a
+bf16 (`bf16`: many ties). Two more stress the kernels whose first pass bins each score by
+the top byte of its fp16 cast (a quarter-binade per bin; the legacy kernel keeps at most 4,096
+candidates of the threshold bin, sglang#36807): `dummy` is `indexer` scaled to 1e-17, the
+magnitude a layer's scores have under SGLang's dummy weights (every parameter uniform in
++-1e-3; transformers' GlmMoeDsa on the flash-12 shape gave |score| <= 1.6e-16, median 1.6e-17:
+every score is 0 in fp16, so all fall into one or two bins), which is what every
+`--load-format dummy` benchmark's top-k sees; `offset` is `indexer` + 32, scores sharing a
+large common part (most of a row in one or two bins). Rows are causal, as in an extend: row i of Q new tokens on a
 prefix of P cached ones sees P + i + 1 keys. Medians of `--repeats` timed calls (CUDA
 events) after warm-up calls; an implementation that fails is recorded with its error.
 
@@ -35,9 +42,12 @@ from typing import Callable
 
 import torch
 
-IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "flashinfer-ragged", "filter",
-         "filter:1024:4:8", "filter:2048:4:4", "filter:4096:8:2", "filter:2048:16:2")
-DISTS = ("indexer", "normal", "bf16")
+# FlashInfer's last: its first call builds its JIT module (over 4 minutes on an H200 on 2026-12-01)
+IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "filter",
+         "filter:1024:4:8", "filter:2048:4:4", "filter:4096:8:2", "filter:2048:16:2", "flashinfer-ragged")
+DISTS = ("indexer", "normal", "bf16", "dummy", "offset")
+DUMMY_SCALE = 1e-17  # |score| under SGLang's dummy weights (see the module docstring)
+OFFSET = 32.0
 _CHUNK = 256  # rows scored or checked at once (bounds the [rows, heads, keys] intermediate)
 
 
@@ -48,7 +58,7 @@ def make_scores(rows: int, prefix: int, dist: str, device: str, seed: int = 0,
     (the v2 kernel requires it); the extra columns lie past every row's length."""
     g = torch.Generator(device=device).manual_seed(seed)
     width = -(-(prefix + rows) // 4) * 4
-    if dist == "indexer":
+    if dist in ("indexer", "dummy", "offset"):
         dt = torch.bfloat16 if device == "cuda" else torch.float32
         k = torch.randn(width, dim, generator=g, device=device).to(dt)
         scores = torch.empty(rows, width, device=device)
@@ -57,6 +67,10 @@ def make_scores(rows: int, prefix: int, dist: str, device: str, seed: int = 0,
             q = (torch.randn(r1 - r0, heads, dim, generator=g, device=device) / dim ** 0.5).to(dt)
             w = torch.randn(r1 - r0, heads, 1, generator=g, device=device) / heads ** 0.5
             scores[r0:r1] = (torch.relu(q @ k.T).float() * w).sum(1)
+        if dist == "dummy":
+            scores *= DUMMY_SCALE
+        elif dist == "offset":
+            scores += OFFSET
     elif dist in ("normal", "bf16"):
         scores = torch.randn(rows, width, generator=g, device=device)
         if dist == "bf16":
