@@ -327,8 +327,8 @@ def test_the_cuda_backend_hands_only_plain_extends_our_top_k(mode, monkeypatch):
 
 def _threshold_bin_size(row: torch.Tensor, k: int) -> int:
     """How many of a row's scores share the fp16 top byte (sign, exponent, 2 mantissa bits:
-    the coarse bin of SGLang's legacy top-k and of the v2 kernel's first pass) of its k-th
-    largest score."""
+    the coarse bin of SGLang's legacy top-k; the v2 kernel bins the same fp16 cast, more
+    finely) of its k-th largest score."""
     key = lambda x: (x.half().view(torch.int16).int() >> 8) & 0xFF  # noqa: E731
     return int((key(row) == key(row.topk(k).values[-1:])).sum())
 
