@@ -7,15 +7,16 @@ built), the hook that resolves the IndexCache schedule whenever SGLang builds a 
 the request validation of `integration/requests.py` (out-of-vocabulary prompt token ids
 answered with HTTP 400), and `integration/cpu_parallel.py` (no PyNccl on the CPU engine,
 without which `--tp-size 2` cannot start there), the pattern-switch route of a
-`--index-cache-switchable` server (`integration/switch.py`), and, only where the PP
-benchmark asks for it, its boundary and stage probe (`integration/pp_probe.py`).
+`--index-cache-switchable` server (`integration/switch.py`), and, only where a benchmark
+asks for them, the PP benchmark's boundary and stage probe (`integration/pp_probe.py`) and
+unit-scale indexer weights for dummy-weight runs (`integration/bench_weights.py`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from sglang_indexcache.integration import cpu_parallel, dsa_sites, pp_probe, requests, switch
+from sglang_indexcache.integration import bench_weights, cpu_parallel, dsa_sites, pp_probe, requests, switch
 from sglang_indexcache.integration.model_config import BACKEND_NAME, apply_to_model_config
 
 logger = logging.getLogger("sglang_indexcache")
@@ -72,6 +73,7 @@ def register() -> None:
     HookRegistry.register(cpu_parallel.TARGET, cpu_parallel.around_init_model_parallel_group, HookType.AROUND)
     switch.register(HookRegistry, HookType)
     pp_probe.register(HookRegistry, HookType)  # only with SGLANG_INDEXCACHE_PP_PROBE (bench/pp.py)
+    bench_weights.register(HookRegistry, HookType)  # only with SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS
     from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
     from sglang.srt.layers.attention.attention_registry import register_attention_backend
 
