@@ -1,8 +1,12 @@
-"""Unit-scale indexer weights for dummy-weight benchmarks (`integration/bench_weights.py`).
+"""Unit-scale activations and indexers for dummy-weight benchmarks (`integration/bench_weights.py`).
 
-The indexer here is a stand-in with SGLang's attribute names (wq_b, wk, weights_proj, k_norm)
-fed activations at the dummy loader's scale; its scores are computed the way SGLang's indexer
-forms them (sum over heads of relu(q . k) * w, times head_dim^-0.5 and heads^-0.5).
+A stand-in for the path to SGLang's indexer: token embedding, an RMS norm (epsilon 1e-5, as
+GLM's), the attention's q_a projection and its norm (the indexer's q input), and an indexer
+with SGLang's attribute names (wq_b, wk, weights_proj, k_norm) whose scores are formed the way
+SGLang's are (sum over heads of relu(q . k) * w, times head_dim^-0.5 and heads^-0.5). All start
+uniform in +-1e-3, SGLang's dummy weights. A CPU server on glm-tiny gave scores of 6.6e-19
+under dummy weights; rescaling only the indexer there was not enough (2e-4): the residual
+stream sits below the norms' epsilon, so the inputs were the problem too.
 """
 
 from __future__ import annotations
@@ -14,9 +18,18 @@ import torch
 from torch import nn
 
 from sglang_indexcache.integration import bench_weights
-from sglang_indexcache.integration.bench_weights import DUMMY_RMS, rescale_indexers
+from sglang_indexcache.integration.bench_weights import rescale
 
-HIDDEN, Q_LORA, HEADS, DIM = 512, 192, 8, 128
+VOCAB, HIDDEN, Q_LORA, HEADS, DIM = 1000, 512, 192, 8, 128
+
+
+class FakeRMSNorm(nn.Module):
+    def __init__(self, n: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(n)), eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
 class FakeIndexer(nn.Module):
@@ -26,8 +39,6 @@ class FakeIndexer(nn.Module):
         self.wk = nn.Linear(HIDDEN, DIM, bias=False)
         self.weights_proj = nn.Linear(HIDDEN, HEADS, bias=False)
         self.k_norm = nn.LayerNorm(DIM)
-        for p in self.parameters():  # SGLang's dummy weights
-            nn.init.uniform_(p, -1e-3, 1e-3)
 
     def scores(self, x: torch.Tensor, q_lora: torch.Tensor) -> torch.Tensor:
         q = self.wq_b(q_lora).view(-1, HEADS, DIM)
@@ -36,50 +47,77 @@ class FakeIndexer(nn.Module):
         return (torch.relu(torch.einsum("qhd,kd->qhk", q, k)) * w[:, :, None]).sum(1)
 
 
-def _model():
-    torch.manual_seed(0)
-    return nn.ModuleDict({"layers": nn.ModuleList([nn.ModuleDict({"indexer": FakeIndexer()}) for _ in range(3)])})
+class FakeHead(nn.Embedding):  # SGLang's ParallelLMHead subclasses its embedding
+    pass
 
 
-def _inputs(n: int):
-    g = torch.Generator().manual_seed(1)  # normed activations at the dummy weights' scale
-    return torch.randn(n, HIDDEN, generator=g) * DUMMY_RMS, torch.randn(n, Q_LORA, generator=g) * DUMMY_RMS
+class FakeLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.input_layernorm = FakeRMSNorm(HIDDEN)
+        self.q_a_proj = nn.Linear(HIDDEN, Q_LORA, bias=False)
+        self.q_a_layernorm = FakeRMSNorm(Q_LORA)
+        self.indexer = FakeIndexer()
 
 
-def test_unit_scale_indexers_score_beyond_fp16_zero():
+class FakeModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(VOCAB, HIDDEN)
+        self.layers = nn.ModuleList([FakeLayer() for _ in range(3)])
+        self.lm_head = FakeHead(VOCAB, HIDDEN)
+        for p in self.parameters():  # SGLang's dummy weights
+            nn.init.uniform_(p, -1e-3, 1e-3)
+
+    def scores(self, ids: torch.Tensor, layer: int = 0) -> torch.Tensor:
+        lay = self.layers[layer]
+        x = lay.input_layernorm(self.embed_tokens(ids))
+        return lay.indexer.scores(x, lay.q_a_layernorm(lay.q_a_proj(x)))
+
+
+def _rescale(model) -> dict:
+    return rescale(model, FakeIndexer, (FakeRMSNorm, nn.LayerNorm), (nn.Embedding,), (FakeHead,))
+
+
+def test_unit_scale_scores_instead_of_fp16_zero():
     """Under dummy weights every score is 0 in fp16 (all in one or two of SGLang's top-k bins);
     rescaled, the scores are of order 1 and no fp16 bin holds more than a few percent of a row."""
-    model, (x, q) = _model(), _inputs(2048)
-    idx = model["layers"][0]["indexer"]
+    torch.manual_seed(0)
+    model, ids = FakeModel(), torch.randint(0, VOCAB, (2048,), generator=torch.Generator().manual_seed(1))
+    head = model.lm_head.weight.detach().clone()
     with torch.no_grad():
-        before = idx.scores(x, q)
-        assert bool((before.half() == 0).all())
-        assert rescale_indexers(model, FakeIndexer) == 3
-        after = idx.scores(x, q)
+        before = model.scores(ids)
+        assert bool((before.half() == 0).all()), before.abs().max()
+        assert _rescale(model) == {"norms": 9, "embeddings": 1, "indexers": 3}
+        after = model.scores(ids)
     assert 0.05 < after.abs().median() < 5, after.abs().median()
     key = (after[-1].half().view(torch.int16).int() >> 8) & 0xFF
     assert int(torch.bincount(key).max()) < 0.1 * after.shape[1]
+    idx = model.layers[0].indexer
     assert torch.equal(idx.k_norm.weight, torch.ones(DIM)) and not idx.k_norm.bias.any()
+    assert torch.equal(model.lm_head.weight, head), "the output head keeps its dummy weights"
+    assert model.layers[0].q_a_proj.weight.abs().max() <= 1e-3, "other weights keep their dummy values"
 
 
-def test_every_server_gets_the_same_indexer_weights():
-    """`dsa` and `indexcache` servers must be comparable: the weights are seeded by module name."""
-    a, b = _model(), _model()
-    for p in b.parameters():  # a different dummy draw underneath
-        nn.init.uniform_(p, -1e-3, 1e-3)
-    rescale_indexers(a, FakeIndexer), rescale_indexers(b, FakeIndexer)
+def test_every_server_gets_the_same_weights():
+    """`dsa` and `indexcache` servers must be comparable: the draws are seeded by name."""
+    torch.manual_seed(0)
+    a = FakeModel()
+    b = FakeModel()
+    b.load_state_dict(a.state_dict())
+    _rescale(a), _rescale(b)
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(pa, pb), name
-    l0, l1 = a["layers"][0]["indexer"], a["layers"][1]["indexer"]
+    l0, l1 = a.layers[0].indexer, a.layers[1].indexer
     assert not torch.equal(l0.wq_b.weight, l1.wq_b.weight)  # layers differ from each other
 
 
 def test_a_quantized_indexer_is_refused():
-    model = _model()
-    model["layers"][1]["indexer"].wk.weight = nn.Parameter(torch.zeros(DIM, HIDDEN, dtype=torch.float8_e4m3fn),
-                                                         requires_grad=False)
+    model = FakeModel()
+    model.layers[1].indexer.wk.weight = nn.Parameter(torch.zeros(DIM, HIDDEN, dtype=torch.float8_e4m3fn),
+                                                     requires_grad=False)
     with pytest.raises(RuntimeError, match=r"layers\.1\.indexer\.wk is torch.float8_e4m3fn"):
-        rescale_indexers(model, FakeIndexer)
+        _rescale(model)
 
 
 def test_registered_only_where_asked_and_aimed_at_sglang(monkeypatch):
@@ -104,7 +142,9 @@ def test_registered_only_where_asked_and_aimed_at_sglang(monkeypatch):
     module, name = bench_weights.TARGET.rsplit(".", 1)
     assert callable(getattr(importlib.import_module(module), name))
     from sglang.srt.layers.attention.dsa.dsa_indexer import Indexer
+    from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
 
+    assert issubclass(ParallelLMHead, VocabParallelEmbedding)  # why rescale() takes head classes
     init = inspect.getsource(Indexer.__init__)
     for attr in (*bench_weights.PROJECTIONS, "k_norm"):
         assert f"self.{attr} = " in init, attr
