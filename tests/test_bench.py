@@ -327,6 +327,17 @@ def test_padded_tokenizer_turns_sglangs_parallel_prompt_encoder_off(tmp_path):
     assert common.tokenizer_env(tmp_path) == {}  # no tokenizer.json: SGLang's default
 
 
+def test_the_benchmarks_own_environment_is_recorded_as_its_servers(monkeypatch):
+    """A server inherits the benchmark's environment (SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit
+    is given so): the results record what of SERVER_ENV_KEYS it passed on."""
+    monkeypatch.setenv("SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS", "unit")
+    monkeypatch.delenv("SGLANG_PARALLEL_PROMPT_ENCODE", raising=False)
+    monkeypatch.delenv("SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD", raising=False)
+    assert common.inherited_env() == {"SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS": "unit"}
+    monkeypatch.delenv("SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS")
+    assert common.inherited_env() == {}
+
+
 def test_turn_profile_pipeline_on_cpu(models, tmp_path):
     """`bench turn` on a CPU server: the prefix hits the radix cache on every timed turn (the
     new tokens do not), the server's forward time is read, and SGLang's /start_profile and

@@ -11,7 +11,7 @@ from pathlib import Path
 from sglang_indexcache.bench import agentic, decode, pp, prefill, report, search, topk, trace, turn
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
-    gpu_total_bytes, mem_fraction_for, tp_args, versions,
+    gpu_total_bytes, inherited_env, mem_fraction_for, tp_args, versions,
 )
 
 
@@ -53,7 +53,7 @@ def run(args) -> int:
         "gpu": gpu_info() if args.device == "cuda" else None,
         "versions": versions(),
         "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
-        "env": {**dense_prefill_env(), **server_env},
+        "env": {**inherited_env(), **dense_prefill_env(), **server_env},
         "tp_size": args.tp_size,
     })
     results.setdefault("configs", {})

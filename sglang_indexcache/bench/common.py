@@ -242,8 +242,18 @@ def tokenizer_env(model) -> dict:
 
 
 PADDED_TOKENIZER_ADDED = 10000  # more added tokens than any real checkpoint's tokenizer has
-# the environment a benchmark sets on its servers, recorded with each configuration
-SERVER_ENV_KEYS = ("SGLANG_PARALLEL_PROMPT_ENCODE", "SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD")
+# the environment a benchmark sets on its servers (or they inherit from it: the benchmark's own
+# environment passes to every server, e.g. SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit for
+# indexer scores of a real scale on dummy weights), recorded with each configuration
+SERVER_ENV_KEYS = ("SGLANG_PARALLEL_PROMPT_ENCODE", "SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD",
+                   "SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS")
+
+
+def inherited_env() -> dict:
+    """The SERVER_ENV_KEYS this benchmark's own environment passes to its servers."""
+    import os
+
+    return {k: os.environ[k] for k in SERVER_ENV_KEYS if k in os.environ}
 
 
 def dense_prefill_env() -> dict:
