@@ -112,6 +112,18 @@ def test_committed_gpu_results_reproduce_the_quoted_ratios():
     assert tp2["tp_size"] == 2 and all("--tp-size 2" in c["decode"]["command"] for c in tp2["configs"].values())
     assert round(report.ratios(tp2)["decode_tokens_per_s_log"]["c_over_d"], 3) == 0.911
     assert round(report.ratios(tp2)["decode_tokens_per_s_wallclock"]["c_over_d"], 3) == 0.876
+    # one H200, 2026-12-01: both server orders, the first profiled
+    s10 = root / "h200-2026-12-01-session10"
+    cd, dc = (json.loads((s10 / d / "results.json").read_text()) for d in ("decode-cd", "decode-dc2"))
+    assert list(cd["configs"]) == ["c", "d"] and list(dc["configs"]) == ["d", "c"]
+    for run, log, wall in ((cd, 1.0004, 1.211), (dc, 0.9995, 1.053)):
+        assert round(report.ratios(run)["decode_tokens_per_s_log"]["c_over_d"], 4) == log
+        assert round(report.ratios(run)["decode_tokens_per_s_wallclock"]["c_over_d"], 3) == wall
+        for cfg in run["configs"].values():
+            assert cfg["decode"]["log_lines"] == cfg["decode"]["log_graph_lines"] == 48
+    prof = {k: cd["configs"][k]["decode"]["profile"]["kernels"] for k in "cd"}
+    assert prof["c"]["kernels"] == prof["d"]["kernels"] == 6047
+    assert [round(prof[k]["busy_us"] / 1000, 2) for k in "cd"] == [49.16, 49.21]
 
 
 @pytest.mark.engine
