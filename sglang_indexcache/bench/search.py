@@ -69,7 +69,8 @@ def run(args) -> int:
         "gpu": common.gpu_info() if cuda else None, "versions": common.versions(),
         "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
         "calibration": {"sequences": len(calib), "seq_len": args.seq_len, "tokens": len(calib) * args.seq_len},
-        "server_args": server_args, "server_env": {**common.inherited_env(), **env}, "target": args.target, "search_evaluations": total,
+        "server_args": server_args, "server_env": {**common.inherited_env(), **env},
+        "target": args.target, "search_evaluations": total,
     }
 
     t0 = time.perf_counter()

@@ -23,8 +23,8 @@ magnitude a layer's scores have under SGLang's dummy weights (every parameter un
 +-1e-3; transformers' GlmMoeDsa on the flash-12 shape gave |score| <= 1.6e-16, median 1.6e-17:
 every score is 0 in fp16, so all fall into one or two bins), which is what every
 `--load-format dummy` benchmark's top-k sees; `offset` is `indexer` + 32, scores sharing a
-large common part (most of a row in one or two bins). Rows are causal, as in an extend: row i of Q new tokens on a
-prefix of P cached ones sees P + i + 1 keys. Medians of `--repeats` timed calls (CUDA
+large common part (most of a row in one or two bins). Rows are causal, as in an extend: row
+i of Q new tokens on a prefix of P cached ones sees P + i + 1 keys. Medians of `--repeats` timed calls (CUDA
 events) after warm-up calls; an implementation that fails is recorded with its error.
 
     python -m sglang_indexcache.bench topk --out out/topk --rows 1 2048 8192 --prefix 122880
