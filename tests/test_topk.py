@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sglang_indexcache.bench.topk import make_scores, mismatched_rows
+from sglang_indexcache.bench.topk import fp16_bin, make_scores, mismatched_rows
 
 HERE = Path(__file__).resolve()
 
@@ -329,8 +329,7 @@ def _threshold_bin_size(row: torch.Tensor, k: int) -> int:
     """How many of a row's scores share the fp16 top byte (sign, exponent, 2 mantissa bits:
     the coarse bin of SGLang's legacy top-k; the v2 kernel bins the same fp16 cast, more
     finely) of its k-th largest score."""
-    key = lambda x: (x.half().view(torch.int16).int() >> 8) & 0xFF  # noqa: E731
-    return int((key(row) == key(row.topk(k).values[-1:])).sum())
+    return int((fp16_bin(row) == fp16_bin(row.topk(k).values[-1:])).sum())
 
 
 @pytest.mark.parametrize("dist,stressed", [("indexer", False), ("dummy", True), ("offset", True)])

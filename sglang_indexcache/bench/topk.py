@@ -81,6 +81,12 @@ def make_scores(rows: int, prefix: int, dist: str, device: str, seed: int = 0,
     return scores, lengths
 
 
+def fp16_bin(scores: torch.Tensor) -> torch.Tensor:
+    """Each score's coarse bin in SGLang's legacy top-k: the top byte of its fp16 cast (sign,
+    exponent, 2 mantissa bits; a quarter-binade). The `dummy` and `offset` dists crowd it."""
+    return (scores.half().view(torch.int16).int() >> 8) & 0xFF
+
+
 def _masked(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     cols = torch.arange(scores.shape[1], device=scores.device)
     return scores.masked_fill(cols[None, :] >= lengths[:, None].long(), float("-inf"))
