@@ -379,8 +379,9 @@ def test_turn_profile_pipeline_on_cpu(models, tmp_path):
     assert "c" in report.turn_table(results)
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         turn.run(argparse.Namespace(**{**vars(args), "server_env": ["NOEQUALS"]}))
-    with pytest.raises(SystemExit, match="the Triton filter top-k need CUDA"):  # h, j: not on CPU
-        turn.run(argparse.Namespace(**{**vars(args), "configs": ["j"]}))
+    for cfg in ("j", "m"):  # the filter and v2 top-k configurations: not on CPU
+        with pytest.raises(SystemExit, match="the v2 and filter top-k kernels need CUDA"):
+            turn.run(argparse.Namespace(**{**vars(args), "configs": [cfg]}))
 
 
 def test_pp_bench_measures_the_boundary_on_cpu(models, tmp_path):

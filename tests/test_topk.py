@@ -209,10 +209,10 @@ def test_paged_transform_maps_kept_positions_through_each_requests_page_table():
 
     from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
 
-    from sglang_indexcache.backend.topk import FilterTopK
+    from sglang_indexcache.backend.topk import ExtendTopK
 
     scores, lengths, cu, table = _paged_case()
-    topk = FilterTopK(_Upstream(), select=_torch_select)
+    topk = ExtendTopK(_Upstream(), select=_torch_select)
     got = topk.topk_transform(logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.PAGED,
                               attn_metadata=SimpleNamespace(page_table_1=table), cu_seqlens_q_topk=cu)
     for r, req in enumerate([0, 0, 0, 1, 1]):
@@ -231,16 +231,16 @@ def test_chunked_paged_call_reads_each_rows_request_table():
 
     from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
 
-    from sglang_indexcache.backend.topk import FilterTopK
+    from sglang_indexcache.backend.topk import ExtendTopK
 
     scores, lengths, cu, table = _paged_case()
     rows = torch.arange(2, 5)  # a chunk: rows 2-4 (request 0, 1, 1)
-    topk = FilterTopK(_Upstream(), select=_torch_select)
+    topk = ExtendTopK(_Upstream(), select=_torch_select)
     got = topk.topk_transform(
         logits=scores[rows], lengths=lengths[rows], topk=32, topk_transform_method=TopkTransformMethod.PAGED,
         attn_metadata=SimpleNamespace(page_table_1=table), cu_seqlens_q_topk=torch.arange(4, dtype=torch.int32),
         batch_idx_list=torch.tensor([0, 1, 1], dtype=torch.int32))
-    whole = FilterTopK(_Upstream(), select=_torch_select).topk_transform(
+    whole = ExtendTopK(_Upstream(), select=_torch_select).topk_transform(
         logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.PAGED,
         attn_metadata=SimpleNamespace(page_table_1=table), cu_seqlens_q_topk=cu)
     assert torch.equal(got, whole[rows]) and topk.upstream.asked == []
@@ -249,12 +249,12 @@ def test_chunked_paged_call_reads_each_rows_request_table():
 def test_ragged_transform_adds_each_rows_offset():
     from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
 
-    from sglang_indexcache.backend.topk import FilterTopK
+    from sglang_indexcache.backend.topk import ExtendTopK
 
     scores, lengths, _, _ = _paged_case()
     offsets = torch.tensor([0, 0, 0, 1000, 1000], dtype=torch.int32)
     starts = torch.tensor([0, 1, 2, 5, 5], dtype=torch.int32)
-    got = FilterTopK(_Upstream(), select=_torch_select).topk_transform(
+    got = ExtendTopK(_Upstream(), select=_torch_select).topk_transform(
         logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.RAGGED,
         attn_metadata=None, topk_indices_offset=offsets, row_starts=starts)
     assert torch.equal(got, _torch_select(scores, lengths, 32, starts, offsets))
@@ -266,7 +266,7 @@ def test_ragged_transform_adds_each_rows_offset():
 def test_every_other_call_goes_to_sglangs_top_k(change, monkeypatch):
     from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
 
-    from sglang_indexcache.backend.topk import FilterTopK
+    from sglang_indexcache.backend.topk import ExtendTopK
 
     scores, lengths, _, _ = _paged_case()
     kw = dict(logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.RAGGED,
@@ -283,10 +283,42 @@ def test_every_other_call_goes_to_sglangs_top_k(change, monkeypatch):
         kw["topk_indices_offset"] = None
     else:
         monkeypatch.setenv("SGLANG_DSA_FUSE_TOPK", "0")
-    topk = FilterTopK(_Upstream(), select=_torch_select)
+    topk = ExtendTopK(_Upstream(), select=_torch_select)
     assert topk.topk_transform(**kw) == "upstream"
     assert topk.calls == 0 and len(topk.upstream.asked) == 1
     assert topk.is_sgl_kernel()  # the rest of SGLang's backend shows through
+
+
+@pytest.mark.parametrize("change", ["ragged", "topk 4096", "unaligned rows"])
+def test_the_v2_route_takes_only_paged_calls_its_kernel_reads(change):
+    """SGLANG_INDEXCACHE_TOPK=v2 adds PAGED extends to SGLang's v2 kernel; RAGGED calls already
+    run it upstream, and a k above 2,048 or rows not 16-byte aligned are beyond the kernel."""
+    from types import SimpleNamespace
+
+    from sglang.srt.layers.attention.dsa.dsa_topk_backend import TopkTransformMethod
+
+    from sglang_indexcache.backend.topk import ExtendTopK
+
+    scores, lengths, cu, table = _paged_case()
+    kw = dict(logits=scores, lengths=lengths, topk=32, topk_transform_method=TopkTransformMethod.PAGED,
+              attn_metadata=SimpleNamespace(page_table_1=table), cu_seqlens_q_topk=cu)
+    ours = ExtendTopK(_Upstream(), "v2", select=_torch_select).topk_transform(**kw)
+    assert torch.equal(ours, ExtendTopK(_Upstream(), "filter", select=_torch_select).topk_transform(**kw))
+    if change == "ragged":
+        kw.update(topk_transform_method=TopkTransformMethod.RAGGED, topk_indices_offset=torch.zeros(5, dtype=torch.int32))
+    elif change == "topk 4096":
+        kw["topk"] = 4096
+    else:
+        kw["logits"] = torch.randn(5, 66)[:, :64]  # row stride 66 floats: not a multiple of 4
+    topk = ExtendTopK(_Upstream(), "v2", select=_torch_select)
+    assert topk.topk_transform(**kw) == "upstream" and topk.calls == 0
+
+
+def test_an_unknown_top_k_kind_is_refused():
+    from sglang_indexcache.backend.topk import ExtendTopK
+
+    with pytest.raises(ValueError, match="top-k kind 'upstream': choose one of v2, filter"):
+        ExtendTopK(_Upstream(), "upstream")
 
 
 def test_the_top_k_choice_is_read_from_the_environment(monkeypatch):
@@ -294,10 +326,11 @@ def test_the_top_k_choice_is_read_from_the_environment(monkeypatch):
 
     monkeypatch.delenv("SGLANG_INDEXCACHE_TOPK", raising=False)
     assert chosen() == "upstream"
-    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "filter")
-    assert chosen() == "filter"
+    for kind in ("v2", "filter"):
+        monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", kind)
+        assert chosen() == kind
     monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "fast")
-    with pytest.raises(ValueError, match="SGLANG_INDEXCACHE_TOPK='fast': choose one of upstream, filter"):
+    with pytest.raises(ValueError, match="SGLANG_INDEXCACHE_TOPK='fast': choose one of upstream, v2, filter"):
         chosen()
 
 
@@ -311,13 +344,13 @@ def test_the_cuda_backend_hands_only_plain_extends_our_top_k(mode, monkeypatch):
     from sglang.srt.model_executor.forward_batch_info import ForwardMode
 
     from sglang_indexcache.backend.gpu import IndexCacheDSABackend
-    from sglang_indexcache.backend.topk import FilterTopK
+    from sglang_indexcache.backend.topk import ExtendTopK
 
     upstream_md = DSAIndexerMetadata(attn_metadata=None, topk_transform_method=TopkTransformMethod.PAGED,
                                      topk_backend=DSATopKBackend.SGL_KERNEL)
     monkeypatch.setattr(DeepseekSparseAttnBackend, "get_indexer_metadata", lambda self, layer_id, fb: upstream_md)
     b = object.__new__(IndexCacheDSABackend)  # no GPU: only what the method reads
-    b.extend_topk = FilterTopK(DSATopKBackend.SGL_KERNEL)
+    b.extend_topk = ExtendTopK(DSATopKBackend.SGL_KERNEL)
     md = b.get_indexer_metadata(0, SimpleNamespace(forward_mode=ForwardMode[mode]))
     assert (md.topk_backend is b.extend_topk) == (mode == "EXTEND")
     assert md.topk_transform_method == TopkTransformMethod.PAGED
@@ -355,6 +388,22 @@ def test_filter_topk_equals_torch_topk_on_the_gpu(rows, dist):
 
     scores, lengths = make_scores(rows, 122880, dist, "cuda")
     assert mismatched_rows(scores, lengths, 2048, filter_topk(scores, lengths, 2048)) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dist", ["indexer", "dummy"])
+def test_v2_select_keeps_torch_topks_set_inside_each_rows_window(dist):
+    """SGLANG_INDEXCACHE_TOPK=v2's selection (SGLang's v2 kernel, ragged entry point) as the
+    PAGED route calls it: windows starting at row_starts, positions relative to the window."""
+    from sglang_indexcache.backend.topk import v2_select
+
+    scores, lengths = make_scores(2048, 122880, dist, "cuda")
+    starts = torch.randint(0, 64, (scores.shape[0],), dtype=torch.int32, device="cuda") * 4
+    wide = torch.full((scores.shape[0], scores.shape[1] + 256), float("-inf"), device="cuda")
+    cols = starts[:, None].long() + torch.arange(scores.shape[1], device="cuda")[None, :]
+    wide.scatter_(1, cols, scores)  # row r's scores from column starts[r] on
+    got = v2_select(wide, lengths, 2048, row_starts=starts)
+    assert mismatched_rows(scores, lengths, 2048, got) == 0
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--interpreted"]:

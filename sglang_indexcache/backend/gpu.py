@@ -36,7 +36,7 @@ from sglang.srt.model_executor.forward_batch_info import ForwardMode
 
 from sglang_indexcache.backend.metrics import metrics_for, stats_path_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
-from sglang_indexcache.backend.topk import ENV as TOPK_ENV, FilterTopK, chosen as chosen_topk
+from sglang_indexcache.backend.topk import ENV as TOPK_ENV, ExtendTopK, chosen as chosen_topk
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.schedule import Role
 
@@ -67,10 +67,12 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = stats_path_for(model_runner)
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
-        # SGLANG_INDEXCACHE_TOPK=filter: plain extends run our top-k kernel (backend/topk.py)
-        self.extend_topk = FilterTopK(self.dsa_topk_backend) if chosen_topk() == "filter" else None
+        # SGLANG_INDEXCACHE_TOPK=v2|filter: plain extends run that top-k (backend/topk.py)
+        kind = chosen_topk()
+        self.extend_topk = ExtendTopK(self.dsa_topk_backend, kind) if kind != "upstream" else None
         if self.extend_topk is not None:
-            logger.info("indexcache CUDA backend: %s=filter, extends run the Triton filter top-k (experimental)", TOPK_ENV)
+            what = {"v2": "SGLang's v2 top-k for PAGED extends too", "filter": "the Triton filter top-k (experimental)"}
+            logger.info("indexcache CUDA backend: %s=%s, extends run %s", TOPK_ENV, kind, what[kind])
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
             self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,

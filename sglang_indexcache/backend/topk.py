@@ -1,20 +1,32 @@
 """Which top-k a Full layer's extend runs under the CUDA `indexcache` backend.
 
 By default SGLang's own (`--dsa-topk-backend`, `SGLANG_OPT_USE_TOPK_V2`, ...): nothing here
-runs. `SGLANG_INDEXCACHE_TOPK=filter` makes plain extends (prefill, a turn on a cached
-prefix; not decode, not speculative verify or draft) run `backend/ops/topk.py`'s Triton
-kernel instead, with SGLang's output transform applied to its columns: PAGED (bf16 KV)
-maps each kept position through the request's page_size-1 page table, RAGGED (FP8 KV)
-adds the row's offset into the ragged keys, -1 padding either way, as sgl-kernel's
-`fast_topk_transform_fused` / `fast_topk_transform_ragged_fused` define them (a PAGED call
-of SGLang's row-chunked logits, whose `batch_idx_list` tensor names each row's request, reads
-that request's table). Every other call (SGLang's unfused path, prefill context parallelism's
-`batch_idx_list` list, a top-k that is not a power of two) goes to SGLang's backend unchanged.
+runs. `SGLANG_INDEXCACHE_TOPK` picks another for plain extends (prefill, a turn on a cached
+prefix; not decode, not speculative verify or draft):
 
-Experimental: off until `bench topk` and `bench turn` show it faster on a GPU, where it has
-not run yet. The kept set is exact (ties broken by lowest column, where SGLang's kernels
-break them their own way), so tokens and log-probabilities stay those of `dsa` within the
-tolerance that ordering inside a kept set allows.
+  v2      SGLang's own v2 JIT top-k (the DeepSeek-V4 kernel, `topk_transform_ragged_v2`) for
+          the PAGED (bf16 KV) extend too, where SGLang 0.5.23 runs it only for RAGGED (FP8 KV)
+          extends and decode and keeps PAGED extends on the legacy `fast_topk_transform_fused`.
+          On an H200 (`bench topk`, 2,048 rows on a 122,880-token prefix) v2 took 0.52 ms
+          against the legacy kernel's 1.04 ms on indexer-like scores, 0.99 against 3.06 on
+          scores crowding one fp16 bin (dummy weights), both exact. Its columns go through
+          `paged` below, the page-table transform the legacy kernel fuses.
+  filter  `backend/ops/topk.py`'s Triton kernel for PAGED and RAGGED extends: exact, but 2 to
+          6 times slower than v2 on the H200 at every size measured; kept for the record
+          until the v2 route has run in a server.
+
+Columns go through SGLang's output transform: PAGED (bf16 KV) maps each kept position through
+the request's page_size-1 page table, RAGGED (FP8 KV) adds the row's offset into the ragged
+keys, -1 padding either way, as sgl-kernel's `fast_topk_transform_fused` /
+`fast_topk_transform_ragged_fused` define them (a PAGED call of SGLang's row-chunked logits,
+whose `batch_idx_list` tensor names each row's request, reads that request's table). Every
+other call (SGLang's unfused path, prefill context parallelism's `batch_idx_list` list, a
+top-k that is not a power of two, for v2 one above 2,048 or a row stride the kernel cannot
+read) goes to SGLang's backend unchanged.
+
+The kept set is exact (ties broken by each kernel its own way), so tokens and
+log-probabilities stay those of `dsa` within the tolerance that ordering inside a kept set
+allows.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ import os
 from typing import Callable, Optional
 
 ENV = "SGLANG_INDEXCACHE_TOPK"
-CHOICES = ("upstream", "filter")
+CHOICES = ("upstream", "v2", "filter")
 
 
 def chosen() -> str:
@@ -34,13 +46,33 @@ def chosen() -> str:
     return value
 
 
-class FilterTopK:
-    """Stands in for SGLang's `DSATopKBackend` in an extend's indexer metadata: its fused
-    `topk_transform` runs `select` (default: the Triton filter top-k); anything else is
-    SGLang's backend's."""
+def v2_select(logits, lengths, topk: int, row_starts=None, offsets=None):
+    """SGLang's v2 JIT top-k through its ragged entry point: row i keeps the top-k of
+    logits[i, s : s + lengths[i]] (s = row_starts[i], else 0) as positions in that window
+    (plus offsets[i]), -1 padded. It writes the <= 3 columns ahead of each window in place;
+    SGLang's extend logits have no reader after the top-k."""
+    import torch
+    from sglang.kernels.ops.attention.dsv4.topk import topk_transform_ragged_v2
 
-    def __init__(self, upstream, select: Optional[Callable] = None):
+    rows = logits.shape[0]
+    out = logits.new_empty((rows, topk), dtype=torch.int32)
+    if offsets is None:
+        offsets = torch.zeros(rows, dtype=torch.int32, device=logits.device)
+    topk_transform_ragged_v2(logits, lengths.to(torch.int32), out_offsets=offsets.to(torch.int32), out_indices=out,
+                             row_starts=None if row_starts is None else row_starts.to(torch.int32))
+    return out
+
+
+class ExtendTopK:
+    """Stands in for SGLang's `DSATopKBackend` in an extend's indexer metadata: its fused
+    `topk_transform` runs `select` (by `kind`: `v2_select`, PAGED only, or the Triton filter
+    top-k); anything else is SGLang's backend's."""
+
+    def __init__(self, upstream, kind: str = "filter", select: Optional[Callable] = None):
+        if kind not in CHOICES[1:]:
+            raise ValueError(f"top-k kind {kind!r}: choose one of {', '.join(CHOICES[1:])}")
         self.upstream = upstream
+        self.kind = kind
         self._select = select
         self.calls = 0  # top-k calls this backend ran (tests, and the per-forward check in a profile)
 
@@ -50,9 +82,12 @@ class FilterTopK:
     @property
     def select(self) -> Callable:
         if self._select is None:
-            from sglang_indexcache.backend.ops.topk import filter_topk
+            if self.kind == "v2":
+                self._select = v2_select
+            else:
+                from sglang_indexcache.backend.ops.topk import filter_topk
 
-            self._select = filter_topk
+                self._select = filter_topk
         return self._select
 
     def topk_transform(self, logits, lengths, topk, topk_transform_method, attn_metadata,
@@ -72,6 +107,9 @@ class FilterTopK:
             and ((method == TopkTransformMethod.RAGGED and topk_indices_offset is not None)
                  or (method == TopkTransformMethod.PAGED and cu_seqlens_q_topk is not None
                      and getattr(attn_metadata, "page_table_1", None) is not None))
+            # v2: SGLang already runs it for RAGGED; its limits (k, 16-byte aligned rows)
+            and (self.kind != "v2" or (method == TopkTransformMethod.PAGED and topk <= 2048
+                                       and logits.stride(0) % 4 == 0))
         )
         if not ours:
             return self.upstream.topk_transform(

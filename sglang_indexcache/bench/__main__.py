@@ -27,10 +27,14 @@ def run(args) -> int:
         if layers != args.num_layers:
             raise SystemExit(f"{model} has {layers} layers; pass --num-layers {layers} and a pattern of that length")
     else:
-        model = out / "model"
+        # --mtp needs a NextN (draft) layer: GLM-4.7-Flash declares one
+        nextn = 1 if args.mtp else 0
+        model = out / ("model-nextn" if nextn else "model")
         if not (model / "config.json").exists():
-            make_shape("glm-4.7-flash", model, num_layers=args.num_layers, num_heads=args.num_heads)
-        model_label = f"GLM-4.7-Flash shape with DSA, {args.num_layers} layers, {args.num_heads} heads, dummy bf16 weights"
+            make_shape("glm-4.7-flash", model, num_layers=args.num_layers, num_heads=args.num_heads,
+                       overrides={"num_nextn_predict_layers": nextn})
+        model_label = (f"GLM-4.7-Flash shape with DSA, {args.num_layers} layers, {args.num_heads} heads"
+                       f"{', one NextN layer' if nextn else ''}, dummy bf16 weights")
     if args.device != "cuda" and (args.phase != "decode" or set(args.configs) - {"b", "c"}):
         raise SystemExit("--device cpu runs only --phase decode with --configs b c (upstream dsa needs CUDA)")
     if args.tp_size > 1 and (args.phase != "decode" or args.device != "cuda"):
@@ -125,8 +129,9 @@ def main(argv=None) -> int:
     u.add_argument("--out", required=True)
     u.add_argument("--shape", choices=sorted(SHAPES), default="flash-12")
     u.add_argument("--model-path", help="an existing folder of --shape's model (default: generated under OUT)")
-    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefghj"),
-                   help="as agentic's; g: indexcache with one Full layer; h, j: b and c with the filter top-k")
+    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefghjkm"),
+                   help="as agentic's; g: indexcache with one Full layer; h, j: b and c with the filter top-k; "
+                        "k, m: b and c with SGLang's v2 top-k in PAGED extends")
     u.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
     u.add_argument("--context", type=int, default=122880, help="cached prefix, tokens")
     u.add_argument("--new", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens per turn")
@@ -215,7 +220,7 @@ def main(argv=None) -> int:
     r.add_argument("--decode-mem-fraction", type=float, default=None, help="decode; default as --mem-fraction")
     r.add_argument("--decode-log-interval", type=int, default=16)
     r.add_argument("--chunked-prefill-size", type=int, default=16384)
-    r.add_argument("--mtp", action="store_true", help="decode with EAGLE over the model's NextN layer (--model-path)")
+    r.add_argument("--mtp", action="store_true", help="decode with EAGLE over the model's NextN layer (without --model-path: the shape with one NextN layer)")
     r.add_argument("--tp-size", type=int, default=1, help="decode on this many GPUs, tensor-parallel (every config)")
     r.add_argument("--profile-steps", type=int, default=0,
                    help="decode: profile this many scheduler steps (SGLang's profiler) after the timed runs")

@@ -187,16 +187,16 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
 
 
 def _check_topk_choice(server_args: Any) -> None:
-    """SGLANG_INDEXCACHE_TOPK (backend/topk.py): a value it does not know, or `filter` (a
-    Triton kernel) on CPU, is refused here rather than in the scheduler process."""
+    """SGLANG_INDEXCACHE_TOPK (backend/topk.py): a value it does not know, or `v2` / `filter`
+    (CUDA kernels) on CPU, is refused here rather than in the scheduler process."""
     from sglang_indexcache.backend.topk import ENV, chosen
 
     try:
         topk = chosen()
     except ValueError as e:
         raise ScheduleError(str(e)) from None
-    if topk == "filter" and getattr(server_args, "device", None) == "cpu":
-        raise ScheduleError(f"{ENV}=filter with --device cpu: the filter top-k is a Triton kernel for CUDA GPUs; unset it")
+    if topk != "upstream" and getattr(server_args, "device", None) == "cpu":
+        raise ScheduleError(f"{ENV}={topk} with --device cpu: that top-k is a kernel for CUDA GPUs; unset it")
 
 
 def _metadata_glue_graph() -> bool:
