@@ -126,6 +126,43 @@ def test_committed_gpu_results_reproduce_the_quoted_ratios():
     assert [round(prof[k]["busy_us"] / 1000, 2) for k in "cd"] == [49.16, 49.21]
 
 
+def test_session11_results_reproduce_the_quoted_figures():
+    """Two H200s, 2026-12-01 (session 11): the MTP decode table, the agentic sessions and the
+    search cost the README and the issue notes quote, from the committed JSON."""
+    from pathlib import Path
+
+    s11 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200x2-2026-12-01-session11"
+    mtp, plain = (json.loads((s11 / d / "results.json").read_text()) for d in ("decode-mtp", "decode-nomtp"))
+    assert mtp["configs"]["c"]["decode"]["mtp"] and not plain["configs"]["c"]["decode"]["mtp"]
+    assert mtp["configs"]["c"]["decode"]["accept_length"] == 1.0  # dummy weights: every draft rejected
+    log = {k: report.ratios(r)["decode_tokens_per_s_log"] for k, r in (("mtp", mtp), ("plain", plain))}
+    assert [round(log[k]["c_over_a"], 3) for k in ("mtp", "plain")] == [1.072, 1.267]
+    assert [round(log[k]["c_over_d"], 3) for k in ("mtp", "plain")] == [1.337, 0.997]
+    busy = {k: {c: r["configs"][c]["decode"]["profile"]["kernels"] for c in "adc"}
+            for k, r in (("mtp", mtp), ("plain", plain))}
+    for k, kernels in (("mtp", 4215), ("plain", 3143)):  # c runs d's kernels, one for one
+        assert busy[k]["c"]["kernels"] == busy[k]["d"]["kernels"] == kernels
+        assert abs(busy[k]["c"]["busy_us"] / busy[k]["d"]["busy_us"] - 1) < 0.003
+    gain = {k: busy[k]["a"]["busy_us"] / busy[k]["c"]["busy_us"] for k in busy}
+    assert [round(gain["mtp"], 3), round(gain["plain"], 3), round(gain["mtp"] / gain["plain"], 3)] == [1.271, 1.32, 0.963]
+
+    ag = json.loads((s11 / "ag" / "results.json").read_text())
+    assert list(ag["configs"]) == ["a", "c", "d", "e"] and ag["trace"]["spec"]["sessions"] == 16
+    over_a, over_d = ag["ratios"]["over_a"], ag["ratios"]["over_d"]
+    assert [round(over_a[c]["c"]["ttft_long_median_s"], 2) for c in ("1", "4")] == [1.25, 1.49]
+    assert [round(over_a[c]["d"]["ttft_long_median_s"], 2) for c in ("1", "4")] == [1.43, 1.43]
+    assert [round(over_d[c]["c"]["ttft_long_median_s"], 2) for c in ("1", "4")] == [0.87, 1.04]
+    for entry in ag["configs"].values():
+        for level in entry["levels"].values():
+            assert level["failed_rounds"] == 0 and level["ttft_long_n"] == 14 * level["sessions"] // 2
+
+    search = json.loads((s11 / "search" / "results.json").read_text())
+    assert search["layers"] == 78 and search["calibration"]["tokens"] == 65536
+    assert round(search["speedup"], 1) == 13.2
+    assert [round(search[k]["evals_per_hour"]) for k in ("switching", "restart")] == [635, 48]
+    assert max(search["loss_differences"].values()) == 0.0
+
+
 @pytest.mark.engine
 def test_serve_decode_on_cpu(models, tmp_path):
     """The decode path against a real CPU server: radix-warm prompts, the asked number of
