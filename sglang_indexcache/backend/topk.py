@@ -11,8 +11,8 @@ prefix; not decode, not speculative verify or draft):
           against the legacy kernel's 1.04 ms on indexer-like scores, 0.99 against 3.06 on
           scores crowding one fp16 bin (dummy weights), both exact. Its columns go through
           `paged` below, the page-table transform the legacy kernel fuses.
-  filter  `backend/ops/topk.py`'s Triton kernel for PAGED and RAGGED extends: exact, but 2 to
-          6 times slower than v2 on the H200 at every size measured; kept for the record
+  filter  `backend/ops/topk.py`'s Triton kernel for PAGED and RAGGED extends: exact, but 1.9 to
+          5.5 times slower than v2 on the H200 at every size measured; kept for the record
           until the v2 route has run in a server.
 
 Columns go through SGLang's output transform: PAGED (bf16 KV) maps each kept position through
