@@ -218,7 +218,7 @@ def test_standalone_installer_runs_isolated(tmp_path, wheelhouse):
     """install_bundle.py needs only the standard library: -I -S keeps even site-packages away."""
     out, _ = build(tmp_path, wheelhouse)
     installer = out / "install_bundle.py"
-    assert installer.read_text() == (REPO / "sglang_indexcache" / "bundle.py").read_text()
+    assert installer.read_text() == (REPO / "sglang_indexcache" / "bundle_install.py").read_text()
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-I", "-S", str(installer), "--from", str(out), "--target", str(target),
                         "--python", sys.executable], cwd=tmp_path, capture_output=True, text=True)
@@ -230,6 +230,13 @@ def test_standalone_installer_runs_isolated(tmp_path, wheelhouse):
     r = subprocess.run([sys.executable, "-I", str(installer), "--target", str(tmp_path / "t2")],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2 and "part-000.bin: 1 bytes" in r.stderr
+    # `install` first, as `bundle.py install` takes it; the installing half has no `build`
+    r = subprocess.run([sys.executable, "-I", str(installer), "install", "--from", str(out), "--dry-run"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and "part-000.bin: 1 bytes" in r.stderr
+    r = subprocess.run([sys.executable, "-I", str(installer), "build", "--out", str(tmp_path / "b")],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and "unrecognized arguments: build" in r.stderr
 
 
 def test_cli_bundle_subcommand(tmp_path, wheelhouse, capsys):
