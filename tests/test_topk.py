@@ -289,7 +289,7 @@ def test_every_other_call_goes_to_sglangs_top_k(change, monkeypatch):
     assert topk.is_sgl_kernel()  # the rest of SGLang's backend shows through
 
 
-@pytest.mark.parametrize("change", ["ragged", "topk 4096", "unaligned rows"])
+@pytest.mark.parametrize("change", ["ragged", "topk 4096", "unaligned rows", "unaligned start"])
 def test_the_v2_route_takes_only_paged_calls_its_kernel_reads(change):
     """SGLANG_INDEXCACHE_TOPK=v2 adds PAGED extends to SGLang's v2 kernel; RAGGED calls already
     run it upstream, and a k above 2,048 or rows not 16-byte aligned are beyond the kernel."""
@@ -308,8 +308,10 @@ def test_the_v2_route_takes_only_paged_calls_its_kernel_reads(change):
         kw.update(topk_transform_method=TopkTransformMethod.RAGGED, topk_indices_offset=torch.zeros(5, dtype=torch.int32))
     elif change == "topk 4096":
         kw["topk"] = 4096
-    else:
+    elif change == "unaligned rows":
         kw["logits"] = torch.randn(5, 66)[:, :64]  # row stride 66 floats: not a multiple of 4
+    else:
+        kw["logits"] = torch.randn(5 * 64 + 1)[1:].view(5, 64)  # the first row 4 bytes past an aligned base
     topk = ExtendTopK(_Upstream(), "v2", select=_torch_select)
     assert topk.topk_transform(**kw) == "upstream" and topk.calls == 0
 

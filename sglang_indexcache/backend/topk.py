@@ -109,7 +109,7 @@ class ExtendTopK:
                      and getattr(attn_metadata, "page_table_1", None) is not None))
             # v2: SGLang already runs it for RAGGED; its limits (k, 16-byte aligned rows)
             and (self.kind != "v2" or (method == TopkTransformMethod.PAGED and topk <= 2048
-                                       and logits.stride(0) % 4 == 0))
+                                       and logits.stride(0) % 4 == 0 and logits.data_ptr() % 16 == 0))
         )
         if not ours:
             return self.upstream.topk_transform(
