@@ -126,7 +126,7 @@ def test_committed_gpu_results_reproduce_the_quoted_ratios():
     assert [round(prof[k]["busy_us"] / 1000, 2) for k in "cd"] == [49.16, 49.21]
 
 
-def test_session11_results_reproduce_the_quoted_figures():
+def test_session11_results_reproduce_the_quoted_figures(tmp_path):
     """Two H200s, 2026-12-01 (session 11): the MTP decode table, the agentic sessions and the
     search cost the README and the issue notes quote, from the committed JSON."""
     from pathlib import Path
@@ -145,6 +145,16 @@ def test_session11_results_reproduce_the_quoted_figures():
         assert abs(busy[k]["c"]["busy_us"] / busy[k]["d"]["busy_us"] - 1) < 0.003
     gain = {k: busy[k]["a"]["busy_us"] / busy[k]["c"]["busy_us"] for k in busy}
     assert [round(gain["mtp"], 3), round(gain["plain"], 3), round(gain["mtp"] / gain["plain"], 3)] == [1.271, 1.32, 0.963]
+
+    # the decode figure gains a panel of the profiled GPU time per kernel family
+    import struct
+
+    def png_width(results, name):
+        report.plot(results, tmp_path / name)
+        return struct.unpack(">I", (tmp_path / name).read_bytes()[16:20])[0]
+
+    unprofiled = {**mtp, "configs": {k: {**v, "decode": {**v["decode"], "profile": None}} for k, v in mtp["configs"].items()}}
+    assert png_width(mtp, "profiled.png") > 1.4 * png_width(unprofiled, "plain.png")
 
     ag = json.loads((s11 / "ag" / "results.json").read_text())
     assert list(ag["configs"]) == ["a", "c", "d", "e"] and ag["trace"]["spec"]["sessions"] == 16

@@ -121,7 +121,9 @@ def plot(results: dict, png: Path) -> None:
     c = results["configs"]
     pre = [k for k in sorted(c) if c[k].get("prefill", {}).get("latency_s")]
     dec = [k for k in sorted(c) if "decode" in c[k]]
-    n = 2 * bool(pre) + bool(dec)
+    # decode --profile-steps: the GPU's own time, which host noise does not move
+    prof = [k for k in dec if ((c[k]["decode"].get("profile") or {}).get("kernels") or {}).get("families")]
+    n = 2 * bool(pre) + bool(dec) + bool(prof)
     fig, axes = plt.subplots(1, n, figsize=(max(7.5, 5.5 * n), 4.5), squeeze=False)
     axes = list(axes[0])
     if pre:
@@ -160,6 +162,21 @@ def plot(results: dict, png: Path) -> None:
         ax.set_ylabel("tokens/s")
         ax.set_xticks(list(xs), [f"{k}: {c[k]['label']}" for k in dec], fontsize=7, rotation=15)
         ax.legend(fontsize=7, loc="lower right")
+    if prof:
+        ax = axes.pop(0)
+        tables = {k: c[k]["decode"]["profile"] for k in prof}
+        fams = sorted({f for t in tables.values() for f in t["kernels"]["families"]},
+                      key=lambda f: -max(t["kernels"]["families"].get(f, {}).get("us", 0) for t in tables.values()))
+        bottom = [0.0] * len(prof)
+        for f in fams:
+            ms = [tables[k]["kernels"]["families"].get(f, {}).get("us", 0) / 1e3 for k in prof]
+            ax.bar(range(len(prof)), ms, bottom=bottom, width=0.6, label=f)
+            bottom = [b + m for b, m in zip(bottom, ms)]
+        ax.bar_label(ax.containers[-1], labels=[f"{b:.1f}" for b in bottom], fontsize=7)
+        ax.set_title(f"GPU time in {tables[prof[0]]['steps']} profiled scheduler steps, by kernel family")
+        ax.set_ylabel("ms (kernel time)")
+        ax.set_xticks(range(len(prof)), [f"{k}: {c[k]['label']}" for k in prof], fontsize=7, rotation=15)
+        ax.legend(fontsize=6, loc="lower right")
     fig.suptitle(f"{results.get('model')} on {(results.get('gpu') or {}).get('name')}", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
