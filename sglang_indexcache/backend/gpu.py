@@ -67,12 +67,11 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = stats_path_for(model_runner)
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
-        # SGLANG_INDEXCACHE_TOPK=v2|filter: plain extends run that top-k (backend/topk.py)
+        # SGLANG_INDEXCACHE_TOPK=v2: plain PAGED extends run SGLang's v2 top-k too (backend/topk.py)
         kind = chosen_topk()
         self.extend_topk = ExtendTopK(self.dsa_topk_backend, kind) if kind != "upstream" else None
         if self.extend_topk is not None:
-            what = {"v2": "SGLang's v2 top-k for PAGED extends too", "filter": "the Triton filter top-k (experimental)"}
-            logger.info("indexcache CUDA backend: %s=%s, extends run %s", TOPK_ENV, kind, what[kind])
+            logger.info("indexcache CUDA backend: %s=%s, extends run SGLang's v2 top-k for PAGED calls too", TOPK_ENV, kind)
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
             self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,

@@ -129,9 +129,9 @@ def main(argv=None) -> int:
     u.add_argument("--out", required=True)
     u.add_argument("--shape", choices=sorted(SHAPES), default="flash-12")
     u.add_argument("--model-path", help="an existing folder of --shape's model (default: generated under OUT)")
-    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefghjkm"),
-                   help="as agentic's; g: indexcache with one Full layer; h, j: b and c with the filter top-k; "
-                        "k, m: b and c with SGLang's v2 top-k in PAGED extends")
+    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefgkm"),
+                   help="as agentic's; g: indexcache with one Full layer; k, m: b and c with SGLang's v2 top-k "
+                        "in PAGED extends")
     u.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
     u.add_argument("--context", type=int, default=122880, help="cached prefix, tokens")
     u.add_argument("--new", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens per turn")
@@ -170,17 +170,16 @@ def main(argv=None) -> int:
     q.add_argument("--timeout", type=float, default=900)
     q.set_defaults(fn=pp.run)
 
-    k = sub.add_parser("topk", help="the indexer's top-k kernels (SGLang's, FlashInfer's, ours) on one GPU")
+    k = sub.add_parser("topk", help="the indexer's top-k kernels (SGLang's, FlashInfer's) on one GPU")
     k.add_argument("--out", required=True)
     k.add_argument("--rows", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens (query rows)")
     k.add_argument("--prefix", type=int, default=122880, help="cached keys every row sees")
     k.add_argument("--k", type=int, default=2048)
     k.add_argument("--dist", nargs="+", default=["indexer"], choices=topk.DISTS)
-    k.add_argument("--impls", nargs="+", help=f"default: all of {', '.join(topk.IMPLS)} on CUDA, torch on CPU; "
-                   "filter:B:W:P tunes ours (scores per step, warps, programs per multiprocessor)")
+    k.add_argument("--impls", nargs="+", help=f"default: all of {', '.join(topk.IMPLS)} on CUDA, torch on CPU")
     k.add_argument("--repeats", type=int, default=20)
     k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--device", default="cuda", help="cpu: a smoke run (torch; filter under TRITON_INTERPRET=1)")
+    k.add_argument("--device", default="cuda", help="cpu: a smoke run (torch only)")
     k.set_defaults(fn=topk.run)
 
     s = sub.add_parser("search", help="the pattern search's cost: one switchable server against a server per candidate")

@@ -2,8 +2,8 @@
 
 A Full layer's extend path scores Q new queries against the L keys each may see and keeps
 the k best per row (`[Q, L]` float32 scores, then a top-k with the page-table or ragged
-transform). This times every top-k implementation SGLang 0.5.23 can select, and ours, on
-the same scores, and checks each against `torch.topk` (rows whose kept set of values
+transform). This times every top-k implementation SGLang 0.5.23 can select on the same
+scores, and checks each against `torch.topk` (rows whose kept set of values
 differs, ties compared as values):
 
   torch               torch.topk over the masked rows (`--dsa-topk-backend torch`)
@@ -11,8 +11,11 @@ differs, ties compared as values):
   sgl-legacy-ragged   sgl-kernel's fast_topk_transform_ragged_fused
   sgl-v2-ragged       the DeepSeek-V4 v2 JIT kernel (fp8 KV extend, `SGLANG_OPT_USE_TOPK_V2`)
   flashinfer-ragged   flashinfer.top_k_ragged_transform (`--dsa-topk-backend flashinfer`)
-  filter              ours, `backend/ops/topk.py` (sample, one filtering pass, select)
-  filter:B:W:P        ours tuned: B scores per step, W warps, P programs per multiprocessor
+
+(Our own Triton top-k, `filter`, ran here beside them on an H200 until 2026-12-01, lost to
+sgl-v2-ragged at every size and distribution, and was removed; its figures stay in the
+committed results.) `sgl-v2-ragged` is also what `SGLANG_INDEXCACHE_TOPK=v2` runs for a
+bf16-KV extend (`backend/topk.py`).
 
 Scores follow the lightning indexer's form, sum_h w[t, h] * relu(q[t, h] . k[s]) on random
 bf16 q, k and w (`--dist indexer`), or are plain normal (`normal`) or normal rounded to
@@ -33,7 +36,6 @@ events) after warm-up calls; an implementation that fails is recorded with its e
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
 import time
@@ -43,8 +45,7 @@ from typing import Callable
 import torch
 
 # FlashInfer's last: its first call builds its JIT module (over 4 minutes on an H200 on 2026-12-01)
-IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "filter",
-         "filter:1024:4:8", "filter:2048:4:4", "filter:4096:8:2", "filter:2048:16:2", "flashinfer-ragged")
+IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "flashinfer-ragged")
 DISTS = ("indexer", "normal", "bf16", "dummy", "offset")
 DUMMY_SCALE = 1e-17  # |score| under SGLang's dummy weights (see the module docstring)
 OFFSET = 32.0
@@ -114,14 +115,6 @@ def implementation(name: str, rows: int, width: int, k: int, device: str) -> Cal
     zeros = torch.zeros(rows, dtype=torch.int32, device=device)
     if name == "torch":
         return lambda s, n: _masked(s, n).topk(k, dim=1).indices.to(torch.int32)
-    if name == "filter" or name.startswith("filter:"):
-        from sglang_indexcache.backend.ops.topk import filter_topk
-
-        tune = {}
-        if name != "filter":
-            block, warps, per_sm = (int(x) for x in name.split(":")[1:])
-            tune = {"block": block, "warps": warps, "per_sm": per_sm}
-        return lambda s, n: filter_topk(s, n, k, **tune)
     if name == "sgl-legacy-paged":
         from sgl_kernel import fast_topk_transform_fused
 
@@ -200,9 +193,9 @@ def run(args) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench topk times GPU kernels: no CUDA device here (--device cpu: the torch path only)")
     impls = args.impls or (IMPLS if args.device == "cuda" else ("torch",))
-    unknown = [n for n in impls if n not in IMPLS and not re.fullmatch(r"filter:\d+:\d+:\d+", n)]
+    unknown = [n for n in impls if n not in IMPLS]
     if unknown:
-        raise SystemExit(f"--impls {' '.join(unknown)}: choose from {', '.join(IMPLS)} or filter:B:W:P")
+        raise SystemExit(f"--impls {' '.join(unknown)}: choose from {', '.join(IMPLS)}")
     results = {
         "workload": "topk",
         "device": args.device,

@@ -88,9 +88,9 @@ def run(args) -> int:
         raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
     extra_env = dict(kv.split("=", 1) for kv in args.server_env)
     out.mkdir(parents=True, exist_ok=True)
-    if args.device != "cuda" and set(args.configs) & {"a", "d", "h", "j", "k", "m"}:
+    if args.device != "cuda" and set(args.configs) & {"a", "d", "k", "m"}:
         raise SystemExit("--device cpu runs only indexcache configurations with SGLang's top-k "
-                         "(upstream dsa and the v2 and filter top-k kernels need CUDA)")
+                         "(upstream dsa and the v2 top-k kernel need CUDA)")
     if args.mem_fraction is None:  # on CPU the pool comes from host RAM
         args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes()) if args.device == "cuda" else 0.6
     shape = common.shape_patterns(args.shape)
@@ -103,12 +103,10 @@ def run(args) -> int:
     cfgs = common.configs(layers, pattern, **fits)
     cfgs["g"] = {"label": "indexcache, one Full layer", "args": ["--attention-backend", "indexcache",
                                                                  "--index-cache-pattern", "F" + "S" * (layers - 1)]}
-    # h, j: b and c with our filter top-k in their extends; k, m: with SGLang's v2 top-k for
-    # PAGED extends too (backend/topk.py), beside SGLang's default
-    for (full, pat), kind in ((("h", "j"), "filter"), (("k", "m"), "v2")):
-        env = {"SGLANG_INDEXCACHE_TOPK": kind}
-        cfgs[full] = {**cfgs["b"], "label": f"indexcache, all Full, {kind} top-k", "env": env}
-        cfgs[pat] = {**cfgs["c"], "label": f"indexcache, {pattern}, {kind} top-k", "env": env}
+    # k, m: b and c with SGLang's v2 top-k for PAGED extends too (backend/topk.py), beside its default
+    v2 = {"SGLANG_INDEXCACHE_TOPK": "v2"}
+    cfgs["k"] = {**cfgs["b"], "label": "indexcache, all Full, v2 top-k", "env": v2}
+    cfgs["m"] = {**cfgs["c"], "label": f"indexcache, {pattern}, v2 top-k", "env": v2}
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"configs": {}}
     results.update({"workload": "turn", "model": str(model), "shape": args.shape, "context": args.context,

@@ -187,8 +187,8 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
 
 
 def _check_topk_choice(server_args: Any) -> None:
-    """SGLANG_INDEXCACHE_TOPK (backend/topk.py): a value it does not know, or `v2` / `filter`
-    (CUDA kernels) on CPU, is refused here rather than in the scheduler process."""
+    """SGLANG_INDEXCACHE_TOPK (backend/topk.py): a value it does not know, or `v2` (a CUDA
+    kernel) on CPU, is refused here rather than in the scheduler process."""
     from sglang_indexcache.backend.topk import ENV, chosen
 
     try:

@@ -1,6 +1,4 @@
-"""Pure-torch DSA operators: the CPU path of the backend and the tests' reference glue.
-
-`topk.py` (not imported here: it needs triton) is a Triton top-k for long rows on the GPU."""
+"""Pure-torch DSA operators: the CPU path of the backend and the tests' reference glue."""
 
 from sglang_indexcache.backend.ops.dsa import (
     apply_rope,
