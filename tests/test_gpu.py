@@ -198,6 +198,8 @@ def test_v2_extend_topk_equals_sglangs_top_k(servers):
     assert_same(got, ref, logprob_tol=EXTEND_TOPK_LOGPROB_TOL)
     check_counters(srv, PATTERN)
     assert "SGLANG_INDEXCACHE_TOPK=v2, extends run" in srv.log.read_text()
+    assert srv.stats()["extend_topk_calls"] > 0  # the extends' Full layers went through the route
+    assert servers("ic_pattern", MODEL, *args).stats()["extend_topk_calls"] is None
 
 
 def test_cuda_graph_off_equals_on(servers):

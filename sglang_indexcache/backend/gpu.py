@@ -195,6 +195,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             "graph_replays": self.graph_replays,
             "graph_counts": {f"{m}:{bs}": list(v) for (m, bs), v in sorted(self.graph_counts.items())},
             "dense_forwards": self.dense_forwards,
+            # SGLANG_INDEXCACHE_TOPK=v2: top-k calls our route served (None: the route is off)
+            "extend_topk_calls": None if self.extend_topk is None else self.extend_topk.calls,
             "pattern": self.schedule.pattern,
             "last_forward": {
                 "replay": replay,
