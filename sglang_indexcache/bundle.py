@@ -29,9 +29,9 @@ import tempfile
 import zipfile
 
 from sglang_indexcache import bundle_install
-from sglang_indexcache.bundle_install import (  # noqa: F401  (the installing half, re-exported)
-    CHUNK, FORMAT, FORMAT_VERSION, INSTALLER, MANIFEST, PART, PART_RE, BundleError, add_install_arguments,
-    extract_wheels, host_glibc, install, load_manifest, mib, run_install, sha256_file, verify_parts,
+from sglang_indexcache.bundle_install import (  # the installing half: the format, its error, its CLI
+    CHUNK, FORMAT, FORMAT_VERSION, INSTALLER, MANIFEST, PART, PART_RE, BundleError, add_install_arguments, mib,
+    run_install, sha256_file,
 )
 
 CREATED_BY = "sglang-indexcache bundle (bundle.py, format 1)"
@@ -462,10 +462,7 @@ def build_parser(prog: str = "bundle.py") -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
-        argv.insert(0, "install")  # `python3 install_bundle.py --from DIR --target T`
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return args.fn(args)
     except BundleError as e:

@@ -53,15 +53,15 @@ def test_bench_topk_on_cpu_writes_results_table_and_plot(tmp_path):
 # ---- the backend's use of it (backend/topk.py) -------------------------------------------
 
 
-def _torch_select(scores, lengths, k, row_starts=None, offsets=None):
+def _torch_select(scores, lengths, k, row_starts=None):
     """An independent selection with v2_select's contract: torch.topk per row, positions in
-    the row's window (plus its offset), -1 padded."""
+    the row's window, -1 padded."""
     out = torch.full((scores.shape[0], k), -1, dtype=torch.int32)
     for r in range(scores.shape[0]):
         s0 = 0 if row_starts is None else int(row_starts[r])
         n = int(lengths[r])
         cols = torch.arange(n) if n <= k else scores[r, s0:s0 + n].topk(k).indices
-        out[r, :cols.numel()] = cols.to(torch.int32) + (0 if offsets is None else int(offsets[r]))
+        out[r, :cols.numel()] = cols.to(torch.int32)
     return out
 
 

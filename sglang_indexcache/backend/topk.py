@@ -67,7 +67,6 @@ class ExtendTopK:
         if kind not in CHOICES[1:]:
             raise ValueError(f"top-k kind {kind!r}: choose one of {', '.join(CHOICES[1:])}")
         self.upstream = upstream
-        self.kind = kind
         self.select = select or v2_select
         self.calls = 0  # top-k calls this backend ran (tests, and the per-forward check in a profile)
 
