@@ -407,6 +407,7 @@ def test_turn_profile_pipeline_on_cpu(models, tmp_path):
         out=str(tmp_path), shape="flash-12", model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         context=512, new=[1, 64], repeats=2, seed=0, mem_fraction=None, chunked_prefill_size=512,
         timeout=900, device="cpu", server_args="--max-running-requests 4", server_env=["SGLANG_DSA_FUSE_TOPK=0"],
+        paged_rows=8192,
     )
     assert turn.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())

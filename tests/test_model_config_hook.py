@@ -128,6 +128,22 @@ def test_topk_choice_is_checked_at_startup(models, monkeypatch):
     assert sglang_pattern(model_config(models["deepseek-tiny"], **args)) == "FSSFSS"
 
 
+@pytest.mark.parametrize("value,refusal", [("many", "give a whole number"), ("-1", "give a whole number"),
+                                           ("64", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=64 with --device cpu"),
+                                           ("0", None), ("", None)])
+def test_paged_extend_rows_are_checked_at_startup(models, monkeypatch, value, refusal):
+    """SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS (backend/paged_extend.py): not a count of tokens, or
+    a route to DeepGEMM's kernel on CPU, is refused before weights load; 0 or unset is off."""
+    monkeypatch.delenv("SGLANG_INDEXCACHE_TOPK", raising=False)
+    monkeypatch.setenv("SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS", value)
+    args = dict(attention_backend="indexcache", index_cache_pattern="FSSFSS")
+    if refusal is None:
+        assert sglang_pattern(model_config(models["deepseek-tiny"], **args)) == "FSSFSS"
+    else:
+        with pytest.raises(ScheduleError, match=refusal):
+            model_config(models["deepseek-tiny"], **args)
+
+
 def test_hybrid_of_indexcache_with_itself_is_served(models):
     mc = model_config(models["deepseek-tiny"], attention_backend="indexcache", prefill_attention_backend="indexcache",
                       decode_attention_backend="indexcache", index_cache_pattern="FSSFSS")

@@ -12,7 +12,12 @@ from __future__ import annotations
 import logging
 
 from sglang_indexcache.integration.model_config import schedule_of
-from sglang_indexcache.backend.hooks import register_cpu_indexer, register_layer_check, register_pp_receive
+from sglang_indexcache.backend.hooks import (
+    register_cpu_indexer,
+    register_extend_route,
+    register_layer_check,
+    register_pp_receive,
+)
 
 logger = logging.getLogger("sglang_indexcache")
 
@@ -44,6 +49,8 @@ def create_backend(model_runner):
     backend.index_cache_schedule = schedule
     if backend.received_sources:
         register_pp_receive()
+    if backend.paged_extend_rows:
+        register_extend_route()
     logger.info("indexcache backend: %d/%d layers run the indexer (%s)", schedule.num_indexers, schedule.num_layers, schedule.pattern)
     return _switchable(model_runner, backend, schedule)
 

@@ -34,6 +34,7 @@ import os
 from sglang.srt.layers.attention.dsa_backend import DeepseekSparseAttnBackend
 from sglang.srt.model_executor.forward_batch_info import ForwardMode
 
+import sglang_indexcache.backend.paged_extend as paged_extend
 from sglang_indexcache.backend.metrics import metrics_for, stats_path_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
 from sglang_indexcache.backend.topk import ENV as TOPK_ENV, ExtendTopK, chosen as chosen_topk
@@ -72,6 +73,12 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.extend_topk = ExtendTopK(self.dsa_topk_backend, kind) if kind != "upstream" else None
         if self.extend_topk is not None:
             logger.info("indexcache CUDA backend: %s=%s, extends run SGLang's v2 top-k for PAGED calls too", TOPK_ENV, kind)
+        # SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS: short extends scored by the paged kernel (backend/paged_extend.py)
+        self.paged_extend_rows = paged_extend.max_rows()
+        self.paged_extend_calls = 0
+        if self.paged_extend_rows:
+            logger.info("indexcache CUDA backend: %s=%d, extends of at most that many new tokens are scored "
+                        "by the paged logits kernel", paged_extend.ENV, self.paged_extend_rows)
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
             self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,
@@ -98,6 +105,19 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         if self.extend_topk is not None and forward_batch.forward_mode == ForwardMode.EXTEND:
             metadata = dataclasses.replace(metadata, topk_backend=self.extend_topk)
         return metadata
+
+    def index_cache_extend_topk(self, original, indexer, args, kwargs):
+        """A Full layer's extend scoring (`Indexer._get_topk_ragged`, through `backend/hooks.py`):
+        the paged route where it applies (`backend/paged_extend.py`), else SGLang's."""
+        from sglang_indexcache.backend.hooks import EXTEND_TOPK_PARAMS
+
+        call = {**dict(zip(EXTEND_TOPK_PARAMS[1:], args)), **kwargs}
+        rows = paged_extend.rows_to_route(indexer, call["forward_batch"], call["metadata"], self.paged_extend_rows)
+        if not rows:
+            return original(indexer, *args, **kwargs)
+        self.paged_extend_calls += 1
+        return paged_extend.topk(indexer, call["layer_id"], call["q_fp8"], call["weights"], call["metadata"], rows,
+                                 call.get("topk_result"))
 
     # ---- forward boundaries ------------------------------------------------------------
 
@@ -197,6 +217,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             "dense_forwards": self.dense_forwards,
             # SGLANG_INDEXCACHE_TOPK=v2: top-k calls our route served (None: the route is off)
             "extend_topk_calls": None if self.extend_topk is None else self.extend_topk.calls,
+            # SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS: Full-layer extend scorings the paged route served
+            "paged_extend_calls": self.paged_extend_calls if self.paged_extend_rows else None,
             "pattern": self.schedule.pattern,
             "last_forward": {
                 "replay": replay,

@@ -10,6 +10,8 @@ take the hook.
 - `register_cpu_indexer`: SGLang's torch-less indexer runs ours under the CPU backend.
 - `register_pp_receive`: a pipeline stage that starts on a Shared layer under
   `--index-cache-pp-handoff transfer` hands the top-k it received to its backend.
+- `register_extend_route`: a Full layer's extend-mode scoring goes through the CUDA backend,
+  which sends short extends to the paged kernel (`backend/paged_extend.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from __future__ import annotations
 _INDEXER_NATIVE_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer.forward_native"
 _DECODER_LAYER_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2DecoderLayer.forward"
 _MODEL_FORWARD_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2Model.forward"
+_EXTEND_TOPK_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer._get_topk_ragged"
+# its parameters in SGLang 0.5.23, checked when the hook is installed
+EXTEND_TOPK_PARAMS = ("self", "enable_dual_stream", "forward_batch", "layer_id", "q_fp8", "weights", "metadata",
+                      "topk_result")
 
 
 def _around_indexer_native(original, indexer, x, q_lora, positions, forward_batch, layer_id, *args, **kwargs):
@@ -72,6 +78,16 @@ def _around_model_forward(original, model, *args, **kwargs):
     return original(model, *args, **kwargs)
 
 
+def _around_extend_topk(original, indexer, *args, **kwargs):
+    """An extend's Full-layer scoring: the CUDA indexcache backend decides the path."""
+    from sglang.srt.model_executor.forward_context import get_attn_backend
+
+    route = getattr(get_attn_backend(), "index_cache_extend_topk", None)
+    if route is None:  # another backend (a speculative draft's): SGLang's path
+        return original(indexer, *args, **kwargs)
+    return route(original, indexer, args, kwargs)
+
+
 def install_hook(target: str, hook) -> None:
     """Install an AROUND hook now (idempotent); fail loudly if SGLang's registry did not take it."""
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
@@ -91,6 +107,20 @@ def register_layer_check() -> None:
 def register_pp_receive() -> None:
     """Install the model-forward hook that hands a stage the top-k it received (idempotent)."""
     install_hook(_MODEL_FORWARD_TARGET, _around_model_forward)
+
+
+def register_extend_route() -> None:
+    """Install the extend-scoring hook of `SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS` (idempotent);
+    refused if SGLang's method does not take the arguments the route reads by position."""
+    import inspect
+
+    from sglang.srt.layers.attention.dsa.dsa_indexer import Indexer
+
+    params = tuple(inspect.signature(Indexer._get_topk_ragged).parameters)
+    if params != EXTEND_TOPK_PARAMS:
+        raise RuntimeError(f"{_EXTEND_TOPK_TARGET} takes {params}, not {EXTEND_TOPK_PARAMS}: "
+                           "the paged extend route does not know this SGLang")
+    install_hook(_EXTEND_TOPK_TARGET, _around_extend_topk)
 
 
 def register_cpu_indexer() -> None:

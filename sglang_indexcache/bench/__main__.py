@@ -129,9 +129,11 @@ def main(argv=None) -> int:
     u.add_argument("--out", required=True)
     u.add_argument("--shape", choices=sorted(SHAPES), default="flash-12")
     u.add_argument("--model-path", help="an existing folder of --shape's model (default: generated under OUT)")
-    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefgkm"),
+    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefgkmnp"),
                    help="as agentic's; g: indexcache with one Full layer; k, m: b and c with SGLang's v2 top-k "
-                        "in PAGED extends")
+                        "in PAGED extends; n, p: k and m with short extends on the paged logits kernel")
+    u.add_argument("--paged-rows", type=int, default=8192,
+                   help="SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS of configs n and p (default: every --new size)")
     u.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
     u.add_argument("--context", type=int, default=122880, help="cached prefix, tokens")
     u.add_argument("--new", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens per turn")

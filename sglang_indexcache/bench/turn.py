@@ -88,7 +88,7 @@ def run(args) -> int:
         raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
     extra_env = dict(kv.split("=", 1) for kv in args.server_env)
     out.mkdir(parents=True, exist_ok=True)
-    if args.device != "cuda" and set(args.configs) & {"a", "d", "k", "m"}:
+    if args.device != "cuda" and set(args.configs) & {"a", "d", "k", "m", "n", "p"}:
         raise SystemExit("--device cpu runs only indexcache configurations with SGLang's top-k "
                          "(upstream dsa and the v2 top-k kernel need CUDA)")
     if args.mem_fraction is None:  # on CPU the pool comes from host RAM
@@ -107,6 +107,10 @@ def run(args) -> int:
     v2 = {"SGLANG_INDEXCACHE_TOPK": "v2"}
     cfgs["k"] = {**cfgs["b"], "label": "indexcache, all Full, v2 top-k", "env": v2}
     cfgs["m"] = {**cfgs["c"], "label": f"indexcache, {pattern}, v2 top-k", "env": v2}
+    # n, p: k and m with extends of up to --paged-rows new tokens on the paged logits kernel
+    paged = {**v2, "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(args.paged_rows)}
+    cfgs["n"] = {**cfgs["b"], "label": "indexcache, all Full, v2 top-k, paged extend logits", "env": paged}
+    cfgs["p"] = {**cfgs["c"], "label": f"indexcache, {pattern}, v2 top-k, paged extend logits", "env": paged}
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"configs": {}}
     results.update({"workload": "turn", "model": str(model), "shape": args.shape, "context": args.context,

@@ -187,16 +187,22 @@ def check_launch(server_args: Any, flags: IndexCacheFlags) -> None:
 
 
 def _check_topk_choice(server_args: Any) -> None:
-    """SGLANG_INDEXCACHE_TOPK (backend/topk.py): a value it does not know, or `v2` (a CUDA
-    kernel) on CPU, is refused here rather than in the scheduler process."""
+    """SGLANG_INDEXCACHE_TOPK (backend/topk.py) and SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS
+    (backend/paged_extend.py): a value they do not take, or a CUDA kernel asked for on CPU,
+    is refused here rather than in the scheduler process."""
+    from sglang_indexcache.backend.paged_extend import ENV as ROWS_ENV, max_rows
     from sglang_indexcache.backend.topk import ENV, chosen
 
     try:
-        topk = chosen()
+        topk, rows = chosen(), max_rows()
     except ValueError as e:
         raise ScheduleError(str(e)) from None
-    if topk != "upstream" and getattr(server_args, "device", None) == "cpu":
-        raise ScheduleError(f"{ENV}={topk} with --device cpu: that top-k is a kernel for CUDA GPUs; unset it")
+    if getattr(server_args, "device", None) == "cpu":
+        if topk != "upstream":
+            raise ScheduleError(f"{ENV}={topk} with --device cpu: that top-k is a kernel for CUDA GPUs; unset it")
+        if rows:
+            raise ScheduleError(f"{ROWS_ENV}={rows} with --device cpu: the paged logits kernel is "
+                                "DeepGEMM's, for CUDA GPUs; unset it")
 
 
 def _metadata_glue_graph() -> bool:
