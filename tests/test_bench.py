@@ -126,6 +126,31 @@ def test_committed_gpu_results_reproduce_the_quoted_ratios():
     assert [round(prof[k]["busy_us"] / 1000, 2) for k in "cd"] == [49.16, 49.21]
 
 
+def test_session12_turn_reproduces_the_quoted_figures():
+    """One H200, 2026-12-01 (session 12): `bench turn` on unit indexer weights, configs a, m, n,
+    p; the per-Full-layer kernel times and forward ratios the README and the issue note quote."""
+    from pathlib import Path
+
+    from sglang_indexcache.bench.roofline import per_full_layer
+
+    s12 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200-2026-12-01-session12"
+    r = json.loads((s12 / "turn" / "results.json").read_text())
+    assert list(r["configs"]) == ["a", "n", "p", "m"] and r["context"] == 122880
+    for key in "anpm":
+        assert r["configs"][key]["server_env"]["SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS"] == "unit"
+    f = per_full_layer(r)
+    logits = {k: [round(f[k][n]["indexer logits"], 3) for n in ("1", "64", "512", "2048")] for k in "an"}
+    assert logits == {"a": [0.468, 0.501, 0.522, 2.099], "n": [0.01, 0.125, 0.91, 3.659]}
+    topk = {k: [round(f[k][n]["top-k"], 2) for n in ("1", "2048", "8192")] for k in "am"}
+    assert topk == {"a": [0.06, 1.02, 3.74], "m": [0.03, 0.49, 1.93]}
+    fwd = {k: {n: t["forward_median_ms"] for n, t in r["configs"][k]["turns"].items()} for k in "anpm"}
+    assert round(fwd["a"]["2048"] / fwd["m"]["2048"], 2) == 1.81 and round(fwd["a"]["8192"] / fwd["m"]["8192"], 2) == 1.91
+    # a Full layer's share of a +1 forward: 12 against 3 Full layers, route on (n, p) and off (a, m)
+    assert [round((fwd[x]["1"] - fwd[y]["1"]) / 9, 2) for x, y in (("n", "p"), ("a", "m"))] == [0.45, 0.85]
+    busy = {k: r["configs"][k]["turns"]["1"]["kernels"]["busy_us"] for k in "anpm"}
+    assert [round((busy[x] - busy[y]) / 9 / 1e3, 3) for x, y in (("n", "p"), ("a", "m"))] == [0.064, 0.557]
+
+
 def test_session11_results_reproduce_the_quoted_figures(tmp_path):
     """Two H200s, 2026-12-01 (session 11): the MTP decode table, the agentic sessions and the
     search cost the README and the issue notes quote, from the committed JSON."""
