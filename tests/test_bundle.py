@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sglang_indexcache import bundle, cli
+from sglang_indexcache import bundle, bundle_wheels, cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,13 +205,13 @@ def test_wrong_python_refuses_to_install(tmp_path, wheelhouse, capsys):
 
 
 def test_manylinux_tags_and_min_glibc():
-    tags = bundle.manylinux_platforms("2.34")
+    tags = bundle_wheels.manylinux_platforms("2.34")
     assert tags[0] == "manylinux_2_34_x86_64" and "manylinux_2_17_x86_64" in tags and tags[-1] == "manylinux1_x86_64"
-    assert bundle.wheel_min_glibc("x-1-cp312-cp312-manylinux2014_x86_64.manylinux_2_17_x86_64.whl") == 17
-    assert bundle.wheel_min_glibc("x-1-cp312-cp312-manylinux_2_34_x86_64.whl") == 34
-    assert bundle.wheel_min_glibc("x-1-py3-none-any.whl") is None
+    assert bundle_wheels.wheel_min_glibc("x-1-cp312-cp312-manylinux2014_x86_64.manylinux_2_17_x86_64.whl") == 17
+    assert bundle_wheels.wheel_min_glibc("x-1-cp312-cp312-manylinux_2_34_x86_64.whl") == 34
+    assert bundle_wheels.wheel_min_glibc("x-1-py3-none-any.whl") is None
     with pytest.raises(bundle.BundleError):
-        bundle.manylinux_platforms("2.5")
+        bundle_wheels.manylinux_platforms("2.5")
 
 
 def test_standalone_installer_runs_isolated(tmp_path, wheelhouse):

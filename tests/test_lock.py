@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sglang_indexcache import bundle, envlock
+from sglang_indexcache import bundle_wheels, envlock
 from sglang_indexcache.bench import common as bench_common
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,9 +77,9 @@ def test_a_changed_pyproject_without_a_new_lock_is_caught(tmp_path):
 def test_gpu_bundle_pins_are_the_locks_for_the_gpu_host():
     _, entries = envlock.read_lock()
     env = envlock.marker_env(envlock.load_gpu_host()["python"])
-    lock = {bundle.normalize_name(e.name): e.version for e in entries if e.applies(env)}
+    lock = {bundle_wheels.normalize_name(e.name): e.version for e in entries if e.applies(env)}
     pins = {name: version for name, version, _ in
-            bundle.read_requirements(str(REPO / "requirements" / "gpu-runtime.txt"))}
+            bundle_wheels.read_requirements(str(REPO / "requirements" / "gpu-runtime.txt"))}
     for name, version in pins.items():
         assert lock[name] == version, name
     for name, version in [("torch", "2.14.1"), ("nvidia-nccl-cu13", "2.30.7"), ("sglang", "0.5.23"),
@@ -96,7 +96,7 @@ def test_this_venv_is_exactly_the_lock():
     env = envlock.marker_env(".".join(map(str, sys.version_info[:3])))
     for e in entries:
         if e.applies(env):
-            assert bundle.normalize_version(metadata.version(e.name)) == bundle.normalize_version(e.version), e.name
+            assert bundle_wheels.normalize_version(metadata.version(e.name)) == bundle_wheels.normalize_version(e.version), e.name
 
 
 @pytest.mark.parametrize("total_gib, want", [(79.6, 0.3), (140.4, 0.6), (40, 0.1), (1000, 0.9)])
