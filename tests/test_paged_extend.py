@@ -162,6 +162,45 @@ def test_the_route_keeps_the_reference_top_k_of_every_new_token(prefix_new, padd
         assert surely_in <= kept and not (kept & surely_out), r
 
 
+def test_the_route_then_the_v2_paged_transform_gives_each_new_tokens_kv_slots(monkeypatch):
+    """The path `bench turn` (n, p) ran for bf16 KV: the route's logits, then SGLANG_INDEXCACHE_TOPK=v2's
+    PAGED transform (`backend/topk.py`, a torch selection standing in for the v2 kernel) through
+    the extend's cu_seqlens_q and page_size-1 table: every kept slot is the one its request's
+    table holds at a reference top-k position."""
+    from sglang.srt.layers.attention.dsa.dsa_indexer_metadata import DSAIndexerMetadata
+    from sglang.srt.layers.attention.dsa.dsa_topk_backend import DSATopKBackend, TopkTransformMethod
+    from sglang.srt.model_executor import forward_context
+
+    from sglang_indexcache.backend.topk import ExtendTopK
+    from test_topk import _torch_select
+
+    torch_paged_logits(monkeypatch)
+    monkeypatch.setenv("SGLANG_DSA_FUSE_TOPK", "1")
+    monkeypatch.setattr(forward_context, "get_token_to_kv_pool", lambda: SimpleNamespace(index_page_size=PAGE))
+    c = make_cache([(700, 1), (333, 3), (90, 2)], seed=4)
+    g = torch.Generator().manual_seed(9)
+    width = c.tables.shape[1] * PAGE
+    slots = torch.randperm(50_000, generator=g)[: 3 * width].view(3, width).int()  # page_size-1 table
+    cu = torch.tensor([0] + c.extend_lens, dtype=torch.int32).cumsum(0).int()
+    attn = SimpleNamespace(dsa_seqlens_expanded=c.lengths, real_page_table=c.tables, page_table_1=slots,
+                           dsa_extend_seq_lens_list=c.extend_lens, token_to_batch_idx=c.owner,
+                           indexer_logical_page_table=None, cu_seqlens_q=cu, topk_indices_offset=None)
+    topk = ExtendTopK(DSATopKBackend.SGL_KERNEL, select=_torch_select)
+    md = DSAIndexerMetadata(attn_metadata=attn, topk_transform_method=TopkTransformMethod.PAGED, topk_backend=topk)
+    got = paged_extend.topk(FakeIndexer(c.kv), 0, c.q, c.w[:, :, None], md, len(c.lengths))
+    assert topk.calls == 1
+    k = FakeIndexer.index_topk
+    for r in range(len(c.lengths)):
+        ref = reference_scores(c, r)
+        kth = ref.sort(descending=True).values[k - 1]
+        tol = 2e-2 * float(ref.abs().max())
+        table = slots[int(c.owner[r])]
+        kept = set(got[r].tolist()) - {-1}
+        assert len(kept) == k and kept <= set(table[: len(ref)].tolist()), r
+        assert {int(table[p]) for p in torch.nonzero(ref > kth + tol).flatten()} <= kept, r
+        assert not kept & {int(table[p]) for p in torch.nonzero(ref < kth - tol).flatten()}, r
+
+
 # ---- when it applies ------------------------------------------------------------------------
 
 
