@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A queue of device jobs for one call of the `device` tool, kept across calls while the machine
+# is warm. A session's own script sources this, then lists its jobs and calls `finish`:
+#
+#   S=/tmp/s13; . scripts/device_queue.sh "$1" "${2:-}"    # CALL_SECONDS [install]
+#   job test-kernels 100 $G test tests/test_paged_extend.py -k deepgemm
+#   job turn-a 300 $G bench turn --out $S/turn --configs a
+#   finish
+#
+# A job with a done-marker in $S/done is skipped; a job is started only if its estimate fits in
+# the call's time left (a job stopped by the call's end runs again whole next call); after each
+# job, SGLang servers it left behind are killed, so the next job finds the GPU free (session 12:
+# a job stopped by `timeout` left servers that held 100 of 139 GB). `finish` returns $S (models
+# and profiler dumps left out) as a split tar under $OUT: $OUT brings back at most 8 files.
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+G=${G:-bash scripts/gpu_host.sh}
+OUT=${OUT:?set by the device tool}
+S=${S:?a state folder, e.g. /tmp/s13}
+mkdir -p "$S/done" "$S/logs"
+END=$((SECONDS + ${1:?call seconds} - 35))   # 35 s to pack and return
+if [ "${2:-}" = install ]; then
+  $G install /tmp/bundle > "$S/logs/install.txt" 2>&1; echo "install rc=$?"; tail -4 "$S/logs/install.txt"
+  nvidia-smi > "$S/logs/nvidia-smi.txt" 2>&1
+fi
+
+clear_gpu() {  # servers a stopped job left running
+  if pgrep -f sglang.launch_server > /dev/null; then
+    echo "  killing leftover servers: $(pgrep -f sglang.launch_server | tr '\n' ' ')" >> "$S/logs/queue.txt"
+    pkill -9 -f sglang.launch_server; sleep 3
+  fi
+}
+
+job() {  # job NAME ESTIMATE_S command...: run unless done or it cannot fit
+  local name=$1 est=$2; shift 2
+  [ -e "$S/done/$name" ] && return 0
+  local left=$((END - SECONDS))
+  if [ "$est" -gt "$left" ]; then echo "$name: ${left}s left < ${est}s, next call" >> "$S/logs/queue.txt"; return 0; fi
+  echo "$name start ($(date +%T), ${left}s left)" >> "$S/logs/queue.txt"
+  local t0=$SECONDS
+  timeout "$left" "$@" > "$S/logs/$name.txt" 2>&1
+  local rc=$?
+  echo "$name rc=$rc in $((SECONDS - t0))s" >> "$S/logs/queue.txt"
+  clear_gpu
+  [ $rc = 0 ] && touch "$S/done/$name"
+  return 0
+}
+
+finish() {
+  cat "$S/logs/queue.txt"
+  for f in "$S"/logs/*.txt; do
+    case $f in *queue*|*install*|*nvidia-smi*) continue;; esac
+    echo "== $f"; tail -4 "$f"
+  done
+  local base; base=$(basename "$S")
+  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/*/model" --exclude='*/profiles' --exclude='*.trace.json*' "$base"
+  split -b 15M "$S.tgz" "$OUT/$base.tgz.part-"
+  ls -la "$OUT"
+}
