@@ -9,7 +9,8 @@
 #
 # A job with a done-marker in $S/done is skipped; a job is started only if its estimate fits in
 # the call's time left (a job stopped by the call's end runs again whole next call); after each
-# job, SGLang servers it left behind are killed, so the next job finds the GPU free (session 12:
+# job, the SGLang servers it started and left running are killed (not others: on a shared
+# machine those may be someone's), so the next job finds the GPU free (session 12:
 # a job stopped by `timeout` left servers that held 100 of 139 GB). `finish` returns $S (models
 # and profiler dumps left out) as a split tar under $OUT: $OUT brings back at most 8 files.
 set -u
@@ -24,10 +25,14 @@ if [ "${2:-}" = install ]; then
   nvidia-smi > "$S/logs/nvidia-smi.txt" 2>&1
 fi
 
-clear_gpu() {  # servers a stopped job left running
-  if pgrep -f sglang.launch_server > /dev/null; then
-    echo "  killing leftover servers: $(pgrep -f sglang.launch_server | tr '\n' ' ')" >> "$S/logs/queue.txt"
-    pkill -9 -f sglang.launch_server; sleep 3
+servers() { pgrep -f sglang.launch_server | sort; }
+
+clear_gpu() {  # kill the servers a job started and left running (none it found there)
+  local left
+  left=$(comm -13 <(echo "$1") <(servers) | tr '\n' ' ')
+  if [ -n "${left// }" ]; then
+    echo "  killing servers the job left: $left" >> "$S/logs/queue.txt"
+    kill -9 $left 2>/dev/null; sleep 3
   fi
 }
 
@@ -37,11 +42,12 @@ job() {  # job NAME ESTIMATE_S command...: run unless done or it cannot fit
   local left=$((END - SECONDS))
   if [ "$est" -gt "$left" ]; then echo "$name: ${left}s left < ${est}s, next call" >> "$S/logs/queue.txt"; return 0; fi
   echo "$name start ($(date +%T), ${left}s left)" >> "$S/logs/queue.txt"
-  local t0=$SECONDS
+  local t0=$SECONDS before
+  before=$(servers)
   timeout "$left" "$@" > "$S/logs/$name.txt" 2>&1
   local rc=$?
   echo "$name rc=$rc in $((SECONDS - t0))s" >> "$S/logs/queue.txt"
-  clear_gpu
+  clear_gpu "$before"
   [ $rc = 0 ] && touch "$S/done/$name"
   return 0
 }
