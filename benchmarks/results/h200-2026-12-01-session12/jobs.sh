@@ -27,9 +27,8 @@ job() {  # job NAME ESTIMATE_S command...: run unless done or it cannot fit
   local rc=$?
   echo "$name rc=$rc in $((SECONDS - t0))s" >> $S/logs/queue.txt
   # added after the run: a job stopped by `timeout` left its servers holding the GPU, and the
-  # next job's server found 36 of 139 GB free (logs/test-paged-bf16.txt); the next session's
-  # queue should clear them here
-  # pkill -9 -f sglang.launch_server; sleep 3
+  # next job's server found 36 of 139 GB free (logs/test-paged-bf16.txt); scripts/device_queue.sh,
+  # which later sessions source, kills the servers a job left
   [ $rc = 0 ] && touch $S/done/$name
 }
 
