@@ -64,6 +64,19 @@ def reference_scores(c, row: int):
     return (c.w[row].cpu().double()[:, None] * dots).sum(0) * s
 
 
+# SGLang's torch paged kernel multiplies in bf16: 3 significant digits
+TORCH_KERNEL_TOL = 2e-2
+
+
+def surely_in_and_out(ref, k: int):
+    """Positions whose reference score is above / below the k-th by more than the torch
+    kernel's rounding: those a kept set must hold / must not hold."""
+    kth = ref.sort(descending=True).values[k - 1]
+    tol = TORCH_KERNEL_TOL * float(ref.abs().max())
+    return ({int(p) for p in torch.nonzero(ref > kth + tol).flatten()},
+            {int(p) for p in torch.nonzero(ref < kth - tol).flatten()})
+
+
 def torch_paged_logits(monkeypatch):
     """SGLang's torch implementation of DeepGEMM's paged kernel (it needs no schedule)."""
     from sglang.srt.layers.attention.dsa import utils
@@ -91,8 +104,7 @@ def test_each_new_token_scores_its_requests_keys_up_to_its_own_position(prefix_n
     for r in range(len(c.lengths)):
         ref = reference_scores(c, r)
         got = logits[r, : len(ref)].double()
-        # the torch kernel multiplies in bf16: 3 significant digits
-        assert torch.allclose(got, ref, rtol=2e-2, atol=2e-2 * float(ref.abs().max())), r
+        assert torch.allclose(got, ref, rtol=TORCH_KERNEL_TOL, atol=TORCH_KERNEL_TOL * float(ref.abs().max())), r
 
 
 class FakeIndexer:
@@ -155,10 +167,7 @@ def test_the_route_keeps_the_reference_top_k_of_every_new_token(prefix_new, padd
         want = min(k, len(ref))
         assert len(kept) == want and all(0 <= p < len(ref) for p in kept), r
         # the same set, up to scores within the torch kernel's bf16 rounding of the k-th
-        kth = ref.sort(descending=True).values[want - 1]
-        tol = 2e-2 * float(ref.abs().max())
-        surely_in = {int(p) for p in torch.nonzero(ref > kth + tol).flatten()}
-        surely_out = {int(p) for p in torch.nonzero(ref < kth - tol).flatten()}
+        surely_in, surely_out = surely_in_and_out(ref, want)
         assert surely_in <= kept and not (kept & surely_out), r
 
 
@@ -192,13 +201,12 @@ def test_the_route_then_the_v2_paged_transform_gives_each_new_tokens_kv_slots(mo
     k = FakeIndexer.index_topk
     for r in range(len(c.lengths)):
         ref = reference_scores(c, r)
-        kth = ref.sort(descending=True).values[k - 1]
-        tol = 2e-2 * float(ref.abs().max())
         table = slots[int(c.owner[r])]
         kept = set(got[r].tolist()) - {-1}
         assert len(kept) == k and kept <= set(table[: len(ref)].tolist()), r
-        assert {int(table[p]) for p in torch.nonzero(ref > kth + tol).flatten()} <= kept, r
-        assert not kept & {int(table[p]) for p in torch.nonzero(ref < kth - tol).flatten()}, r
+        surely_in, surely_out = surely_in_and_out(ref, k)
+        assert {int(table[p]) for p in surely_in} <= kept, r
+        assert not kept & {int(table[p]) for p in surely_out}, r
 
 
 # ---- when it applies ------------------------------------------------------------------------
