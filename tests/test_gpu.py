@@ -202,10 +202,15 @@ def test_v2_extend_topk_equals_sglangs_top_k(servers):
     assert servers("ic_pattern", MODEL, *args).stats()["extend_topk_calls"] is None
 
 
-# SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS (backend/paged_extend.py) with the v2 top-k: what a user
-# sets for agentic turns. Heads are whole 64-token pages, so the radix hit is the whole head
-# and the extend is exactly the tail.
-PAGED_EXTEND_ENV = {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": "64", "SGLANG_INDEXCACHE_TOPK": "v2"}
+# SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS (backend/paged_extend.py) at the value the turn
+# benchmark chose (128), alone (bf16: SGLang's legacy PAGED transform after the paged logits)
+# and with the v2 top-k (bf16-v2: what bench turn n/p ran). Heads are whole 64-token pages, so
+# the radix hit is the whole head and the extend is exactly the tail.
+PAGED_EXTEND_ROWS = 128
+PAGED_EXTEND_ENV = {"bf16": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS)},
+                    "bf16-v2": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS),
+                                "SGLANG_INDEXCACHE_TOPK": "v2"},
+                    "fp8": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS)}}
 TURNS = ((2560, 1), (3072, 5), (4480, 40))
 
 
@@ -226,19 +231,19 @@ def turn_logprobs(srv: Server) -> list:
     return out
 
 
-@pytest.mark.parametrize("kv", ["bf16", "fp8"])
+@pytest.mark.parametrize("kv", ["bf16", "bf16-v2", "fp8"])
 def test_short_extends_on_the_paged_kernel_equal_upstream(servers, kv):
     """Turns of 1, 5 and 40 new tokens on a cached head: DeepGEMM's paged kernel scores them
-    (then SGLang's top-k transform: v2 and our page-table map for bf16's PAGED, SGLang's own v2
-    for fp8's RAGGED) against upstream native sharing with the same pattern, which scores them
-    with the prefill kernel on gathered keys."""
+    (then the top-k transform: SGLang's legacy PAGED one for bf16, v2 and our page-table map for
+    bf16-v2, SGLang's own v2 for fp8's RAGGED) against upstream native sharing with the same
+    pattern, which scores them with the prefill kernel on gathered keys."""
     fp8 = ["--kv-cache-dtype", "fp8_e4m3"] if kv == "fp8" else []
     base = GPU_ARGS_AUTO_DSA if fp8 else GPU_ARGS
     native = servers("dsa_native" + "_fp8" * bool(fp8), MODEL, *DUMMY, *DSA, *fp8, "--json-model-override-args",
                      json.dumps({"indexer_types": None, "index_topk_pattern": PATTERN}), base=base)
     ref = turn_logprobs(native)
     srv = servers(f"ic_paged_extend_{kv}", MODEL, *DUMMY, *IC, *fp8, "--index-cache-pattern", PATTERN, base=base,
-                  env=PAGED_EXTEND_ENV)
+                  env=PAGED_EXTEND_ENV[kv])
     got = turn_logprobs(srv)
     worst = max(abs(x - y) for (_, la), (_, lb) in zip(got, ref) for x, y in zip(la, lb))
     print(f"paged extend route ({kv} KV) against upstream: largest log-prob difference {worst:.3g}")
@@ -246,9 +251,9 @@ def test_short_extends_on_the_paged_kernel_equal_upstream(servers, kv):
     check_counters(srv, PATTERN)
     calls = srv.stats()["paged_extend_calls"]
     print("paged extend calls:", calls)
-    # the 3 tails at least (the heads are longer than 64 tokens), on each of the 3 Full layers
+    # the 3 tails at least (the heads are longer than 128 tokens), on each of the 3 Full layers
     assert calls >= 3 * PATTERN.count("F") and calls % PATTERN.count("F") == 0
-    assert "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=64, extends of at most" in srv.log.read_text()
+    assert f"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS={PAGED_EXTEND_ROWS}, extends of at most" in srv.log.read_text()
 
 
 def test_cuda_graph_off_equals_on(servers):

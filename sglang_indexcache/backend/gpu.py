@@ -78,7 +78,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.paged_extend_calls = 0
         if self.paged_extend_rows:
             logger.info("indexcache CUDA backend: %s=%d, extends of at most that many new tokens are scored "
-                        "by the paged logits kernel", paged_extend.ENV, self.paged_extend_rows)
+                        "by the paged logits kernel (%s; 0 turns it off)", paged_extend.ENV, self.paged_extend_rows,
+                        "set" if os.environ.get(paged_extend.ENV, "").strip() else "the default")
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
             self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,

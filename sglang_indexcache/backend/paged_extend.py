@@ -25,14 +25,15 @@ prefill kernel shares them across a block of rows, which wins for long extends),
 parallelism, a KV shard's logical page table, SGLang's other indexer classes and logits kernels
 (CuTe DSL, aiter), an index page size other than 64.
 
-Measured on an H200 (`bench turn`, flash-12, 123K cached tokens, session 12;
-benchmarks/results/h200-2026-12-01-session12/), logits per Full layer, paged against SGLang's:
-+1 0.010 against 0.468 ms, +64 0.125 against 0.501, +512 0.91 against 0.52, +2,048 3.66
-against 2.10. The paged kernel grows with the rows (about 1.8 us each), SGLang's stays near 0.5
-ms up to some 500 rows: they cross between 64 and 512 rows, near 270. N = 128 keeps the route
-where it wins by 2x or more (interpolated; 128 itself was not measured). The default stays 0
-(off) until the route's server test against upstream (tests/test_gpu.py) has run on a GPU; the
-kernel-level GPU test passed there (bit-identical logits).
+Measured on an H200 (`bench turn`, flash-12, 123K cached tokens, unit indexer weights; logits
+per Full layer, paged against SGLang's): session 12 (benchmarks/results/h200-2026-12-01-session12/)
++1 0.010 against 0.468 ms, +64 0.125 against 0.501, +512 0.91 against 0.52, +2,048 3.66 against
+2.10; session 13 (benchmarks/results/h200-2026-12-01-session13/) +128 0.243 against 0.503. The
+paged kernel grows with the rows (about 1.8 us each), SGLang's stays near 0.5 ms up to some 500
+rows: they cross near 270. The default, N = 128, keeps the route where it wins by 2x or more.
+It is on by default since session 13, when its server tests against upstream passed on an H200
+(tests/test_gpu.py, bf16 KV with SGLang's own top-k and FP8 KV: largest prompt log-probability
+difference 0); set 0 to turn it off.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from __future__ import annotations
 import os
 
 ENV = "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS"
-DEFAULT_ROWS = 0
+DEFAULT_ROWS = 128  # on since session 13 (see above); 0 turns the route off
 PAGE = 64  # DeepGEMM's paged kernel reads 64-token pages of [64 x 128 fp8 | 64 x fp32 scale]
 ROW_BYTES = 132  # one key: 128 fp8 values and its fp32 scale
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 from typing import Any, Mapping, Optional
 
 from sglang_indexcache.checkpoint import (
@@ -200,7 +201,7 @@ def _check_topk_choice(server_args: Any) -> None:
     if getattr(server_args, "device", None) == "cpu":
         if topk != "upstream":
             raise ScheduleError(f"{ENV}={topk} with --device cpu: that top-k is a kernel for CUDA GPUs; unset it")
-        if rows:
+        if rows and os.environ.get(ROWS_ENV, "").strip():  # set, not the default (CUDA-only, ignored on CPU)
             raise ScheduleError(f"{ROWS_ENV}={rows} with --device cpu: the paged logits kernel is "
                                 "DeepGEMM's, for CUDA GPUs; unset it")
 
