@@ -59,7 +59,7 @@ finish() {
     echo "== $f"; tail -4 "$f"
   done
   local base; base=$(basename "$S")
-  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/*/model" --exclude='*/profiles' --exclude='*.trace.json*' "$base"
+  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/*/model" --exclude='*/profiles' --exclude='*.trace.json*' --exclude='trace.json' "$base"
   split -b 15M "$S.tgz" "$OUT/$base.tgz.part-"
   ls -la "$OUT"
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sglang_indexcache.bench import common, decode, report
+from sglang_indexcache.bench import agentic_report, common, decode, report
 
 # Lines in the format of SGLang 0.5.23's scheduler metrics reporter (metrics_reporter.py).
 LOG = """\
@@ -149,6 +149,43 @@ def test_session12_turn_reproduces_the_quoted_figures():
     assert [round((fwd[x]["1"] - fwd[y]["1"]) / 9, 2) for x, y in (("n", "p"), ("a", "m"))] == [0.45, 0.85]
     busy = {k: r["configs"][k]["turns"]["1"]["kernels"]["busy_us"] for k in "anpm"}
     assert [round((busy[x] - busy[y]) / 9 / 1e3, 3) for x, y in (("n", "p"), ("a", "m"))] == [0.064, 0.557]
+
+
+def test_session13_turn_and_agentic_reproduce_the_quoted_figures():
+    """One H200, 2026-12-01 (session 13): `bench turn` a, n, p with the route at N = 128, and
+    the agentic (c) run; the figures and the bound arithmetic the README and the issue note quote."""
+    from pathlib import Path
+
+    from sglang_indexcache.bench.roofline import per_full_layer
+
+    s13 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200-2026-12-01-session13"
+    r = json.loads((s13 / "turn" / "results.json").read_text())
+    assert list(r["configs"]) == ["a", "n", "p"] and r["context"] == 122880
+    for key in "np":
+        env = r["configs"][key]["server_env"]
+        assert env["SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS"] == "128" and env["SGLANG_INDEXCACHE_TOPK"] == "v2"
+    f = per_full_layer(r)
+    assert [round(f[k]["128"]["indexer logits"], 3) for k in "an"] == [0.503, 0.243]
+    assert [round(f[k]["2048"][x], 3) for k in "an" for x in ("indexer logits", "top-k")] == [2.05, 1.003, 2.087, 0.499]
+    fwd = {k: {n: t["forward_median_ms"] for n, t in r["configs"][k]["turns"].items()} for k in "anp"}
+    busy = {k: {n: t["kernels"]["busy_us"] / 1e3 for n, t in r["configs"][k]["turns"].items()} for k in "anp"}
+    assert [round(fwd["a"]["2048"] / fwd[k]["2048"], 2) for k in "np"] == [1.07, 1.65]
+    assert [round(busy["a"]["2048"] / busy[k]["2048"], 2) for k in "np"] == [1.08, 1.87]
+    assert round((busy["n"]["1"] - busy["p"]["1"]) / 9, 3) == 0.064
+    # what 2.0x (1/4) and 1.2x (all Full) would take: a free top-k, then logits at the fp8 ceiling
+    # (1.05 ms), with the smallest host gaps of any +2,048 forward (7.2 ms, session 12's m)
+    free_topk = busy["p"]["2048"] - 3 * f["p"]["2048"]["top-k"]
+    assert round(fwd["a"]["2048"] / (free_topk + 7.2), 2) == 1.85
+    assert round(fwd["a"]["2048"] / (free_topk - 3 * (f["p"]["2048"]["indexer logits"] - 1.05) + 7.2), 2) == 2.0
+    n_free = fwd["n"]["2048"] - 12 * f["n"]["2048"]["top-k"]
+    assert round(fwd["a"]["2048"] / n_free, 2) == 1.18
+    assert round(fwd["a"]["2048"] / (n_free - 12 * 2048 * (122880 + 2048) * 4 / 4.8e12 * 1e3), 2) == 1.22
+    ag = json.loads((s13 / "ag" / "results.json").read_text())["configs"]
+    assert list(ag) == ["c"]  # (p) was stopped by the device call's end
+    c1 = ag["c"]["levels"]["1"]
+    assert c1["failed_rounds"] == 0 and c1["rounds"] == 56 and c1["ttft_long_n"] == 14
+    assert [round(c1[k], 3) for k in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")] == [0.223, 0.402, 0.384]
+    assert round(c1["tpot_median_ms"], 2) == 2.13 and round(c1["sessions_per_min"], 2) == 3.18
 
 
 def test_session11_results_reproduce_the_quoted_figures(tmp_path):
@@ -308,23 +345,65 @@ def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
         return {"levels": {"1": {"ttft_long_median_s": ttft_long, "sessions_per_min": spm}}, "label": "x"}
 
     results = {"concurrency": [1], "configs": {"a": level(2.0, 1.0), "d": level(1.25, 1.5), "c": level(1.0, 1.6)}}
-    r = report.agentic_ratios(results)
+    r = agentic_report.agentic_ratios(results)
     assert r["over_a"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(2.0)
     assert r["over_a"]["1"]["c"]["sessions_per_min"] == pytest.approx(1.6)
     assert r["over_d"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(1.25)
 
 
+def test_repeated_replays_give_medians_their_spread_and_every_turn():
+    """--repeats: a level replayed 3 times on one server reports each figure's median over the
+    runs, its [min, max], every run's rows; the ratios get the worst and best pairing."""
+    from sglang_indexcache.bench import agentic
+
+    def run(ttft, spm, failed=0, bins=None):
+        return {"command": "bench_serving ...", "sessions": 2, "rounds": 4, "failed_rounds": failed,
+                "ttft_median_s": ttft, "ttft_p90_s": ttft * 3, "ttft_long_median_s": ttft * 2, "sessions_per_min": spm,
+                "cache_hit_rate_pct": 90.0,
+                "tpot_median_ms": None, "server": {"forward_median_s": ttft / 2, "turns_paired": 4},
+                "ttft_by_context": bins or {"0": {"median_s": ttft, "p90_s": ttft * 3, "n": 4}},
+                "turns": [{"session": 0, "turn": t, "ttft_s": ttft} for t in range(4)]}
+
+    one = run(0.2, 3.0)
+    assert agentic.combine_runs([one]) is one  # a single run is reported as it is
+    level = agentic.combine_runs([run(0.3, 2.0), run(0.1, 4.0, failed=1), run(0.2, 3.5, bins={"16384": {
+        "median_s": 0.5, "p90_s": 0.6, "n": 2}})])
+    assert level["repeats"] == 3 and level["rounds"] == 4 and level["failed_rounds"] == 1
+    assert level["ttft_median_s"] == pytest.approx(0.2) and level["sessions_per_min"] == pytest.approx(3.5)
+    assert level["tpot_median_ms"] is None  # absent in every run stays absent
+    assert level["server"] == {"forward_median_s": pytest.approx(0.1), "turns_paired": 4}
+    assert level["ttft_by_context"]["0"] == {"median_s": pytest.approx(0.2), "p90_s": pytest.approx(0.6), "n": 8}
+    assert level["ttft_by_context"]["16384"]["n"] == 2  # a bin only one run reached
+    assert level["spread"]["ttft_median_s"] == pytest.approx([0.1, 0.3])
+    assert level["spread"]["sessions_per_min"] == pytest.approx([2.0, 4.0])
+    assert len(level["turns"]) == 12 and {r["run"] for r in level["turns"]} == {0, 1, 2}
+    assert [r["ttft_median_s"] for r in level["runs"]] == [0.3, 0.1, 0.2]
+
+    d = agentic.combine_runs([run(0.4, 2.0), run(0.2, 2.5)])
+    results = {"concurrency": [1], "configs": {"c": {"label": "c", "levels": {"1": level}},
+                                               "d": {"label": "d", "levels": {"1": d}}}}
+    r = agentic_report.agentic_ratios(results)
+    assert r["over_d"]["1"]["c"]["ttft_median_s"] == pytest.approx(0.3 / 0.2)  # medians: d 0.3, c 0.2
+    lo, hi = r["over_d_range"]["1"]["c"]["ttft_median_s"]
+    assert (lo, hi) == (pytest.approx(0.2 / 0.3), pytest.approx(0.4 / 0.1))  # time: theirs / ours
+    lo, hi = r["over_d_range"]["1"]["c"]["sessions_per_min"]
+    assert (lo, hi) == (pytest.approx(2.0 / 2.5), pytest.approx(4.0 / 2.0))  # rate: ours / theirs
+    table = agentic_report.agentic_table({**results, "ratios": r})
+    assert "medians over repeated runs" in table and "[0.667, 4.000]" in table
+
+
 @pytest.mark.engine
 def test_agentic_pipeline_on_cpu(models, tmp_path):
     """The whole pipeline on a CPU server: trace, SGLang's bench_serving multi-turn replay at
-    two concurrencies, per-turn rows, table and plot. Every later turn hits the radix cache
-    for the history bench_serving sent before (its prompt and the server's reply)."""
+    two concurrencies, twice each (--repeats 2), per-turn rows, table and plot. Every later turn
+    hits the radix cache for the history bench_serving sent before (its prompt and the server's
+    reply); each replay starts from a flushed cache."""
     from sglang_indexcache.bench import agentic
 
     args = argparse.Namespace(
         out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
-        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900,
+        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=2,
     )
     assert agentic.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -338,10 +417,14 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         assert "sglang.benchmark.serving" in s["command"] and f"--max-concurrency {level}" in s["command"]
         assert s["failed_rounds"] == 0 and s["sessions"] == 2
         assert s["rounds"] == sum(results["trace"]["turns"][:2])
+        assert s["repeats"] == 2 and len(s["runs"]) == 2 and len(s["turns"]) == 2 * s["rounds"]
+        assert all((tmp_path / f"c-c{level}-r{i}.jsonl").exists() for i in (0, 1))
         assert all(r["output_tokens"] == 8 for r in s["turns"])
         by_session = {}
         for r in s["turns"]:
-            by_session.setdefault(r["session"], []).append(r)
+            by_session.setdefault((r["run"], r["session"]), []).append(r)
+        for run in (0, 1):  # each replay starts from a flushed cache (later sessions share the system prompt)
+            assert min(rows[0]["cached"] for (r, _), rows in by_session.items() if r == run) < 64
         for rows in by_session.values():
             for prev, cur in zip(rows, rows[1:]):
                 assert cur["context"] > prev["context"] + prev["output_tokens"]
@@ -351,7 +434,7 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         assert s["server"]["turns_paired"] == s["rounds"], s["server"]
         assert 0 < s["server"]["time_to_first_token_mean_s"] and s["server"]["forward_median_s"] > 0
         assert s["tpot_median_ms"] > 0
-    report.agentic_plot({**results, "ratios": report.agentic_ratios(results)}, tmp_path / "agentic.png")
+    agentic_report.agentic_plot({**results, "ratios": agentic_report.agentic_ratios(results)}, tmp_path / "agentic.png")
     assert (tmp_path / "agentic.png").stat().st_size > 10_000
 
 

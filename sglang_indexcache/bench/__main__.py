@@ -99,12 +99,16 @@ def main(argv=None) -> int:
     g.add_argument("--out", required=True)
     g.add_argument("--shape", choices=sorted(SHAPES), help="generate this model shape (dummy weights)")
     g.add_argument("--model-path", help="an existing model folder instead of --shape")
-    g.add_argument("--configs", nargs="+", default=["a", "d", "c", "e", "f"], choices=list("abcdef"))
+    g.add_argument("--configs", nargs="+", default=["a", "d", "c", "e", "f"], choices=list("abcdefkmnp"),
+                   help="as turn's: k, m: b and c with SGLang's v2 top-k; n, p: also the paged route at --paged-rows")
+    g.add_argument("--paged-rows", type=int, default=128, help="SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS of configs n and p")
     g.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
     g.add_argument("--low", help="config e pattern (default: the shape's)")
     g.add_argument("--searched", help="config f pattern (default: the shape's)")
     g.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     g.add_argument("--min-sessions", type=int, default=2, help="sessions replayed at a concurrency below this")
+    g.add_argument("--repeats", type=int, default=1,
+                   help="replays per concurrency on each server (figures: medians over them, with their spread)")
     g.add_argument("--trace", help="a trace file (default: OUT/trace.json, generated if missing)")
     g.add_argument("--size", default="128k", choices=sorted(trace.SIZES), help="trace size when generating")
     g.add_argument("--seed", type=int, default=0)
@@ -132,8 +136,8 @@ def main(argv=None) -> int:
     u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefgkmnp"),
                    help="as agentic's; g: indexcache with one Full layer; k, m: b and c with SGLang's v2 top-k "
                         "in PAGED extends; n, p: k and m with short extends on the paged logits kernel")
-    u.add_argument("--paged-rows", type=int, default=8192,
-                   help="SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS of configs n and p (default: every --new size)")
+    u.add_argument("--paged-rows", type=int, default=128,
+                   help="SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS of configs n and p (session 12 ran 8192: every size)")
     u.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
     u.add_argument("--context", type=int, default=122880, help="cached prefix, tokens")
     u.add_argument("--new", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens per turn")

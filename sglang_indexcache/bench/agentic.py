@@ -220,9 +220,9 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
                  startup_timeout=args.timeout)
     if args.device == "cuda":
         srv.env.update(common.dense_prefill_env())
-    srv.env.update(common.tokenizer_env(model))
+    srv.env.update({**common.tokenizer_env(model), **cfg.get("env", {})})
     entry = {"label": cfg["label"], "server_command": " ".join(srv.cmd), "levels": {},
-             "server_env": {k: srv.env[k] for k in common.SERVER_ENV_KEYS if k in srv.env}}
+             "server_env": {k: srv.env[k] for k in (*common.SERVER_ENV_KEYS, *cfg.get("env", {})) if k in srv.env}}
     reply = trace["metadata"]["spec"]["reply_tokens"]
     with srv:
         entry["startup_s"] = srv.startup_s
@@ -238,29 +238,74 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
             n = max(c, args.min_sessions)
             if n > len(trace["conversations"]):
                 raise SystemExit(f"the trace has {len(trace['conversations'])} sessions; concurrency {c} needs {n}")
-            f = out / f"{key}-c{c}.jsonl"
-            cmd = bench_serving_cmd(srv.url, model, trace_path, n, c, reply, f)
-            mark, before = len(log.read_text(errors="replace")), histogram_sums(srv.text("/metrics"))
-            result = run_bench_serving(cmd, out / f"{key}-c{c}.log", f, args.timeout)
-            time.sleep(1.0)  # the last ReqTimeStats line
-            stats = common.time_stats(log.read_text(errors="replace")[mark:])
-            rows = turns(result, trace, n)
-            for r in rows:  # paired by prompt length (unique per turn in practice); None if absent
-                st = stats.get(r["context"])
-                r["server_queue_s"], r["server_forward_s"] = (st[2], st[3]) if st else (None, None)
-            level = {"command": " ".join(cmd), **summarize(result, rows, n),
-                     "server": server_side(before, histogram_sums(srv.text("/metrics")))}
-            fwd = [r["server_forward_s"] for r in rows if r["server_forward_s"] is not None]
-            level["server"]["forward_median_s"] = statistics.median(fwd) if fwd else None
-            level["server"]["turns_paired"] = len(fwd)
-            entry["levels"][str(c)] = {**level, "turns": rows}
+            runs = []
+            for rep in range(args.repeats):  # each run flushes the radix cache first: the same work
+                name = f"{key}-c{c}" + (f"-r{rep}" if args.repeats > 1 else "")
+                runs.append(run_level(srv, log, model, trace_path, trace, n, c, reply, out / name, args))
+                if progress is not None:
+                    progress.update(1)
+            entry["levels"][str(c)] = combine_runs(runs)
             if progress is not None:
-                progress.update(1)
                 s = entry["levels"][str(c)]
                 progress.write(f"[{key}] c={c}: TTFT median {s['ttft_median_s']:.3f} s, >=96K "
                                f"{s['ttft_long_median_s'] or float('nan'):.3f} s, TPOT {s['tpot_median_ms']:.2f} ms, "
-                               f"{s['sessions_per_min']:.2f} sessions/min, hit {s['cache_hit_rate_pct']}%")
+                               f"{s['sessions_per_min']:.2f} sessions/min, hit {s['cache_hit_rate_pct']}%"
+                               + (f" (medians of {len(runs)} runs)" if len(runs) > 1 else ""))
     return entry
+
+
+def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessions: int, concurrency: int,
+              reply: int, stem: Path, args) -> dict:
+    """One bench_serving replay of `sessions` sessions at `concurrency` against `srv`: its figures
+    (`summarize`), the server's own view of the same turns, and the per-turn rows."""
+    f = stem.with_suffix(".jsonl")
+    cmd = bench_serving_cmd(srv.url, model, trace_path, sessions, concurrency, reply, f)
+    mark, before = len(log.read_text(errors="replace")), histogram_sums(srv.text("/metrics"))
+    result = run_bench_serving(cmd, stem.with_suffix(".log"), f, args.timeout)
+    time.sleep(1.0)  # the last ReqTimeStats line
+    stats = common.time_stats(log.read_text(errors="replace")[mark:])
+    rows = turns(result, trace, sessions)
+    for r in rows:  # paired by prompt length (unique per turn in practice); None if absent
+        st = stats.get(r["context"])
+        r["server_queue_s"], r["server_forward_s"] = (st[2], st[3]) if st else (None, None)
+    level = {"command": " ".join(cmd), **summarize(result, rows, sessions),
+             "server": server_side(before, histogram_sums(srv.text("/metrics")))}
+    fwd = [r["server_forward_s"] for r in rows if r["server_forward_s"] is not None]
+    level["server"]["forward_median_s"] = statistics.median(fwd) if fwd else None
+    level["server"]["turns_paired"] = len(fwd)
+    return {**level, "turns": rows}
+
+
+def combine_runs(runs: list) -> dict:
+    """A level replayed `--repeats` times on one server: each figure is the median over the runs
+    of that run's figure (per context bin too), failed rounds are summed, `spread` holds each
+    compared figure's [min, max] over the runs, `runs` each run's figures, and `turns` every
+    run's rows marked with its run."""
+    from sglang_indexcache.bench.agentic_report import AGENTIC_FIGURES
+
+    if len(runs) == 1:
+        return runs[0]
+
+    def med(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    first = runs[0]
+    out = {"command": first["command"], "repeats": len(runs)}
+    for k, v in first.items():
+        if v is None or isinstance(v, (int, float)) and not isinstance(v, bool):  # a figure (None: not measured)
+            out[k] = med([r.get(k) for r in runs])
+    out["failed_rounds"] = sum(r["failed_rounds"] for r in runs)
+    out["server"] = {k: med([r["server"].get(k) for r in runs]) for k in first["server"]}
+    bins = sorted({b for r in runs for b in r["ttft_by_context"]}, key=int)
+    out["ttft_by_context"] = {b: {"median_s": med([r["ttft_by_context"].get(b, {}).get("median_s") for r in runs]),
+                                  "p90_s": med([r["ttft_by_context"].get(b, {}).get("p90_s") for r in runs]),
+                                  "n": sum(r["ttft_by_context"].get(b, {}).get("n", 0) for r in runs)} for b in bins}
+    out["spread"] = {k: [min(vals), max(vals)] for k in AGENTIC_FIGURES
+                     if (vals := [r[k] for r in runs if r.get(k) is not None])}
+    out["runs"] = [{k: v for k, v in r.items() if k not in ("turns", "command")} for r in runs]
+    out["turns"] = [{**row, "run": i} for i, r in enumerate(runs) for row in r["turns"]]
+    return out
 
 
 def run(args) -> int:
@@ -270,6 +315,8 @@ def run(args) -> int:
 
     from sglang_indexcache.bench import trace as trace_mod
 
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be at least 1")
     if args.device == "cuda" and args.mem_fraction is None:  # also: no GPU, say so before any work
         args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes())
     out = Path(args.out)
@@ -286,7 +333,7 @@ def run(args) -> int:
     if not pattern or len(pattern) != layers:
         raise SystemExit(f"--pattern must have {layers} letters (the model's layers)")
     cfgs = common.configs(layers, pattern, low=args.low or (shape or {}).get("low"),
-                          searched=args.searched or (shape or {}).get("searched"))
+                          searched=args.searched or (shape or {}).get("searched"), paged_rows=args.paged_rows)
     unknown = set(args.configs) - set(cfgs)
     if unknown:
         raise SystemExit(f"no configuration {sorted(unknown)} for this shape; have {sorted(cfgs)}")
@@ -308,17 +355,17 @@ def run(args) -> int:
         "gpu": common.gpu_info() if args.device == "cuda" else None, "device": args.device,
         "versions": common.versions(), "trace": {"path": str(trace_path), **trace["metadata"]},
         "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
-        "concurrency": args.concurrency, "mtp": args.mtp,
+        "concurrency": args.concurrency, "mtp": args.mtp, "repeats": args.repeats,
     })
     results.setdefault("configs", {})
     probe = probe_turn(model, trace)  # one tokenizer load for every configuration
-    bar = tqdm(total=len(args.configs) * len(args.concurrency), desc="agentic", unit="run")
+    bar = tqdm(total=len(args.configs) * len(args.concurrency) * args.repeats, desc="agentic", unit="run")
     for key in args.configs:
         results["configs"][key] = run_config(key, cfgs[key], model, trace_path, trace, base, args, out, probe, bar)
         results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         results_path.write_text(json.dumps(results, indent=1) + "\n")
     bar.close()
-    from sglang_indexcache.bench.report import agentic_ratios, agentic_table
+    from sglang_indexcache.bench.agentic_report import agentic_ratios, agentic_table
 
     results["ratios"] = agentic_ratios(results)
     results_path.write_text(json.dumps(results, indent=1) + "\n")

@@ -38,9 +38,12 @@ def uniform(num_layers: int, every: int) -> str:
     return "".join("F" if i % every == 0 else "S" for i in range(num_layers))
 
 
-def configs(num_layers: int, pattern: str, *, low: str | None = None, searched: str | None = None) -> dict:
+def configs(num_layers: int, pattern: str, *, low: str | None = None, searched: str | None = None,
+            paged_rows: int = 128) -> dict:
     """a-d: the paper-table comparison; i: d's schedule given as indexcache gives it; e, f: lower
-    retention and a searched shape (agentic)."""
+    retention and a searched shape (agentic); k-p: b and c with the opt-in CUDA kernels, whose
+    variables go in the config's "env" (k, m: SGLang's v2 top-k for PAGED extends too; n, p:
+    also extends of up to `paged_rows` new tokens on the paged logits kernel)."""
     full = json.dumps({"indexer_types": ["full"] * num_layers})
     native = json.dumps({"indexer_types": None, "index_topk_pattern": pattern})
     as_types = json.dumps({"indexer_types": ["full" if ch == "F" else "shared" for ch in pattern]})
@@ -54,6 +57,12 @@ def configs(num_layers: int, pattern: str, *, low: str | None = None, searched: 
         # pattern as `indexer_types`), so that (i) against (c) isolates our backend and hook
         "i": {"label": f"dsa, {pattern} as indexer_types", "args": ["--attention-backend", "dsa", "--json-model-override-args", as_types]},
     }
+    v2 = {"SGLANG_INDEXCACHE_TOPK": "v2"}
+    paged = {**v2, "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(paged_rows)}
+    out["k"] = {**out["b"], "label": "indexcache, all Full, v2 top-k", "env": v2}
+    out["m"] = {**out["c"], "label": f"indexcache, {pattern}, v2 top-k", "env": v2}
+    out["n"] = {**out["b"], "label": f"indexcache, all Full, v2 top-k, paged extend <= {paged_rows}", "env": paged}
+    out["p"] = {**out["c"], "label": f"indexcache, {pattern}, v2 top-k, paged extend <= {paged_rows}", "env": paged}
     if low:
         out["e"] = {"label": f"indexcache, {low}", "args": [*ic, low]}
     if searched:
@@ -246,7 +255,8 @@ PADDED_TOKENIZER_ADDED = 10000  # more added tokens than any real checkpoint's t
 # environment passes to every server, e.g. SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit for
 # indexer scores of a real scale on dummy weights), recorded with each configuration
 SERVER_ENV_KEYS = ("SGLANG_PARALLEL_PROMPT_ENCODE", "SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD",
-                   "SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS")
+                   "SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS", "SGLANG_INDEXCACHE_TOPK",
+                   "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS")
 
 
 def inherited_env() -> dict:

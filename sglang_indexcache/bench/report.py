@@ -80,6 +80,8 @@ def table(results: dict) -> str:
 def report_cmd(args) -> int:
     results = json.loads(Path(args.results).read_text())
     if results.get("workload") == "agentic":
+        from sglang_indexcache.bench.agentic_report import agentic_plot, agentic_ratios, agentic_table
+
         results["ratios"] = agentic_ratios(results)
         print(agentic_table(results))
         draw = agentic_plot
@@ -182,109 +184,6 @@ def plot(results: dict, png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
-
-
-# ---- the agentic workload ---------------------------------------------------------------
-
-# figure: (key in a level's summary, higher is better)
-AGENTIC_FIGURES = {
-    "ttft_long_median_s": False, "ttft_long_p90_s": False, "ttft_median_s": False, "ttft_p90_s": False,
-    "tpot_median_ms": False, "sessions_per_min": True, "output_tokens_per_s": True,
-}
-
-
-def agentic_ratios(results: dict) -> dict:
-    """Per concurrency, per config: speed-up over (a) dsa all-Full and over (d) native sharing
-    (>1 means faster: a time divided by ours, or our rate divided by theirs)."""
-    c = results.get("configs", {})
-    out = {}
-    for ref in ("a", "d"):
-        for level in map(str, results.get("concurrency", [])):
-            base = c.get(ref, {}).get("levels", {}).get(level)
-            if not base:
-                continue
-            for key, entry in c.items():
-                mine = entry.get("levels", {}).get(level)
-                if key == ref or not mine:
-                    continue
-                row = {}
-                for fig, higher in AGENTIC_FIGURES.items():
-                    x, y = mine.get(fig), base.get(fig)
-                    if x and y:
-                        row[fig] = x / y if higher else y / x
-                out.setdefault(f"over_{ref}", {}).setdefault(level, {})[key] = row
-    return out
-
-
-def agentic_table(results: dict) -> str:
-    c = results.get("configs", {})
-    t = results.get("trace", {})
-    lines = [f"agentic: {results.get('model')} on {(results.get('gpu') or {}).get('name') or results.get('device')}; "
-             f"trace {t.get('spec', {}).get('sessions')} sessions, {sum(t.get('turns', []))} turns, "
-             f"up to {max(t.get('last_prompt_tokens') or [0])} tokens"]
-    head = f"  {'':<44}{'TTFT med':>9}{'p90':>7}{'>=96K med':>10}{'TPOT ms':>8}{'sess/min':>9}{'hit %':>7}"
-    for level in map(str, results.get("concurrency", [])):
-        lines += [f"concurrency {level}:", head]
-        for key in sorted(c):
-            s = c[key].get("levels", {}).get(level)
-            if not s:
-                continue
-            long_ = s.get("ttft_long_median_s")
-            lines.append(f"  {key} {c[key]['label'][:41]:<41} {s['ttft_median_s']:8.3f} {s['ttft_p90_s']:6.3f} "
-                         f"{long_ if long_ is not None else float('nan'):9.3f} {s.get('tpot_median_ms') or float('nan'):7.2f} "
-                         f"{s['sessions_per_min']:8.2f} {s.get('cache_hit_rate_pct') or float('nan'):6.1f}"
-                         + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else ""))
-        for ref in ("a", "d"):
-            rows = results.get("ratios", {}).get(f"over_{ref}", {}).get(level, {})
-            for key, row in sorted(rows.items()):
-                if row:
-                    lines.append(f"  {key} over {ref}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
-    return "\n".join(lines)
-
-
-def agentic_plot(results: dict, png: Path) -> None:
-    """TTFT against context per configuration (one panel per concurrency) and a bar chart of
-    the speed-ups over dsa all-Full."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    c = results["configs"]
-    levels = [str(x) for x in results.get("concurrency", [])]
-    fig, axes = plt.subplots(1, len(levels) + 1, figsize=(5 * (len(levels) + 1), 4.5), squeeze=False)
-    axes = list(axes[0])
-    for level, ax in zip(levels, axes):
-        for key in sorted(c):
-            s = c[key].get("levels", {}).get(level)
-            if not s:
-                continue
-            bins = sorted(s["ttft_by_context"], key=int)
-            xs = [(int(b) + 8192) / 1024 for b in bins]
-            ax.plot(xs, [s["ttft_by_context"][b]["median_s"] for b in bins], marker="o", label=f"{key}: {c[key]['label']}")
-            ax.fill_between(xs, [s["ttft_by_context"][b]["median_s"] for b in bins],
-                            [s["ttft_by_context"][b]["p90_s"] for b in bins], alpha=0.12)
-        ax.set_xlabel("turn context (K tokens, 16K bins)")
-        ax.set_ylabel("time to first token (s): median, band to p90")
-        ax.set_title(f"concurrency {level}")
-        ax.legend(fontsize=6)
-    ax = axes[-1]
-    over = results.get("ratios", {}).get("over_a", {})
-    keys = sorted({k for lv in over.values() for k in lv})
-    width = 0.8 / max(1, len(levels))
-    for i, level in enumerate(levels):
-        vals = [over.get(level, {}).get(k, {}).get("ttft_long_median_s") or 0.0 for k in keys]
-        bars = ax.bar([j + i * width for j in range(len(keys))], vals, width=width, label=f"concurrency {level}")
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=6)
-    ax.axhline(1.0, color="grey", lw=0.5)
-    ax.set_xticks([j + width * (len(levels) - 1) / 2 for j in range(len(keys))], keys)
-    ax.set_ylabel("TTFT speed-up over (a), turns at >= 96K")
-    ax.set_title("speed-up over dsa, all Full")
-    ax.legend(fontsize=7)
-    gpu = (results.get("gpu") or {}).get("name") or results.get("device")
-    fig.suptitle(f"agentic sessions: {results.get('model')} on {gpu}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
 
 
 def turn_table(results: dict) -> str:

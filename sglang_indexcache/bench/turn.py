@@ -37,8 +37,10 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path, ex
                 "--chunked-prefill-size", str(args.chunked_prefill_size), "--enable-request-time-stats-logging",
                 "--mem-fraction-static", str(args.mem_fraction), *args.server_args.split()]
     cuda = args.device == "cuda"
-    if cuda:  # prefill CUDA graphs off: the turn is what is profiled, and they keep it off the dense path
-        srv_args += ["--cuda-graph-backend-prefill", "disabled"]
+    if cuda:  # prefill CUDA graphs off: the turn is what is profiled, and they keep it off the dense path;
+        # decode graphs for batch 1 only: a turn generates one token (its extend's), so no decode step
+        # replays them, and capturing SGLang's 36 batch sizes took 39 s per server (session 13)
+        srv_args += ["--cuda-graph-backend-prefill", "disabled", "--cuda-graph-max-bs-decode", "1"]
     srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
     if cuda:
         srv.env.update(common.dense_prefill_env())
@@ -100,17 +102,9 @@ def run(args) -> int:
     if len(pattern) != layers:
         raise SystemExit(f"--pattern must have {layers} letters (the model's layers)")
     fits = {k: shape[k] if shape[k] and len(shape[k]) == layers else None for k in ("low", "searched")}
-    cfgs = common.configs(layers, pattern, **fits)
+    cfgs = common.configs(layers, pattern, **fits, paged_rows=args.paged_rows)
     cfgs["g"] = {"label": "indexcache, one Full layer", "args": ["--attention-backend", "indexcache",
                                                                  "--index-cache-pattern", "F" + "S" * (layers - 1)]}
-    # k, m: b and c with SGLang's v2 top-k for PAGED extends too (backend/topk.py), beside its default
-    v2 = {"SGLANG_INDEXCACHE_TOPK": "v2"}
-    cfgs["k"] = {**cfgs["b"], "label": "indexcache, all Full, v2 top-k", "env": v2}
-    cfgs["m"] = {**cfgs["c"], "label": f"indexcache, {pattern}, v2 top-k", "env": v2}
-    # n, p: k and m with extends of up to --paged-rows new tokens on the paged logits kernel
-    paged = {**v2, "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(args.paged_rows)}
-    cfgs["n"] = {**cfgs["b"], "label": "indexcache, all Full, v2 top-k, paged extend logits", "env": paged}
-    cfgs["p"] = {**cfgs["c"], "label": f"indexcache, {pattern}, v2 top-k, paged extend logits", "env": paged}
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"configs": {}}
     results.update({"workload": "turn", "model": str(model), "shape": args.shape, "context": args.context,
