@@ -202,10 +202,10 @@ def test_v2_extend_topk_equals_sglangs_top_k(servers):
     assert servers("ic_pattern", MODEL, *args).stats()["extend_topk_calls"] is None
 
 
-# SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS (backend/paged_extend.py) at the value the turn
-# benchmark chose (128), alone (bf16: SGLang's legacy PAGED transform after the paged logits)
-# and with the v2 top-k (bf16-v2: what bench turn n/p ran). Heads are whole 64-token pages, so
-# the radix hit is the whole head and the extend is exactly the tail.
+# SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS (backend/paged_extend.py) at its default (128), alone
+# (bf16: SGLang's own PAGED transform after the paged logits, its v2 kernel when each request has
+# one new row, else its legacy one) and with the v2 top-k (bf16-v2: what bench turn n/p ran).
+# Heads are whole 64-token pages, so the radix hit is the whole head and the extend is the tail.
 PAGED_EXTEND_ROWS = 128
 PAGED_EXTEND_ENV = {"bf16": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS)},
                     "bf16-v2": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS),
@@ -234,7 +234,7 @@ def turn_logprobs(srv: Server) -> list:
 @pytest.mark.parametrize("kv", ["bf16", "bf16-v2", "fp8"])
 def test_short_extends_on_the_paged_kernel_equal_upstream(servers, kv):
     """Turns of 1, 5 and 40 new tokens on a cached head: DeepGEMM's paged kernel scores them
-    (then the top-k transform: SGLang's legacy PAGED one for bf16, v2 and our page-table map for
+    (then the top-k transform: SGLang's own PAGED one for bf16, v2 and our page-table map for
     bf16-v2, SGLang's own v2 for fp8's RAGGED) against upstream native sharing with the same
     pattern, which scores them with the prefill kernel on gathered keys."""
     fp8 = ["--kv-cache-dtype", "fp8_e4m3"] if kv == "fp8" else []
