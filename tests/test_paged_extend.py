@@ -255,9 +255,11 @@ def test_the_route_takes_only_short_plain_extends_it_can_read(monkeypatch):
 
 def test_the_row_limit_is_read_from_the_environment(monkeypatch):
     monkeypatch.delenv(paged_extend.ENV, raising=False)
-    assert paged_extend.max_rows() == paged_extend.DEFAULT_ROWS
+    assert paged_extend.max_rows() == paged_extend.DEFAULT_ROWS and not paged_extend.rows_set()
+    monkeypatch.setenv(paged_extend.ENV, " ")
+    assert paged_extend.max_rows() == paged_extend.DEFAULT_ROWS and not paged_extend.rows_set()
     monkeypatch.setenv(paged_extend.ENV, " 256 ")
-    assert paged_extend.max_rows() == 256
+    assert paged_extend.max_rows() == 256 and paged_extend.rows_set()
     for bad in ("2k", "-3", "1.5"):
         monkeypatch.setenv(paged_extend.ENV, bad)
         with pytest.raises(ValueError, match="give a whole number of new tokens"):

@@ -79,7 +79,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         if self.paged_extend_rows:
             logger.info("indexcache CUDA backend: %s=%d, extends of at most that many new tokens are scored "
                         "by the paged logits kernel (%s; 0 turns it off)", paged_extend.ENV, self.paged_extend_rows,
-                        "set" if os.environ.get(paged_extend.ENV, "").strip() else "the default")
+                        "set" if paged_extend.rows_set() else "the default")
         logger.info(
             "indexcache CUDA backend: layers %d-%d, %d run the indexer, %d reuse a source",
             self.layer_range[0], self.last_layer, self.full_per_forward, self.shared_per_forward,

@@ -46,6 +46,11 @@ PAGE = 64  # DeepGEMM's paged kernel reads 64-token pages of [64 x 128 fp8 | 64 
 ROW_BYTES = 132  # one key: 128 fp8 values and its fp32 scale
 
 
+def rows_set() -> bool:
+    """The variable is given (not empty), rather than `max_rows` falling back to the default."""
+    return bool(os.environ.get(ENV, "").strip())
+
+
 def max_rows() -> int:
     """The most new tokens an extend may have to be scored by the paged kernel (0: never)."""
     raw = os.environ.get(ENV, "").strip()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 from typing import Any, Mapping, Optional
 
 from sglang_indexcache.checkpoint import (
@@ -191,7 +190,7 @@ def _check_topk_choice(server_args: Any) -> None:
     """SGLANG_INDEXCACHE_TOPK (backend/topk.py) and SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS
     (backend/paged_extend.py): a value they do not take, or a CUDA kernel asked for on CPU,
     is refused here rather than in the scheduler process."""
-    from sglang_indexcache.backend.paged_extend import ENV as ROWS_ENV, max_rows
+    from sglang_indexcache.backend.paged_extend import ENV as ROWS_ENV, max_rows, rows_set
     from sglang_indexcache.backend.topk import ENV, chosen
 
     try:
@@ -201,7 +200,7 @@ def _check_topk_choice(server_args: Any) -> None:
     if getattr(server_args, "device", None) == "cpu":
         if topk != "upstream":
             raise ScheduleError(f"{ENV}={topk} with --device cpu: that top-k is a kernel for CUDA GPUs; unset it")
-        if rows and os.environ.get(ROWS_ENV, "").strip():  # set, not the default (CUDA-only, ignored on CPU)
+        if rows and rows_set():  # set, not the default (CUDA-only, ignored on CPU)
             raise ScheduleError(f"{ROWS_ENV}={rows} with --device cpu: the paged logits kernel is "
                                 "DeepGEMM's, for CUDA GPUs; unset it")
 
