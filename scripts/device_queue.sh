@@ -7,8 +7,11 @@
 #   job turn-a 300 $G bench turn --out $S/turn --configs a
 #   finish
 #
-# A job with a done-marker in $S/done is skipped; a job is started only if its estimate fits in
-# the call's time left (a job stopped by the call's end runs again whole next call); after each
+# A job with a done-marker in $S/done is skipped; jobs run in the order listed, and the first one
+# whose estimate does not fit in the call's time left ends the call's queue (the rest wait for the
+# next call: session 14's queue let a later, smaller job start on a fresh machine, where it paid
+# the kernel JIT its estimate left out and was stopped); a job stopped by the call's end runs again
+# whole next call; after each
 # job, the SGLang servers it started and left running are killed (not others: on a shared
 # machine those may be someone's), so the next job finds the GPU free (session 12:
 # a job stopped by `timeout` left servers that held 100 of 139 GB). `finish` returns $S (models
@@ -36,11 +39,16 @@ clear_gpu() {  # kill the servers a job started and left running (none it found 
   fi
 }
 
-job() {  # job NAME ESTIMATE_S command...: run unless done or it cannot fit
+HELD=""  # the first job that did not fit this call; every later one waits behind it
+
+job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job that did not fit
   local name=$1 est=$2; shift 2
   [ -e "$S/done/$name" ] && return 0
+  if [ -n "$HELD" ]; then echo "$name: behind $HELD, next call" >> "$S/logs/queue.txt"; return 0; fi
   local left=$((END - SECONDS))
-  if [ "$est" -gt "$left" ]; then echo "$name: ${left}s left < ${est}s, next call" >> "$S/logs/queue.txt"; return 0; fi
+  if [ "$est" -gt "$left" ]; then
+    HELD=$name; echo "$name: ${left}s left < ${est}s, next call" >> "$S/logs/queue.txt"; return 0
+  fi
   echo "$name start ($(date +%T), ${left}s left)" >> "$S/logs/queue.txt"
   local t0=$SECONDS before
   before=$(servers)
