@@ -1,9 +1,10 @@
-"""The benchmark's own arithmetic and its server-driven decode path (CPU, tiny model).
+"""The benchmark's own arithmetic and its server-driven paths (CPU, tiny model).
 
-The numbers that matter come from a GPU (`make bench`); here: SGLang's decode log lines
-are parsed as SGLang prints them, the ratios are the ones the README quotes, and the
-decode path runs end to end against a real CPU server (radix-warm prompts, B outputs of
-the asked length, log lines captured)."""
+The numbers that matter come from a GPU (`make bench`); here: SGLang's decode log lines are
+parsed as SGLang prints them, the ratios and profile summaries are computed as the README
+describes, and the decode, turn, PP and search paths run end to end against real CPU servers.
+The agentic workload's tests are in `test_bench_agentic.py`; the committed GPU results'
+figures in `test_results.py`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sglang_indexcache.bench import agentic_report, common, decode, report
+from sglang_indexcache.bench import common, decode, report
 
 # Lines in the format of SGLang 0.5.23's scheduler metrics reporter (metrics_reporter.py).
 LOG = """\
@@ -95,146 +96,6 @@ def test_ratios_prefill_and_both_decode_figures():
     assert "b/a 1.010" in text and "c/d 1.200" in text
 
 
-def test_committed_gpu_results_reproduce_the_quoted_ratios():
-    """The README quotes these; the JSON files are what the H200 printed."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-    run1 = json.loads((root / "h200-decode-2026-11-24-run1.json").read_text())
-    run2 = json.loads((root / "h200-decode-2026-11-24-run2.json").read_text())
-    assert round(report.ratios(run1)["decode_tokens_per_s_log"]["b_over_a"], 3) == 1.001
-    assert round(report.ratios(run2)["decode_tokens_per_s_log"]["c_over_d"], 3) == 0.997
-    for run in (run1, run2):
-        for cfg in run["configs"].values():
-            d = cfg["decode"]
-            assert d["log_lines"] == d["log_graph_lines"] > 300  # every timed step under a CUDA graph
-    tp2 = json.loads((root / "h200x2-2026-12-01-session8" / "tp2-decode" / "results.json").read_text())
-    assert tp2["tp_size"] == 2 and all("--tp-size 2" in c["decode"]["command"] for c in tp2["configs"].values())
-    assert round(report.ratios(tp2)["decode_tokens_per_s_log"]["c_over_d"], 3) == 0.911
-    assert round(report.ratios(tp2)["decode_tokens_per_s_wallclock"]["c_over_d"], 3) == 0.876
-    # one H200, 2026-12-01: both server orders, the first profiled
-    s10 = root / "h200-2026-12-01-session10"
-    cd, dc = (json.loads((s10 / d / "results.json").read_text()) for d in ("decode-cd", "decode-dc2"))
-    assert list(cd["configs"]) == ["c", "d"] and list(dc["configs"]) == ["d", "c"]
-    for run, log, wall in ((cd, 1.0004, 1.211), (dc, 0.9995, 1.053)):
-        assert round(report.ratios(run)["decode_tokens_per_s_log"]["c_over_d"], 4) == log
-        assert round(report.ratios(run)["decode_tokens_per_s_wallclock"]["c_over_d"], 3) == wall
-        for cfg in run["configs"].values():
-            assert cfg["decode"]["log_lines"] == cfg["decode"]["log_graph_lines"] == 48
-    prof = {k: cd["configs"][k]["decode"]["profile"]["kernels"] for k in "cd"}
-    assert prof["c"]["kernels"] == prof["d"]["kernels"] == 6047
-    assert [round(prof[k]["busy_us"] / 1000, 2) for k in "cd"] == [49.16, 49.21]
-
-
-def test_session12_turn_reproduces_the_quoted_figures():
-    """One H200, 2026-12-01 (session 12): `bench turn` on unit indexer weights, configs a, m, n,
-    p; the per-Full-layer kernel times and forward ratios the README and the issue note quote."""
-    from pathlib import Path
-
-    from sglang_indexcache.bench.roofline import per_full_layer
-
-    s12 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200-2026-12-01-session12"
-    r = json.loads((s12 / "turn" / "results.json").read_text())
-    assert list(r["configs"]) == ["a", "n", "p", "m"] and r["context"] == 122880
-    for key in "anpm":
-        assert r["configs"][key]["server_env"]["SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS"] == "unit"
-    f = per_full_layer(r)
-    logits = {k: [round(f[k][n]["indexer logits"], 3) for n in ("1", "64", "512", "2048")] for k in "an"}
-    assert logits == {"a": [0.468, 0.501, 0.522, 2.099], "n": [0.01, 0.125, 0.91, 3.659]}
-    topk = {k: [round(f[k][n]["top-k"], 2) for n in ("1", "2048", "8192")] for k in "am"}
-    assert topk == {"a": [0.06, 1.02, 3.74], "m": [0.03, 0.49, 1.93]}
-    fwd = {k: {n: t["forward_median_ms"] for n, t in r["configs"][k]["turns"].items()} for k in "anpm"}
-    assert round(fwd["a"]["2048"] / fwd["m"]["2048"], 2) == 1.81 and round(fwd["a"]["8192"] / fwd["m"]["8192"], 2) == 1.91
-    # a Full layer's share of a +1 forward: 12 against 3 Full layers, route on (n, p) and off (a, m)
-    assert [round((fwd[x]["1"] - fwd[y]["1"]) / 9, 2) for x, y in (("n", "p"), ("a", "m"))] == [0.45, 0.85]
-    busy = {k: r["configs"][k]["turns"]["1"]["kernels"]["busy_us"] for k in "anpm"}
-    assert [round((busy[x] - busy[y]) / 9 / 1e3, 3) for x, y in (("n", "p"), ("a", "m"))] == [0.064, 0.557]
-
-
-def test_session13_turn_and_agentic_reproduce_the_quoted_figures():
-    """One H200, 2026-12-01 (session 13): `bench turn` a, n, p with the route at N = 128, and
-    the agentic (c) run; the figures and the bound arithmetic the README and the issue note quote."""
-    from pathlib import Path
-
-    from sglang_indexcache.bench.roofline import per_full_layer
-
-    s13 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200-2026-12-01-session13"
-    r = json.loads((s13 / "turn" / "results.json").read_text())
-    assert list(r["configs"]) == ["a", "n", "p"] and r["context"] == 122880
-    for key in "np":
-        env = r["configs"][key]["server_env"]
-        assert env["SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS"] == "128" and env["SGLANG_INDEXCACHE_TOPK"] == "v2"
-    f = per_full_layer(r)
-    assert [round(f[k]["128"]["indexer logits"], 3) for k in "an"] == [0.503, 0.243]
-    assert [round(f[k]["2048"][x], 3) for k in "an" for x in ("indexer logits", "top-k")] == [2.05, 1.003, 2.087, 0.499]
-    fwd = {k: {n: t["forward_median_ms"] for n, t in r["configs"][k]["turns"].items()} for k in "anp"}
-    busy = {k: {n: t["kernels"]["busy_us"] / 1e3 for n, t in r["configs"][k]["turns"].items()} for k in "anp"}
-    assert [round(fwd["a"]["2048"] / fwd[k]["2048"], 2) for k in "np"] == [1.07, 1.65]
-    assert [round(busy["a"]["2048"] / busy[k]["2048"], 2) for k in "np"] == [1.08, 1.87]
-    assert round((busy["n"]["1"] - busy["p"]["1"]) / 9, 3) == 0.064
-    # what 2.0x (1/4) and 1.2x (all Full) would take: a free top-k, then logits at the fp8 ceiling
-    # (1.05 ms), with the smallest host gaps of any +2,048 forward (7.2 ms, session 12's m)
-    free_topk = busy["p"]["2048"] - 3 * f["p"]["2048"]["top-k"]
-    assert round(fwd["a"]["2048"] / (free_topk + 7.2), 2) == 1.85
-    assert round(fwd["a"]["2048"] / (free_topk - 3 * (f["p"]["2048"]["indexer logits"] - 1.05) + 7.2), 2) == 2.0
-    n_free = fwd["n"]["2048"] - 12 * f["n"]["2048"]["top-k"]
-    assert round(fwd["a"]["2048"] / n_free, 2) == 1.18
-    assert round(fwd["a"]["2048"] / (n_free - 12 * 2048 * (122880 + 2048) * 4 / 4.8e12 * 1e3), 2) == 1.22
-    ag = json.loads((s13 / "ag" / "results.json").read_text())["configs"]
-    assert list(ag) == ["c"]  # (p) was stopped by the device call's end
-    c1 = ag["c"]["levels"]["1"]
-    assert c1["failed_rounds"] == 0 and c1["rounds"] == 56 and c1["ttft_long_n"] == 14
-    assert [round(c1[k], 3) for k in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")] == [0.223, 0.402, 0.384]
-    assert round(c1["tpot_median_ms"], 2) == 2.13 and round(c1["sessions_per_min"], 2) == 3.18
-
-
-def test_session11_results_reproduce_the_quoted_figures(tmp_path):
-    """Two H200s, 2026-12-01 (session 11): the MTP decode table, the agentic sessions and the
-    search cost the README and the issue notes quote, from the committed JSON."""
-    from pathlib import Path
-
-    s11 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200x2-2026-12-01-session11"
-    mtp, plain = (json.loads((s11 / d / "results.json").read_text()) for d in ("decode-mtp", "decode-nomtp"))
-    assert mtp["configs"]["c"]["decode"]["mtp"] and not plain["configs"]["c"]["decode"]["mtp"]
-    assert mtp["configs"]["c"]["decode"]["accept_length"] == 1.0  # dummy weights: every draft rejected
-    log = {k: report.ratios(r)["decode_tokens_per_s_log"] for k, r in (("mtp", mtp), ("plain", plain))}
-    assert [round(log[k]["c_over_a"], 3) for k in ("mtp", "plain")] == [1.072, 1.267]
-    assert [round(log[k]["c_over_d"], 3) for k in ("mtp", "plain")] == [1.337, 0.997]
-    busy = {k: {c: r["configs"][c]["decode"]["profile"]["kernels"] for c in "adc"}
-            for k, r in (("mtp", mtp), ("plain", plain))}
-    for k, kernels in (("mtp", 4215), ("plain", 3143)):  # c runs d's kernels, one for one
-        assert busy[k]["c"]["kernels"] == busy[k]["d"]["kernels"] == kernels
-        assert abs(busy[k]["c"]["busy_us"] / busy[k]["d"]["busy_us"] - 1) < 0.003
-    gain = {k: busy[k]["a"]["busy_us"] / busy[k]["c"]["busy_us"] for k in busy}
-    assert [round(gain["mtp"], 3), round(gain["plain"], 3), round(gain["mtp"] / gain["plain"], 3)] == [1.271, 1.32, 0.963]
-
-    # the decode figure gains a panel of the profiled GPU time per kernel family
-    import struct
-
-    def png_width(results, name):
-        report.plot(results, tmp_path / name)
-        return struct.unpack(">I", (tmp_path / name).read_bytes()[16:20])[0]
-
-    unprofiled = {**mtp, "configs": {k: {**v, "decode": {**v["decode"], "profile": None}} for k, v in mtp["configs"].items()}}
-    assert png_width(mtp, "profiled.png") > 1.4 * png_width(unprofiled, "plain.png")
-
-    ag = json.loads((s11 / "ag" / "results.json").read_text())
-    assert list(ag["configs"]) == ["a", "c", "d", "e"] and ag["trace"]["spec"]["sessions"] == 16
-    over_a, over_d = ag["ratios"]["over_a"], ag["ratios"]["over_d"]
-    assert [round(over_a[c]["c"]["ttft_long_median_s"], 2) for c in ("1", "4")] == [1.25, 1.49]
-    assert [round(over_a[c]["d"]["ttft_long_median_s"], 2) for c in ("1", "4")] == [1.43, 1.43]
-    assert [round(over_d[c]["c"]["ttft_long_median_s"], 2) for c in ("1", "4")] == [0.87, 1.04]
-    for entry in ag["configs"].values():
-        for level in entry["levels"].values():
-            assert level["failed_rounds"] == 0 and level["ttft_long_n"] == 14 * level["sessions"] // 2
-
-    search = json.loads((s11 / "search" / "results.json").read_text())
-    assert search["layers"] == 78 and search["calibration"]["tokens"] == 65536
-    assert round(search["speedup"], 1) == 13.2
-    assert [round(search[k]["evals_per_hour"]) for k in ("switching", "restart")] == [635, 48]
-    assert max(search["loss_differences"].values()) == 0.0
-
-
 @pytest.mark.engine
 def test_serve_decode_on_cpu(models, tmp_path):
     """The decode path against a real CPU server: radix-warm prompts, the asked number of
@@ -260,196 +121,6 @@ def test_serve_decode_on_cpu(models, tmp_path):
 
 
 # ---- the agentic workload: SGLang's agentic-trace format, replayed by bench_serving ----------
-
-
-def _load_with_sglang(path, sessions):
-    """The trace as SGLang's own loader reads it (what bench_serving replays)."""
-    from sglang.benchmark.datasets.agentic_trace import AgenticTraceDataset
-
-    ds = AgenticTraceDataset(dataset_path=str(path), num_requests=sessions, fixed_output_len=8, offset=0, max_turns=None)
-    return ds.load(tokenizer=None)
-
-
-def test_trace_is_seeded_in_sglang_format_and_grows_as_specified(models, tmp_path):
-    from transformers import AutoTokenizer
-
-    from sglang_indexcache.bench import trace
-
-    spec = trace.spec_for("smoke", 3, seed=7)
-    meta = trace.write_trace(models["deepseek-tiny"], spec, tmp_path / "a.json")
-    again = trace.write_trace(models["deepseek-tiny"], spec, tmp_path / "b.json")
-    other = trace.write_trace(models["deepseek-tiny"], trace.spec_for("smoke", 3, seed=8), tmp_path / "c.json")
-    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    assert meta["sha256"] == again["sha256"] != other["sha256"]
-
-    rows = _load_with_sglang(tmp_path / "a.json", 3)
-    assert [len(r.prompt) for r in rows] == meta["turns"] and min(meta["turns"]) >= 3
-    data = json.loads((tmp_path / "a.json").read_text())
-    tok = AutoTokenizer.from_pretrained(models["deepseek-tiny"])
-    systems = {conv[0]["messages"][0]["content"] for conv in data["conversations"]}
-    assert len(systems) == 1  # one system prompt + tool schema, shared by every session
-    assert '"name": "run_tests"' in systems.pop()
-    lo, hi = spec.tool_tokens
-    for conv in data["conversations"]:
-        contexts = [turn["prompt_tokens"] for turn in conv]
-        assert contexts == sorted(contexts) and contexts[-1] <= spec.max_context
-        assert abs(contexts[0] - spec.first_context) <= 0.1 * spec.first_context
-        for turn in conv[1:]:
-            (msg,) = turn["messages"]
-            n = len(tok(msg["content"], add_special_tokens=False)["input_ids"])
-            assert 0.9 * lo <= n <= 1.1 * hi + 8, n
-
-
-def test_turns_pair_bench_serving_rounds_with_the_trace():
-    from sglang_indexcache.bench import agentic
-
-    trace = {"conversations": [[{}, {}, {}], [{}, {}]]}
-    n = 5
-    result = {"ttfts": [0.1 * (i + 1) for i in range(n)], "itls": [[0.01, 0.03]] * n, "input_lens": [100, 200, 300, 110, 220],
-              "cached_tokens": [0, 96, 192, 64, 96], "output_lens": [8] * n, "errors": [""] * 4 + ["boom"]}
-    rows = agentic.turns(result, trace, 2)
-    assert [(r["session"], r["turn"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
-    assert rows[2]["context"] == 300 and rows[2]["cached"] == 192 and rows[4]["error"] == "boom"
-    assert rows[0]["itl_median_s"] == pytest.approx(0.02)
-    with pytest.raises(RuntimeError, match="returned 5 rounds, the trace has 3"):
-        agentic.turns(result, trace, 1)
-    summary = agentic.summarize({"duration": 2.0, "output_throughput": 20.0, "median_ttft_ms": 300, "p90_ttft_ms": 450,
-                                 "median_itl_ms": 20, "p90_itl_ms": 30}, rows, 2)
-    assert summary["failed_rounds"] == 1 and summary["rounds"] == 5
-    assert summary["new_tokens_per_s"] == pytest.approx((100 + 104 + 108 + 46) / 2.0)
-
-
-def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
-    from sglang_indexcache.bench import agentic
-
-    # lines as SGLang 0.5.23 logs them with --enable-request-time-stats-logging (CPU run, 2026-11-30)
-    log = """\
-[2026-11-30 09:30:19] ReqTimeStats(rid=HEALTH_CHECK_9f72, input_len=1, cached_input_len=0, output_len=1, attempts=0, type=unified): queue_duration=0.43ms, forward_duration=25.25ms, entry_time=1796031019.513
-[2026-11-30 09:30:21] ReqTimeStats(rid=3810f1ad, input_len=490, cached_input_len=0, output_len=4, attempts=0, type=unified): queue_duration=0.47ms, forward_duration=678.15ms, entry_time=1796031020.517
-[2026-11-30 09:30:21] ReqTimeStats(rid=aa240411, input_len=510, cached_input_len=448, output_len=4, attempts=0, type=unified): queue_duration=0.39ms, forward_duration=1.5s, entry_time=1796031021.203
-"""
-    st = common.time_stats(log)
-    assert set(st) == {490, 510}  # health checks left out
-    assert st[490] == (0, 4, pytest.approx(0.00047), pytest.approx(0.67815))
-    assert st[510][3] == pytest.approx(1.5)
-    metrics = ('sglang:time_to_first_token_seconds_sum{model_name="m"} 3.0\n'
-               'sglang:time_to_first_token_seconds_count{model_name="m"} 2.0\n'
-               'sglang:time_to_first_token_seconds_bucket{le="0.1",model_name="m"} 1.0\n')
-    before = agentic.histogram_sums("")
-    after = agentic.histogram_sums(metrics)
-    assert agentic.server_side(before, after) == {"time_to_first_token_mean_s": 1.5}
-
-
-def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
-    def level(ttft_long, spm):
-        return {"levels": {"1": {"ttft_long_median_s": ttft_long, "sessions_per_min": spm}}, "label": "x"}
-
-    results = {"concurrency": [1], "configs": {"a": level(2.0, 1.0), "d": level(1.25, 1.5), "c": level(1.0, 1.6)}}
-    r = agentic_report.agentic_ratios(results)
-    assert r["over_a"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(2.0)
-    assert r["over_a"]["1"]["c"]["sessions_per_min"] == pytest.approx(1.6)
-    assert r["over_d"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(1.25)
-
-
-def test_repeated_replays_give_medians_their_spread_and_every_turn():
-    """--repeats: a level replayed 3 times on one server reports each figure's median over the
-    runs, its [min, max], every run's rows; the ratios get the worst and best pairing."""
-    from sglang_indexcache.bench import agentic
-
-    def run(ttft, spm, failed=0, bins=None):
-        return {"command": "bench_serving ...", "sessions": 2, "rounds": 4, "failed_rounds": failed,
-                "ttft_median_s": ttft, "ttft_p90_s": ttft * 3, "ttft_long_median_s": ttft * 2, "sessions_per_min": spm,
-                "cache_hit_rate_pct": 90.0,
-                "tpot_median_ms": None, "server": {"forward_median_s": ttft / 2, "turns_paired": 4},
-                "ttft_by_context": bins or {"0": {"median_s": ttft, "p90_s": ttft * 3, "n": 4}},
-                "turns": [{"session": 0, "turn": t, "ttft_s": ttft} for t in range(4)]}
-
-    one = run(0.2, 3.0)
-    assert agentic.combine_runs([one]) is one  # a single run is reported as it is
-    level = agentic.combine_runs([run(0.3, 2.0), run(0.1, 4.0, failed=1), run(0.2, 3.5, bins={"16384": {
-        "median_s": 0.5, "p90_s": 0.6, "n": 2}})])
-    assert level["repeats"] == 3 and level["rounds"] == 4 and level["failed_rounds"] == 1
-    assert level["ttft_median_s"] == pytest.approx(0.2) and level["sessions_per_min"] == pytest.approx(3.5)
-    assert level["tpot_median_ms"] is None  # absent in every run stays absent
-    assert level["server"] == {"forward_median_s": pytest.approx(0.1), "turns_paired": 4}
-    assert level["ttft_by_context"]["0"] == {"median_s": pytest.approx(0.2), "p90_s": pytest.approx(0.6), "n": 8}
-    assert level["ttft_by_context"]["16384"]["n"] == 2  # a bin only one run reached
-    assert level["spread"]["ttft_median_s"] == pytest.approx([0.1, 0.3])
-    assert level["spread"]["sessions_per_min"] == pytest.approx([2.0, 4.0])
-    assert len(level["turns"]) == 12 and {r["run"] for r in level["turns"]} == {0, 1, 2}
-    assert [r["ttft_median_s"] for r in level["runs"]] == [0.3, 0.1, 0.2]
-
-    d = agentic.combine_runs([run(0.4, 2.0), run(0.2, 2.5)])
-    results = {"concurrency": [1], "configs": {"c": {"label": "c", "levels": {"1": level}},
-                                               "d": {"label": "d", "levels": {"1": d}}}}
-    r = agentic_report.agentic_ratios(results)
-    assert r["over_d"]["1"]["c"]["ttft_median_s"] == pytest.approx(0.3 / 0.2)  # medians: d 0.3, c 0.2
-    lo, hi = r["over_d_range"]["1"]["c"]["ttft_median_s"]
-    assert (lo, hi) == (pytest.approx(0.2 / 0.3), pytest.approx(0.4 / 0.1))  # time: theirs / ours
-    lo, hi = r["over_d_range"]["1"]["c"]["sessions_per_min"]
-    assert (lo, hi) == (pytest.approx(2.0 / 2.5), pytest.approx(4.0 / 2.0))  # rate: ours / theirs
-    table = agentic_report.agentic_table({**results, "ratios": r})
-    assert "medians over repeated runs" in table and "[0.667, 4.000]" in table
-
-
-@pytest.mark.engine
-def test_agentic_pipeline_on_cpu(models, tmp_path):
-    """The whole pipeline on a CPU server: trace, SGLang's bench_serving multi-turn replay at
-    two concurrencies, twice each (--repeats 2), per-turn rows, table and plot. Every later turn
-    hits the radix cache for the history bench_serving sent before (its prompt and the server's
-    reply); each replay starts from a flushed cache."""
-    from sglang_indexcache.bench import agentic
-
-    args = argparse.Namespace(
-        out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
-        low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
-        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=2,
-    )
-    assert agentic.run(args) == 0
-    results = json.loads((tmp_path / "results.json").read_text())
-    cfg = results["configs"]["c"]
-    assert "--index-cache-pattern FSSFSS" in cfg["server_command"]
-    probe = cfg["probe"]  # one long turn through three doors: chat, text, token ids
-    assert probe["context"] >= results["trace"]["last_prompt_tokens"][0] - 200
-    assert all(probe[k] > 0 for k in ("cold_chat_s", "chat_s", "text_s", "ids_s"))
-    for level in ("1", "2"):
-        s = cfg["levels"][level]
-        assert "sglang.benchmark.serving" in s["command"] and f"--max-concurrency {level}" in s["command"]
-        assert s["failed_rounds"] == 0 and s["sessions"] == 2
-        assert s["rounds"] == sum(results["trace"]["turns"][:2])
-        assert s["repeats"] == 2 and len(s["runs"]) == 2 and len(s["turns"]) == 2 * s["rounds"]
-        assert all((tmp_path / f"c-c{level}-r{i}.jsonl").exists() for i in (0, 1))
-        assert all(r["output_tokens"] == 8 for r in s["turns"])
-        by_session = {}
-        for r in s["turns"]:
-            by_session.setdefault((r["run"], r["session"]), []).append(r)
-        for run in (0, 1):  # each replay starts from a flushed cache (later sessions share the system prompt)
-            assert min(rows[0]["cached"] for (r, _), rows in by_session.items() if r == run) < 64
-        for rows in by_session.values():
-            for prev, cur in zip(rows, rows[1:]):
-                assert cur["context"] > prev["context"] + prev["output_tokens"]
-                assert cur["cached"] >= prev["context"] - 64, (prev, cur)  # whole pages of the history
-        assert s["cache_hit_rate_pct"] > 50
-        # the server's own view, paired with bench_serving's rounds
-        assert s["server"]["turns_paired"] == s["rounds"], s["server"]
-        assert 0 < s["server"]["time_to_first_token_mean_s"] and s["server"]["forward_median_s"] > 0
-        assert s["tpot_median_ms"] > 0
-    agentic_report.agentic_plot({**results, "ratios": agentic_report.agentic_ratios(results)}, tmp_path / "agentic.png")
-    assert (tmp_path / "agentic.png").stat().st_size > 10_000
-
-
-def test_shape_tokenizer_round_trips_every_model_id(tmp_path):
-    """A dummy model at a real shape emits ids past the 1024-token BPE: each must decode to
-    text that encodes back to itself, or replies sent back by bench_serving change length."""
-    from transformers import AutoTokenizer
-
-    from sglang_indexcache.tiny_model import VOCAB_SIZE, build_tokenizer
-
-    build_tokenizer(tmp_path, cover=VOCAB_SIZE + 512)
-    tok = AutoTokenizer.from_pretrained(tmp_path)
-    assert len(tok) == VOCAB_SIZE + 512 and tok.vocab_size == VOCAB_SIZE
-    ids = [VOCAB_SIZE + 511, 300, VOCAB_SIZE, 77, VOCAB_SIZE + 17]
-    assert tok(tok.decode(ids), add_special_tokens=False)["input_ids"] == ids
 
 
 def test_turn_profile_kernel_table_counts_busy_time_and_gaps():
@@ -478,20 +149,6 @@ def test_turn_profile_kernel_table_counts_busy_time_and_gaps():
     host = profile.host_table({"traceEvents": ev + [{"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 5, "dur": 3},
                                                      {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 9, "dur": 7}]})
     assert host == {"aten::mm": {"us": 1003, "calls": 2}, "aten::add": {"us": 7, "calls": 1}}
-
-
-def test_padded_tokenizer_turns_sglangs_parallel_prompt_encoder_off(tmp_path):
-    """A shape tokenizer padded with ~150K added tokens (not a real checkpoint's) makes
-    SGLang's parallel prompt encoder slow (bench/common.tokenizer_env); the benchmark turns it
-    off for such a tokenizer only."""
-    padded, real = tmp_path / "padded", tmp_path / "real"
-    for folder, n in ((padded, common.PADDED_TOKENIZER_ADDED + 1), (real, 300)):
-        folder.mkdir()
-        (folder / "tokenizer.json").write_text(json.dumps(
-            {"added_tokens": [{"id": i, "content": f"<t{i}>"} for i in range(n)]}))
-    assert common.tokenizer_env(padded) == {"SGLANG_PARALLEL_PROMPT_ENCODE": "0"}
-    assert common.tokenizer_env(real) == {}
-    assert common.tokenizer_env(tmp_path) == {}  # no tokenizer.json: SGLang's default
 
 
 def test_the_benchmarks_own_environment_is_recorded_as_its_servers(monkeypatch):
@@ -585,18 +242,6 @@ def test_roofline_counts_the_least_work_of_a_full_layers_indexer_kernels():
     assert rows["indexer logits"]["x_floor"] == pytest.approx(0.5)
     assert rows["top-k"]["floor_ms"] == pytest.approx(48 / 41)
     assert rows["top-k"]["gflop"] == 0 and rows["top-k"]["tbps"] == pytest.approx(48 / 1e9)
-
-
-def test_roofline_of_the_committed_h200_turn_profile():
-    """The session-4 turn profile (no indexer dimensions recorded then: taken from its shape)."""
-    from sglang_indexcache.bench.roofline import indexer_dims, roofline, roofline_table
-
-    root = Path(__file__).resolve().parent.parent
-    results = json.loads((root / "benchmarks/results/h200x2-2026-11-30-session4/turn-flash12.json").read_text())
-    assert indexer_dims(results) == {"heads": 32, "head_dim": 128, "topk": 2048}
-    rows = roofline(results)
-    assert {(r["config"], r["new"]) for r in rows} == {(k, n) for k in "acg" for n in (1, 2048, 8192)}
-    assert "x floor" in roofline_table(results)
 
 
 def test_evaluations_for_counts_what_greedy_search_computes():

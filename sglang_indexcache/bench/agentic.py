@@ -349,19 +349,24 @@ def run(args) -> int:
     if args.mem_fraction is None:  # on CPU the pool comes from host RAM: the decode bench's 0.6
         args.mem_fraction = 0.6
     results_path = out / "results.json"
+    # a results file may gather configurations run by several invocations (one server per config,
+    # one device call each): the levels are their union, and each config keeps its own command
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    invocation = " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]])
     results.update({
         "workload": "agentic", "model": str(model), "shape": args.shape, "pattern": pattern,
         "gpu": common.gpu_info() if args.device == "cuda" else None, "device": args.device,
         "versions": common.versions(), "trace": {"path": str(trace_path), **trace["metadata"]},
-        "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
-        "concurrency": args.concurrency, "mtp": args.mtp, "repeats": args.repeats,
+        "invocation": invocation,
+        "concurrency": sorted({*results.get("concurrency", []), *args.concurrency}), "mtp": args.mtp,
+        "repeats": args.repeats,
     })
     results.setdefault("configs", {})
     probe = probe_turn(model, trace)  # one tokenizer load for every configuration
     bar = tqdm(total=len(args.configs) * len(args.concurrency) * args.repeats, desc="agentic", unit="run")
     for key in args.configs:
-        results["configs"][key] = run_config(key, cfgs[key], model, trace_path, trace, base, args, out, probe, bar)
+        entry = run_config(key, cfgs[key], model, trace_path, trace, base, args, out, probe, bar)
+        results["configs"][key] = {**entry, "invocation": invocation, "mtp": args.mtp, "repeats": args.repeats}
         results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         results_path.write_text(json.dumps(results, indent=1) + "\n")
     bar.close()

@@ -12,21 +12,33 @@ AGENTIC_FIGURES = {
 }
 
 
+# the CUDA kernel choices of backend/topk.py and backend/paged_extend.py, as each server had them
+KERNEL_ENV = ("SGLANG_INDEXCACHE_TOPK", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS")
+REFERENCES = {"a": "dsa all Full", "d": "upstream native sharing", "c": "indexcache at the pattern"}
+
+
+def levels(results: dict) -> list:
+    """The concurrencies any configuration ran, as the levels' keys ("1", "16"), in order."""
+    found = {lv for entry in results.get("configs", {}).values() for lv in entry.get("levels", {})}
+    return sorted(found | {str(x) for x in results.get("concurrency", [])}, key=int)
+
+
 def agentic_ratios(results: dict) -> dict:
-    """Per concurrency, per config: speed-up over (a) dsa all-Full and over (d) native sharing
-    (>1 means faster: a time divided by ours, or our rate divided by theirs). With `--repeats`,
+    """Per concurrency, per config: speed-up over (a) dsa all-Full, over (d) native sharing and over
+    (c) indexcache at the pattern (the before of a kernel change, as issue 20 asks), where the
+    reference ran (>1 means faster: a time divided by ours, or our rate divided by theirs). With `--repeats`,
     `over_a_range` / `over_d_range` give each ratio's [worst, best] over the pairings of the two
     configs' runs (min and max of each side's figure)."""
     c = results.get("configs", {})
     out = {}
-    for ref in ("a", "d"):
-        for level in map(str, results.get("concurrency", [])):
+    for ref in REFERENCES:
+        for level in levels(results):
             base = c.get(ref, {}).get("levels", {}).get(level)
             if not base:
                 continue
             for key, entry in c.items():
                 mine = entry.get("levels", {}).get(level)
-                if key == ref or not mine:
+                if key == ref or not mine or ref == "c" and key in REFERENCES:  # (c): before/after of indexcache
                     continue
                 row, span = {}, {}
                 for fig, higher in AGENTIC_FIGURES.items():
@@ -49,7 +61,7 @@ def agentic_table(results: dict) -> str:
              f"trace {t.get('spec', {}).get('sessions')} sessions, {sum(t.get('turns', []))} turns, "
              f"up to {max(t.get('last_prompt_tokens') or [0])} tokens"]
     head = f"  {'':<44}{'TTFT med':>9}{'p90':>7}{'>=96K med':>10}{'TPOT ms':>8}{'sess/min':>9}{'hit %':>7}"
-    for level in map(str, results.get("concurrency", [])):
+    for level in levels(results):
         lines += [f"concurrency {level}:", head]
         for key in sorted(c):
             s = c[key].get("levels", {}).get(level)
@@ -60,7 +72,7 @@ def agentic_table(results: dict) -> str:
                          f"{long_ if long_ is not None else float('nan'):9.3f} {s.get('tpot_median_ms') or float('nan'):7.2f} "
                          f"{s['sessions_per_min']:8.2f} {s.get('cache_hit_rate_pct') or float('nan'):6.1f}"
                          + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else ""))
-        for ref in ("a", "d"):
+        for ref in REFERENCES:
             rows = results.get("ratios", {}).get(f"over_{ref}", {}).get(level, {})
             spans = results.get("ratios", {}).get(f"over_{ref}_range", {}).get(level, {})
             for key, row in sorted(rows.items()):
@@ -69,6 +81,10 @@ def agentic_table(results: dict) -> str:
                     lines.append(f"  {key} over {ref}: " + ", ".join(
                         f"{k} {v:.3f}" + (f" [{span[k][0]:.3f}, {span[k][1]:.3f}]" if k in span else "")
                         for k, v in row.items()))
+    kernels = {key: " ".join(f"{k}={v}" for k, v in sorted(c[key].get("server_env", {}).items()) if k in KERNEL_ENV)
+               for key in sorted(c)}
+    if any(kernels.values()):  # what the labels do not say: a variable inherited from the environment
+        lines.append("  kernels: " + "; ".join(f"{key} {v or 'defaults'}" for key, v in kernels.items()))
     if any(s.get("repeats") for v in c.values() for s in v.get("levels", {}).values()):
         lines.append("  * medians over repeated runs; ratios in [ ]: worst and best pairing of the runs")
     return "\n".join(lines)
@@ -83,19 +99,21 @@ def agentic_plot(results: dict, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     c = results["configs"]
-    levels = [str(x) for x in results.get("concurrency", [])]
-    fig, axes = plt.subplots(1, len(levels) + 1, figsize=(5 * (len(levels) + 1), 4.5), squeeze=False)
+    shown = levels(results)
+    fig, axes = plt.subplots(1, len(shown) + 1, figsize=(5 * (len(shown) + 1), 4.5), squeeze=False)
     axes = list(axes[0])
-    for level, ax in zip(levels, axes):
+    color = {key: f"C{i}" for i, key in enumerate(sorted(c))}  # one colour per config in every panel
+    for level, ax in zip(shown, axes):
         for key in sorted(c):
             s = c[key].get("levels", {}).get(level)
             if not s:
                 continue
             bins = sorted(s["ttft_by_context"], key=int)
             xs = [(int(b) + 8192) / 1024 for b in bins]
-            ax.plot(xs, [s["ttft_by_context"][b]["median_s"] for b in bins], marker="o", label=f"{key}: {c[key]['label']}")
+            ax.plot(xs, [s["ttft_by_context"][b]["median_s"] for b in bins], marker="o", color=color[key],
+                    label=f"{key}: {c[key]['label']}")
             ax.fill_between(xs, [s["ttft_by_context"][b]["median_s"] for b in bins],
-                            [s["ttft_by_context"][b]["p90_s"] for b in bins], alpha=0.12)
+                            [s["ttft_by_context"][b]["p90_s"] for b in bins], alpha=0.12, color=color[key])
         ax.set_xlabel("turn context (K tokens, 16K bins)")
         ax.set_ylabel("time to first token (s): median, band to p90")
         ax.set_title(f"concurrency {level}")
@@ -103,13 +121,14 @@ def agentic_plot(results: dict, png: Path) -> None:
     ax = axes[-1]
     over = results.get("ratios", {}).get("over_a", {})
     keys = sorted({k for lv in over.values() for k in lv})
-    width = 0.8 / max(1, len(levels))
-    for i, level in enumerate(levels):
-        vals = [over.get(level, {}).get(k, {}).get("ttft_long_median_s") or 0.0 for k in keys]
-        bars = ax.bar([j + i * width for j in range(len(keys))], vals, width=width, label=f"concurrency {level}")
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=6)
+    width = 0.8 / max(1, len(shown))
+    for i, level in enumerate(shown):
+        vals = [over.get(level, {}).get(k, {}).get("ttft_long_median_s") for k in keys]  # None: a pair not run
+        bars = ax.bar([j + i * width for j in range(len(keys))], [v or 0.0 for v in vals], width=width,
+                      label=f"concurrency {level}")
+        ax.bar_label(bars, labels=[f"{v:.2f}" if v else "not run" for v in vals], fontsize=6)
     ax.axhline(1.0, color="grey", lw=0.5)
-    ax.set_xticks([j + width * (len(levels) - 1) / 2 for j in range(len(keys))], keys)
+    ax.set_xticks([j + width * (len(shown) - 1) / 2 for j in range(len(keys))], keys)
     ax.set_ylabel("TTFT speed-up over (a), turns at >= 96K")
     ax.set_title("speed-up over dsa, all Full")
     ax.legend(fontsize=7)

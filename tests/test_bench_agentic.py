@@ -1,0 +1,246 @@
+"""The agentic workload (`bench/trace.py`, `bench/agentic.py`, `bench/agentic_report.py`) on CPU.
+
+The trace generator (seeded, SGLang's format), the pairing of bench_serving's rounds with the
+trace, the server-side figures as SGLang prints them, the ratios over (a), (d) and (c), repeated
+replays, and the whole pipeline against a CPU server on the tiny model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from sglang_indexcache.bench import agentic_report, common
+
+
+def _load_with_sglang(path, sessions):
+    """The trace as SGLang's own loader reads it (what bench_serving replays)."""
+    from sglang.benchmark.datasets.agentic_trace import AgenticTraceDataset
+
+    ds = AgenticTraceDataset(dataset_path=str(path), num_requests=sessions, fixed_output_len=8, offset=0, max_turns=None)
+    return ds.load(tokenizer=None)
+
+
+def test_trace_is_seeded_in_sglang_format_and_grows_as_specified(models, tmp_path):
+    from transformers import AutoTokenizer
+
+    from sglang_indexcache.bench import trace
+
+    spec = trace.spec_for("smoke", 3, seed=7)
+    meta = trace.write_trace(models["deepseek-tiny"], spec, tmp_path / "a.json")
+    again = trace.write_trace(models["deepseek-tiny"], spec, tmp_path / "b.json")
+    other = trace.write_trace(models["deepseek-tiny"], trace.spec_for("smoke", 3, seed=8), tmp_path / "c.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert meta["sha256"] == again["sha256"] != other["sha256"]
+
+    rows = _load_with_sglang(tmp_path / "a.json", 3)
+    assert [len(r.prompt) for r in rows] == meta["turns"] and min(meta["turns"]) >= 3
+    data = json.loads((tmp_path / "a.json").read_text())
+    tok = AutoTokenizer.from_pretrained(models["deepseek-tiny"])
+    systems = {conv[0]["messages"][0]["content"] for conv in data["conversations"]}
+    assert len(systems) == 1  # one system prompt + tool schema, shared by every session
+    assert '"name": "run_tests"' in systems.pop()
+    lo, hi = spec.tool_tokens
+    for conv in data["conversations"]:
+        contexts = [turn["prompt_tokens"] for turn in conv]
+        assert contexts == sorted(contexts) and contexts[-1] <= spec.max_context
+        assert abs(contexts[0] - spec.first_context) <= 0.1 * spec.first_context
+        for turn in conv[1:]:
+            (msg,) = turn["messages"]
+            n = len(tok(msg["content"], add_special_tokens=False)["input_ids"])
+            assert 0.9 * lo <= n <= 1.1 * hi + 8, n
+
+
+def test_turns_pair_bench_serving_rounds_with_the_trace():
+    from sglang_indexcache.bench import agentic
+
+    trace = {"conversations": [[{}, {}, {}], [{}, {}]]}
+    n = 5
+    result = {"ttfts": [0.1 * (i + 1) for i in range(n)], "itls": [[0.01, 0.03]] * n, "input_lens": [100, 200, 300, 110, 220],
+              "cached_tokens": [0, 96, 192, 64, 96], "output_lens": [8] * n, "errors": [""] * 4 + ["boom"]}
+    rows = agentic.turns(result, trace, 2)
+    assert [(r["session"], r["turn"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    assert rows[2]["context"] == 300 and rows[2]["cached"] == 192 and rows[4]["error"] == "boom"
+    assert rows[0]["itl_median_s"] == pytest.approx(0.02)
+    with pytest.raises(RuntimeError, match="returned 5 rounds, the trace has 3"):
+        agentic.turns(result, trace, 1)
+    summary = agentic.summarize({"duration": 2.0, "output_throughput": 20.0, "median_ttft_ms": 300, "p90_ttft_ms": 450,
+                                 "median_itl_ms": 20, "p90_itl_ms": 30}, rows, 2)
+    assert summary["failed_rounds"] == 1 and summary["rounds"] == 5
+    assert summary["new_tokens_per_s"] == pytest.approx((100 + 104 + 108 + 46) / 2.0)
+
+
+def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
+    from sglang_indexcache.bench import agentic
+
+    # lines as SGLang 0.5.23 logs them with --enable-request-time-stats-logging (CPU run, 2026-11-30)
+    log = """\
+[2026-11-30 09:30:19] ReqTimeStats(rid=HEALTH_CHECK_9f72, input_len=1, cached_input_len=0, output_len=1, attempts=0, type=unified): queue_duration=0.43ms, forward_duration=25.25ms, entry_time=1796031019.513
+[2026-11-30 09:30:21] ReqTimeStats(rid=3810f1ad, input_len=490, cached_input_len=0, output_len=4, attempts=0, type=unified): queue_duration=0.47ms, forward_duration=678.15ms, entry_time=1796031020.517
+[2026-11-30 09:30:21] ReqTimeStats(rid=aa240411, input_len=510, cached_input_len=448, output_len=4, attempts=0, type=unified): queue_duration=0.39ms, forward_duration=1.5s, entry_time=1796031021.203
+"""
+    st = common.time_stats(log)
+    assert set(st) == {490, 510}  # health checks left out
+    assert st[490] == (0, 4, pytest.approx(0.00047), pytest.approx(0.67815))
+    assert st[510][3] == pytest.approx(1.5)
+    metrics = ('sglang:time_to_first_token_seconds_sum{model_name="m"} 3.0\n'
+               'sglang:time_to_first_token_seconds_count{model_name="m"} 2.0\n'
+               'sglang:time_to_first_token_seconds_bucket{le="0.1",model_name="m"} 1.0\n')
+    before = agentic.histogram_sums("")
+    after = agentic.histogram_sums(metrics)
+    assert agentic.server_side(before, after) == {"time_to_first_token_mean_s": 1.5}
+
+
+def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
+    def level(ttft_long, spm):
+        return {"levels": {"1": {"ttft_long_median_s": ttft_long, "sessions_per_min": spm}}, "label": "x"}
+
+    results = {"concurrency": [1], "configs": {"a": level(2.0, 1.0), "d": level(1.25, 1.5), "c": level(1.0, 1.6)}}
+    r = agentic_report.agentic_ratios(results)
+    assert r["over_a"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(2.0)
+    assert r["over_a"]["1"]["c"]["sessions_per_min"] == pytest.approx(1.6)
+    assert r["over_d"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(1.25)
+
+
+def test_a_results_file_gathered_from_several_invocations_reports_every_level():
+    """Session 14 ran one config per device call into one results file: (c) and (p) at
+    concurrency 1 and 16, then (a) at 16 alone. The report covers both levels (the last call's
+    `concurrency` was [16]), (p) is also given over (c), its before, and (a) is not, and the
+    kernel variables each server had are listed."""
+    def cfg(levels, env=None):
+        return {"label": "x", "server_env": env or {},
+                "levels": {lv: {"ttft_median_s": t, "ttft_p90_s": t, "ttft_long_median_s": t, "sessions_per_min": 1 / t}
+                           for lv, t in levels.items()}}
+
+    results = {"concurrency": [16], "configs": {
+        "c": cfg({"1": 0.2, "16": 0.8}, {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": "0"}),
+        "p": cfg({"1": 0.25, "16": 0.4}, {"SGLANG_INDEXCACHE_TOPK": "v2", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": "128"}),
+        "a": cfg({"16": 1.6})}}
+    assert agentic_report.levels(results) == ["1", "16"]
+    r = agentic_report.agentic_ratios(results)
+    assert set(r["over_a"]) == {"16"} and set(r["over_a"]["16"]) == {"c", "p"}
+    assert r["over_a"]["16"]["p"]["ttft_median_s"] == pytest.approx(4.0)
+    assert r["over_c"]["1"]["p"]["ttft_median_s"] == pytest.approx(0.8)  # slower than its before
+    assert set(r["over_c"]["16"]) == {"p"}  # (a) is the baseline, not an after of (c)
+    table = agentic_report.agentic_table({**results, "ratios": r})
+    assert "concurrency 1:" in table and "concurrency 16:" in table and "p over c: " in table
+    assert "kernels: a defaults; c SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0; p SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=128 " \
+           "SGLANG_INDEXCACHE_TOPK=v2" in table
+
+
+def test_repeated_replays_give_medians_their_spread_and_every_turn():
+    """--repeats: a level replayed 3 times on one server reports each figure's median over the
+    runs, its [min, max], every run's rows; the ratios get the worst and best pairing."""
+    from sglang_indexcache.bench import agentic
+
+    def run(ttft, spm, failed=0, bins=None):
+        return {"command": "bench_serving ...", "sessions": 2, "rounds": 4, "failed_rounds": failed,
+                "ttft_median_s": ttft, "ttft_p90_s": ttft * 3, "ttft_long_median_s": ttft * 2, "sessions_per_min": spm,
+                "cache_hit_rate_pct": 90.0,
+                "tpot_median_ms": None, "server": {"forward_median_s": ttft / 2, "turns_paired": 4},
+                "ttft_by_context": bins or {"0": {"median_s": ttft, "p90_s": ttft * 3, "n": 4}},
+                "turns": [{"session": 0, "turn": t, "ttft_s": ttft} for t in range(4)]}
+
+    one = run(0.2, 3.0)
+    assert agentic.combine_runs([one]) is one  # a single run is reported as it is
+    level = agentic.combine_runs([run(0.3, 2.0), run(0.1, 4.0, failed=1), run(0.2, 3.5, bins={"16384": {
+        "median_s": 0.5, "p90_s": 0.6, "n": 2}})])
+    assert level["repeats"] == 3 and level["rounds"] == 4 and level["failed_rounds"] == 1
+    assert level["ttft_median_s"] == pytest.approx(0.2) and level["sessions_per_min"] == pytest.approx(3.5)
+    assert level["tpot_median_ms"] is None  # absent in every run stays absent
+    assert level["server"] == {"forward_median_s": pytest.approx(0.1), "turns_paired": 4}
+    assert level["ttft_by_context"]["0"] == {"median_s": pytest.approx(0.2), "p90_s": pytest.approx(0.6), "n": 8}
+    assert level["ttft_by_context"]["16384"]["n"] == 2  # a bin only one run reached
+    assert level["spread"]["ttft_median_s"] == pytest.approx([0.1, 0.3])
+    assert level["spread"]["sessions_per_min"] == pytest.approx([2.0, 4.0])
+    assert len(level["turns"]) == 12 and {r["run"] for r in level["turns"]} == {0, 1, 2}
+    assert [r["ttft_median_s"] for r in level["runs"]] == [0.3, 0.1, 0.2]
+
+    d = agentic.combine_runs([run(0.4, 2.0), run(0.2, 2.5)])
+    results = {"concurrency": [1], "configs": {"c": {"label": "c", "levels": {"1": level}},
+                                               "d": {"label": "d", "levels": {"1": d}}}}
+    r = agentic_report.agentic_ratios(results)
+    assert r["over_d"]["1"]["c"]["ttft_median_s"] == pytest.approx(0.3 / 0.2)  # medians: d 0.3, c 0.2
+    lo, hi = r["over_d_range"]["1"]["c"]["ttft_median_s"]
+    assert (lo, hi) == (pytest.approx(0.2 / 0.3), pytest.approx(0.4 / 0.1))  # time: theirs / ours
+    lo, hi = r["over_d_range"]["1"]["c"]["sessions_per_min"]
+    assert (lo, hi) == (pytest.approx(2.0 / 2.5), pytest.approx(4.0 / 2.0))  # rate: ours / theirs
+    table = agentic_report.agentic_table({**results, "ratios": r})
+    assert "medians over repeated runs" in table and "[0.667, 4.000]" in table
+
+
+@pytest.mark.engine
+def test_agentic_pipeline_on_cpu(models, tmp_path):
+    """The whole pipeline on a CPU server: trace, SGLang's bench_serving multi-turn replay at
+    two concurrencies, twice each (--repeats 2), per-turn rows, table and plot. Every later turn
+    hits the radix cache for the history bench_serving sent before (its prompt and the server's
+    reply); each replay starts from a flushed cache."""
+    from sglang_indexcache.bench import agentic
+
+    args = argparse.Namespace(
+        out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
+        low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
+        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=2,
+    )
+    assert agentic.run(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    cfg = results["configs"]["c"]
+    assert "--index-cache-pattern FSSFSS" in cfg["server_command"]
+    assert cfg["invocation"] == results["invocation"] and cfg["repeats"] == 2  # each config keeps its own
+    assert results["concurrency"] == [1, 2]
+    probe = cfg["probe"]  # one long turn through three doors: chat, text, token ids
+    assert probe["context"] >= results["trace"]["last_prompt_tokens"][0] - 200
+    assert all(probe[k] > 0 for k in ("cold_chat_s", "chat_s", "text_s", "ids_s"))
+    for level in ("1", "2"):
+        s = cfg["levels"][level]
+        assert "sglang.benchmark.serving" in s["command"] and f"--max-concurrency {level}" in s["command"]
+        assert s["failed_rounds"] == 0 and s["sessions"] == 2
+        assert s["rounds"] == sum(results["trace"]["turns"][:2])
+        assert s["repeats"] == 2 and len(s["runs"]) == 2 and len(s["turns"]) == 2 * s["rounds"]
+        assert all((tmp_path / f"c-c{level}-r{i}.jsonl").exists() for i in (0, 1))
+        assert all(r["output_tokens"] == 8 for r in s["turns"])
+        by_session = {}
+        for r in s["turns"]:
+            by_session.setdefault((r["run"], r["session"]), []).append(r)
+        for run in (0, 1):  # each replay starts from a flushed cache (later sessions share the system prompt)
+            assert min(rows[0]["cached"] for (r, _), rows in by_session.items() if r == run) < 64
+        for rows in by_session.values():
+            for prev, cur in zip(rows, rows[1:]):
+                assert cur["context"] > prev["context"] + prev["output_tokens"]
+                assert cur["cached"] >= prev["context"] - 64, (prev, cur)  # whole pages of the history
+        assert s["cache_hit_rate_pct"] > 50
+        # the server's own view, paired with bench_serving's rounds
+        assert s["server"]["turns_paired"] == s["rounds"], s["server"]
+        assert 0 < s["server"]["time_to_first_token_mean_s"] and s["server"]["forward_median_s"] > 0
+        assert s["tpot_median_ms"] > 0
+    agentic_report.agentic_plot({**results, "ratios": agentic_report.agentic_ratios(results)}, tmp_path / "agentic.png")
+    assert (tmp_path / "agentic.png").stat().st_size > 10_000
+
+
+def test_shape_tokenizer_round_trips_every_model_id(tmp_path):
+    """A dummy model at a real shape emits ids past the 1024-token BPE: each must decode to
+    text that encodes back to itself, or replies sent back by bench_serving change length."""
+    from transformers import AutoTokenizer
+
+    from sglang_indexcache.tiny_model import VOCAB_SIZE, build_tokenizer
+
+    build_tokenizer(tmp_path, cover=VOCAB_SIZE + 512)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(tok) == VOCAB_SIZE + 512 and tok.vocab_size == VOCAB_SIZE
+    ids = [VOCAB_SIZE + 511, 300, VOCAB_SIZE, 77, VOCAB_SIZE + 17]
+    assert tok(tok.decode(ids), add_special_tokens=False)["input_ids"] == ids
+
+
+def test_padded_tokenizer_turns_sglangs_parallel_prompt_encoder_off(tmp_path):
+    """A shape tokenizer padded with ~150K added tokens (not a real checkpoint's) makes
+    SGLang's parallel prompt encoder slow (bench/common.tokenizer_env); the benchmark turns it
+    off for such a tokenizer only."""
+    padded, real = tmp_path / "padded", tmp_path / "real"
+    for folder, n in ((padded, common.PADDED_TOKENIZER_ADDED + 1), (real, 300)):
+        folder.mkdir()
+        (folder / "tokenizer.json").write_text(json.dumps(
+            {"added_tokens": [{"id": i, "content": f"<t{i}>"} for i in range(n)]}))
+    assert common.tokenizer_env(padded) == {"SGLANG_PARALLEL_PROMPT_ENCODE": "0"}
+    assert common.tokenizer_env(real) == {}
+    assert common.tokenizer_env(tmp_path) == {}  # no tokenizer.json: SGLang's default
