@@ -293,9 +293,10 @@ def combine_runs(runs: list) -> dict:
     first = runs[0]
     out = {"command": first["command"], "repeats": len(runs)}
     for k, v in first.items():
-        if v is None or isinstance(v, (int, float)) and not isinstance(v, bool):  # a figure (None: not measured)
+        if k == "failed_rounds":  # a count: every run's failures
+            out[k] = sum(r[k] for r in runs)
+        elif v is None or isinstance(v, (int, float)) and not isinstance(v, bool):  # a figure (None: not measured)
             out[k] = med([r.get(k) for r in runs])
-    out["failed_rounds"] = sum(r["failed_rounds"] for r in runs)
     out["server"] = {k: med([r["server"].get(k) for r in runs]) for k in first["server"]}
     bins = sorted({b for r in runs for b in r["ttft_by_context"]}, key=int)
     out["ttft_by_context"] = {b: {"median_s": med([r["ttft_by_context"].get(b, {}).get("median_s") for r in runs]),
