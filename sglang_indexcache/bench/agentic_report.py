@@ -26,9 +26,9 @@ def levels(results: dict) -> list:
 def agentic_ratios(results: dict) -> dict:
     """Per concurrency, per config: speed-up over (a) dsa all-Full, over (d) native sharing and over
     (c) indexcache at the pattern (the before of a kernel change, as issue 20 asks), where the
-    reference ran (>1 means faster: a time divided by ours, or our rate divided by theirs). With `--repeats`,
-    `over_a_range` / `over_d_range` give each ratio's [worst, best] over the pairings of the two
-    configs' runs (min and max of each side's figure)."""
+    reference ran (>1 means faster: a time divided by ours, or our rate divided by theirs). With
+    `--repeats`, `over_a_range`, `over_d_range` and `over_c_range` give each ratio's [worst, best]
+    over the pairings of the two configs' runs (min and max of each side's figure)."""
     c = results.get("configs", {})
     out = {}
     for ref in REFERENCES:
