@@ -1,9 +1,12 @@
 """Ratios, table and plot of an agentic results file (`agentic.py`): per concurrency, each
-configuration's figures and their speed-ups over (a) dsa all-Full and (d) native sharing."""
+configuration's figures and their speed-ups over (a) dsa all-Full, (d) native sharing and (c)
+indexcache at the pattern."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from sglang_indexcache.bench.common import KERNEL_ENV_KEYS
 
 # figure: (key in a level's summary, higher is better)
 AGENTIC_FIGURES = {
@@ -12,9 +15,8 @@ AGENTIC_FIGURES = {
 }
 
 
-# the CUDA kernel choices of backend/topk.py and backend/paged_extend.py, as each server had them
-KERNEL_ENV = ("SGLANG_INDEXCACHE_TOPK", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS")
-REFERENCES = {"a": "dsa all Full", "d": "upstream native sharing", "c": "indexcache at the pattern"}
+# the configs ratios are taken over: dsa all Full, upstream native sharing, indexcache at the pattern
+REFERENCES = ("a", "d", "c")
 
 
 def levels(results: dict) -> list:
@@ -81,7 +83,7 @@ def agentic_table(results: dict) -> str:
                     lines.append(f"  {key} over {ref}: " + ", ".join(
                         f"{k} {v:.3f}" + (f" [{span[k][0]:.3f}, {span[k][1]:.3f}]" if k in span else "")
                         for k, v in row.items()))
-    kernels = {key: " ".join(f"{k}={v}" for k, v in sorted(c[key].get("server_env", {}).items()) if k in KERNEL_ENV)
+    kernels = {key: " ".join(f"{k}={v}" for k, v in sorted(c[key].get("server_env", {}).items()) if k in KERNEL_ENV_KEYS)
                for key in sorted(c)}
     if any(kernels.values()):  # what the labels do not say: a variable inherited from the environment
         lines.append("  kernels: " + "; ".join(f"{key} {v or 'defaults'}" for key, v in kernels.items()))

@@ -254,9 +254,10 @@ PADDED_TOKENIZER_ADDED = 10000  # more added tokens than any real checkpoint's t
 # the environment a benchmark sets on its servers (or they inherit from it: the benchmark's own
 # environment passes to every server, e.g. SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit for
 # indexer scores of a real scale on dummy weights), recorded with each configuration
+# the CUDA kernel choices of backend/topk.py and backend/paged_extend.py
+KERNEL_ENV_KEYS = ("SGLANG_INDEXCACHE_TOPK", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS")
 SERVER_ENV_KEYS = ("SGLANG_PARALLEL_PROMPT_ENCODE", "SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD",
-                   "SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS", "SGLANG_INDEXCACHE_TOPK",
-                   "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS")
+                   "SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS", *KERNEL_ENV_KEYS)
 
 
 def inherited_env() -> dict:
