@@ -103,6 +103,29 @@ def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
     assert r["over_d"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(1.25)
 
 
+def test_servers_keep_sglangs_prefill_graphs_unless_asked_and_long_patterns_are_shortened():
+    """`--prefill-graphs sglang` (the default) leaves SGLang's own prefill CUDA graphs on, as a
+    user's launch line has them; `off` gives the eager extends of the runs up to session 15. A
+    78-layer pattern is written as its head and count in the table and the legend."""
+    from sglang_indexcache.bench import agentic
+
+    meta = {"spec": {"max_context": 131072}}
+
+    def flags(**kw):
+        ns = argparse.Namespace(**{"concurrency": [1, 16], "chunked_prefill_size": 16384, "mem_fraction": None,
+                                   "device": "cuda", "mtp": False, "prefill_graphs": "sglang", **kw})
+        return agentic.server_args(["--model-path", "M"], ["--attention-backend", "dsa"], ns, meta)
+
+    on, off, cpu = flags(), flags(prefill_graphs="off"), flags(device="cpu", prefill_graphs="off")
+    assert "--cuda-graph-backend-prefill" not in on and on[on.index("--cuda-graph-max-bs-decode") + 1] == "16"
+    assert off[off.index("--cuda-graph-backend-prefill") + 1] == "disabled"
+    assert not any(a.startswith("--cuda-graph") for a in cpu)
+    declared = "FFF" + "SSSF" * 18 + "SSS"
+    assert agentic_report.short_label(f"indexcache, {declared}") == "indexcache, FFFSSS... (21 of 78 Full)"
+    assert agentic_report.short_label("indexcache, FSSSFSSSFSSS") == "indexcache, FSSSFSSSFSSS"
+    assert agentic_report.short_label("dsa, all Full") == "dsa, all Full"
+
+
 def test_a_results_file_gathered_from_several_invocations_reports_every_level():
     """Session 14 ran one config per device call into one results file: (c) and (p) at
     concurrency 1 and 16, then (a) at 16 alone. The report covers both levels (the last call's
@@ -182,6 +205,7 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
         mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=2,
+        prefill_graphs="sglang",
     )
     assert agentic.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())

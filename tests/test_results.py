@@ -150,6 +150,55 @@ def test_session14_agentic_reproduces_the_quoted_figures():
     assert round(v2_saved, 1) == 0.7 and round(100 * v2_saved / dur["c"], 1) == 1.3
 
 
+def test_session15_78_layer_agentic_reproduces_the_quoted_figures():
+    """One H200, 2026-12-01 (session 15): one TP-8 rank of GLM-5.2 (78 layers, its declared
+    schedule: 21 Full), concurrency 1, (a), (c), (d) one after another; the figures, the c/d pairing
+    and the indexer time (c) drops, predicted from session 13's per-layer cost, that the README and
+    the issue note quote."""
+    import statistics
+
+    s15 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200-2026-12-01-session15"
+    r = json.loads((s15 / "ag" / "results.json").read_text())
+    c = r["configs"]
+    declared = "FFF" + "SSSF" * 18 + "SSS"  # GLM-5.2's index_topk_freq 4, offset 3, as SGLang reads it
+    assert r["shape"] == "glm-5.2-tp8" and r["pattern"] == declared and declared.count("F") == 21
+    assert all("--cuda-graph-backend-prefill disabled" in c[k]["server_command"] for k in "acd")
+    got = {k: [round(c[k]["levels"]["1"][f], 3) for f in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")]
+           + [round(c[k]["levels"]["1"]["tpot_median_ms"], 2), round(c[k]["levels"]["1"]["sessions_per_min"], 2)]
+           for k in "acd"}
+    assert got == {"a": [0.692, 1.345, 1.035, 15.6, 0.53], "c": [0.645, 0.897, 0.766, 14.09, 0.6],
+                   "d": [0.548, 0.919, 0.783, 14.09, 0.61]}
+    ratios = agentic_report.agentic_ratios(r)
+    figs = ("ttft_long_median_s", "ttft_long_p90_s", "ttft_median_s", "ttft_p90_s", "tpot_median_ms", "sessions_per_min")
+    assert [round(ratios["over_a"]["1"]["c"][f], 3) for f in figs] == [1.351, 1.554, 1.073, 1.5, 1.107, 1.142]
+    assert round(ratios["over_a"]["1"]["d"]["ttft_long_median_s"], 3) == 1.321
+    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in figs] == [1.023, 0.959, 0.851, 1.025, 1.0, 0.988]
+    turns = {k: {(t["session"], t["turn"]): t for t in c[k]["levels"]["1"]["turns"]} for k in "acd"}
+    assert turns["a"].keys() == turns["c"].keys() == turns["d"].keys() and len(turns["a"]) == 29
+    assert all(t["error"] is None for k in "acd" for t in turns[k].values())
+    keys = sorted(turns["a"])
+    assert round(statistics.median(turns["d"][k]["ttft_s"] / turns["c"][k]["ttft_s"] for k in keys), 3) == 0.939
+    # (c) drops 57 Full layers; session 13's (a) indexer cost per (query, key) pair, causal pairs
+    per_pair = (2.050 + 1.003) / (2048 * (122880 + 1024)) / 1e3
+    later = [k for k in keys if k[1] > 0]  # the first turn is a cold 8K prefill
+
+    def dropped(t):
+        n = t["context"] - t["cached"]
+        return 57 * per_pair * n * (t["cached"] + n / 2)
+
+    predicted = sum(dropped(turns["a"][k]) for k in later)
+    observed = sum(turns["a"][k]["ttft_s"] - turns["c"][k]["ttft_s"] for k in later)
+    assert (round(predicted, 2), round(observed, 2)) == (5.4, 5.66)
+    long_ = [k for k in keys if turns["a"][k]["context"] >= 96 * 1024]
+    assert len(long_) == 7 == c["a"]["levels"]["1"]["ttft_long_n"]
+    assert round(statistics.median(dropped(turns["a"][k]) for k in long_), 3) == 0.304
+    assert round(statistics.median(turns["a"][k]["ttft_s"] - turns["c"][k]["ttft_s"] for k in long_), 3) == 0.28
+    # what every config pays alike: the chat door and the eager extend of a one-token turn at 122K
+    probe = {k: c[k]["probe"] for k in "acd"}
+    assert [round(probe[k]["chat_s"], 3) for k in "acd"] == [0.643, 0.598, 0.449]
+    assert [round(probe[k]["ids_s"], 3) for k in "acd"] == [0.287, 0.325, 0.276]
+
+
 def test_session11_results_reproduce_the_quoted_figures(tmp_path):
     """Two H200s, 2026-12-01 (session 11): the MTP decode table, the agentic sessions and the
     search cost the README and the issue notes quote, from the committed JSON."""

@@ -113,6 +113,9 @@ def main(argv=None) -> int:
     g.add_argument("--size", default="128k", choices=sorted(trace.SIZES), help="trace size when generating")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--mtp", action="store_true", help="EAGLE over the model's NextN layer in every config")
+    g.add_argument("--prefill-graphs", choices=["sglang", "off"], default="sglang",
+                   help="sglang: SGLang's default (CUDA: breakable prefill graphs, replayed by extends of up to "
+                        "2,048 tokens; minutes of capture per server); off: eager extends (the runs up to session 15)")
     g.add_argument("--mem-fraction", type=float, default=None,
                    help=f"default: leave {HEADROOM_GIB} GiB of the GPU outside the pool")
     g.add_argument("--chunked-prefill-size", type=int, default=16384)

@@ -202,9 +202,12 @@ def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
     if args.mem_fraction is not None:
         out += ["--mem-fraction-static", str(args.mem_fraction)]
     if args.device == "cuda":
-        # decode replays CUDA graphs up to the top concurrency; prefill graphs are not
-        # what is timed and cost minutes of capture
-        out += ["--cuda-graph-max-bs-decode", str(top), "--cuda-graph-backend-prefill", "disabled"]
+        # decode replays CUDA graphs up to the top concurrency
+        out += ["--cuda-graph-max-bs-decode", str(top)]
+        if args.prefill_graphs == "off":
+            # eager extends, as every run up to session 15: SGLang's default breakable prefill
+            # graphs (extends of up to 2,048 tokens replay them) cost minutes of capture per server
+            out += ["--cuda-graph-backend-prefill", "disabled"]
     if args.mtp:
         out += common.MTP
     return out

@@ -4,6 +4,7 @@ indexcache at the pattern."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sglang_indexcache.bench.common import KERNEL_ENV_KEYS
@@ -13,6 +14,16 @@ AGENTIC_FIGURES = {
     "ttft_long_median_s": False, "ttft_long_p90_s": False, "ttft_median_s": False, "ttft_p90_s": False,
     "tpot_median_ms": False, "sessions_per_min": True, "output_tokens_per_s": True,
 }
+
+
+def short_label(label: str, keep: int = 16) -> str:
+    """A config's label with any pattern longer than `keep` layers written as its head and its
+    count ("FFFSSS... (21 of 78 Full)"): a 78-layer pattern fills a table row or a legend."""
+    def shorten(m):
+        p = m.group(0)
+        return p if len(p) <= keep else f"{p[:6]}... ({p.count('F')} of {len(p)} Full)"
+
+    return re.sub(r"\b[FS]{2,}\b", shorten, label)
 
 
 # the configs ratios are taken over: dsa all Full, upstream native sharing, indexcache at the pattern
@@ -70,7 +81,7 @@ def agentic_table(results: dict) -> str:
             if not s:
                 continue
             long_ = s.get("ttft_long_median_s")
-            lines.append(f"  {key} {c[key]['label'][:41]:<41}{'*' if s.get('repeats') else ' '}{s['ttft_median_s']:8.3f} {s['ttft_p90_s']:6.3f} "
+            lines.append(f"  {key} {short_label(c[key]['label'])[:41]:<41}{'*' if s.get('repeats') else ' '}{s['ttft_median_s']:8.3f} {s['ttft_p90_s']:6.3f} "
                          f"{long_ if long_ is not None else float('nan'):9.3f} {s.get('tpot_median_ms') or float('nan'):7.2f} "
                          f"{s['sessions_per_min']:8.2f} {s.get('cache_hit_rate_pct') or float('nan'):6.1f}"
                          + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else ""))
@@ -113,7 +124,7 @@ def agentic_plot(results: dict, png: Path) -> None:
             bins = sorted(s["ttft_by_context"], key=int)
             xs = [(int(b) + 8192) / 1024 for b in bins]
             ax.plot(xs, [s["ttft_by_context"][b]["median_s"] for b in bins], marker="o", color=color[key],
-                    label=f"{key}: {c[key]['label']}")
+                    label=f"{key}: {short_label(c[key]['label'])}")
             ax.fill_between(xs, [s["ttft_by_context"][b]["median_s"] for b in bins],
                             [s["ttft_by_context"][b]["p90_s"] for b in bins], alpha=0.12, color=color[key])
         ax.set_xlabel("turn context (K tokens, 16K bins)")
