@@ -6,6 +6,8 @@
 #   bash scripts/gpu_host.sh test [pytest args]     # the gpu-marked tests
 #   bash scripts/gpu_host.sh bench agentic|run ...  # python -m sglang_indexcache.bench ...
 #   bash scripts/gpu_host.sh study-long MODEL OUT [train-model options]  # train the long preset, study it (no engine)
+#   bash scripts/gpu_host.sh jit-pack OUT.tgz       # the kernels SGLang compiled here, for the next host
+#   bash scripts/gpu_host.sh jit-restore IN.tgz     # ... unpacked into ~/.cache (install does it from BUNDLE/jit-cache.tgz)
 set -euo pipefail
 SG=${SG:-/tmp/sg}
 PY=${PY:-python3}
@@ -19,6 +21,7 @@ case "$cmd" in
   install)
     bundle=${1:?bundle folder}
     $PY "$bundle/install_bundle.py" --from "$bundle" --target "$SG"
+    if [ -f "$bundle/jit-cache.tgz" ]; then bash "$here/scripts/gpu_host.sh" jit-restore "$bundle/jit-cache.tgz"; fi
     # this package, with its entry point (SGLang finds plugins through package metadata)
     $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SG" "$here"
     # from / so the installed copy (with its bundled patches) is imported, not the checkout
@@ -47,6 +50,22 @@ PY
     $PY -m sglang_indexcache.tools.study --model-path "$model" --device cuda --skip-engine \
       --calibration 8 --held-out 32 --out "$out"
     ;;
+  jit-pack)
+    # SGLang points its own JIT cache and DeepGEMM's, Triton's, FlashInfer's and the CUDA driver's
+    # under ~/.cache/sglang, to be warmed as one folder (sglang/srt/environ.py). Compiling them took
+    # 209 s of the first server's start on a fresh H200 in session 15; later servers skipped it
+    out=${1:?output .tgz}
+    [ -d "$HOME/.cache/sglang" ] || { echo "jit-pack: no $HOME/.cache/sglang (no server has run here)" >&2; exit 2; }
+    tar czf "$out" -C "$HOME" --exclude='.cache/sglang/*/locks' --exclude='.cache/sglang/*/.staging-*' .cache/sglang
+    echo "jit-pack: $(tar tzf "$out" | grep -vc '/$') files, $(du -h "$out" | cut -f1) in $out"
+    ;;
+  jit-restore)
+    # every cache there is keyed by a hash of what it compiled (SGLang's own re-hashes an entry's
+    # recorded sources before using it), so an entry built from other sources is rebuilt, not loaded
+    in=${1:?a jit-pack .tgz}
+    mkdir -p "$HOME" && tar xzf "$in" -C "$HOME"
+    echo "jit-restore: $(find "$HOME/.cache/sglang" -type f | wc -l) files under $HOME/.cache/sglang"
+    ;;
   env) ;;
-  *) echo "usage: $0 install BUNDLE | test [...] | bench agentic|turn|run [...] | study-long MODEL OUT" >&2; exit 2 ;;
+  *) echo "usage: $0 install BUNDLE | test [...] | bench agentic|turn|run [...] | study-long MODEL OUT | jit-pack OUT | jit-restore IN" >&2; exit 2 ;;
 esac

@@ -246,3 +246,40 @@ def test_cli_bundle_subcommand(tmp_path, wheelhouse, capsys):
     assert cli.main(["bundle", "install", "--from", str(out), "--dry-run"]) == 0
     assert cli.main(["bundle", "install", "--from", str(tmp_path / "nowhere"), "--dry-run"]) == 2
     assert "manifest.json: missing" in capsys.readouterr().err
+
+
+def test_jit_cache_packs_and_restores_without_locks(tmp_path):
+    """`gpu_host.sh jit-pack` takes the kernels SGLang compiled on one host (~/.cache/sglang, where
+    SGLang points its own JIT cache and DeepGEMM's, Triton's, FlashInfer's and the driver's), locks
+    and half-built entries left out; `jit-restore` (which `install` runs for BUNDLE/jit-cache.tgz)
+    puts them under another host's home. A host where no server ran is refused by name."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_host.sh"
+    built = tmp_path / "h1" / ".cache" / "sglang"
+    (built / "jit" / "sm90" / "mod" / "build-k" / "deps-d").mkdir(parents=True)
+    (built / "jit" / "sm90" / "mod" / "build-k" / "deps-d" / "mod.so").write_bytes(b"\x7fELF kernel")
+    (built / "jit" / "sm90" / "mod" / "build-k" / ".staging-1").mkdir()
+    (built / "jit" / "sm90" / "mod" / "build-k" / ".staging-1" / "half.so").write_bytes(b"partial")
+    (built / "deep_gemm" / "locks").mkdir(parents=True)
+    (built / "deep_gemm" / "locks" / "group.lock").write_text("")
+    (built / "deep_gemm" / "cache" / "kernel.fp8_gemm.abc").mkdir(parents=True)
+    (built / "deep_gemm" / "cache" / "kernel.fp8_gemm.abc" / "kernel.cubin").write_bytes(b"cubin")
+
+    def run(home, *args):
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
+                              env={**os.environ, "HOME": str(home)})
+
+    tgz = tmp_path / "jit-cache.tgz"
+    packed = run(tmp_path / "h1", "jit-pack", str(tgz))
+    assert packed.returncode == 0, packed.stderr
+    assert "jit-pack: 2 files" in packed.stdout
+    restored = run(tmp_path / "h2", "jit-restore", str(tgz))
+    assert restored.returncode == 0, restored.stderr
+    home2 = tmp_path / "h2" / ".cache" / "sglang"
+    got = sorted(str(p.relative_to(home2)) for p in home2.rglob("*") if p.is_file())
+    assert got == ["deep_gemm/cache/kernel.fp8_gemm.abc/kernel.cubin", "jit/sm90/mod/build-k/deps-d/mod.so"]
+    assert (home2 / "jit" / "sm90" / "mod" / "build-k" / "deps-d" / "mod.so").read_bytes() == b"\x7fELF kernel"
+    empty = run(tmp_path / "h3", "jit-pack", str(tmp_path / "none.tgz"))
+    assert empty.returncode == 2 and "no server has run here" in empty.stderr
