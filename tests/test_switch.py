@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -132,6 +133,36 @@ def test_cuda_graphs_are_refused_with_a_switchable_server():
     with pytest.raises(ScheduleError, match="without --disable-cuda-graph"):
         _check_switchable(types.SimpleNamespace(**args, disable_cuda_graph=False))
     _check_switchable(types.SimpleNamespace(**args, disable_cuda_graph=True))
+    # SGLang ranks the per-phase selectors and --cuda-graph-config above --disable-cuda-graph, so
+    # each of them would capture (and later replay) graphs under the pattern the server started with
+    kept = [
+        (dict(cuda_graph_backend_prefill="breakable"), "--cuda-graph-backend-prefill breakable"),
+        (dict(cuda_graph_backend_decode="full"), "--cuda-graph-backend-decode full"),
+        (dict(cuda_graph_config='{"prefill": {"backend": "breakable"}}'), "--cuda-graph-config prefill backend breakable"),
+        (dict(cuda_graph_config={"decode": {"backend": "full", "max_bs": 8}}), "--cuda-graph-config decode backend full"),
+        (dict(cuda_graph_config="{not json"), "--cuda-graph-config that is not JSON"),
+    ]
+    for extra, needle in kept:
+        with pytest.raises(ScheduleError, match=re.escape(needle) + r" \(it outranks --disable-cuda-graph"):
+            _check_switchable(types.SimpleNamespace(**args, disable_cuda_graph=True, **extra))
+    for off in (dict(cuda_graph_backend_prefill="disabled", cuda_graph_backend_decode=None),
+                dict(cuda_graph_config='{"prefill": {"backend": "disabled"}, "decode": {"max_bs": 4}}')):
+        _check_switchable(types.SimpleNamespace(**args, disable_cuda_graph=True, **off))
+    # the selectors turn nothing on for a CPU server (no CUDA graphs there)
+    _check_switchable(types.SimpleNamespace(**{**args, "device": "cpu"}, disable_cuda_graph=False,
+                                            cuda_graph_backend_prefill="breakable"))
+
+
+def test_a_cuda_graph_phase_kept_past_disable_cuda_graph_is_refused_at_startup(models):
+    """The same refusal through SGLang's own ServerArgs and ModelConfig, as a launch builds them."""
+    from sglang.srt.configs.model_config import ModelConfig
+    from sglang.srt.server_args import ServerArgs
+
+    sa = ServerArgs(model_path=models["deepseek-tiny"], device="cuda", attention_backend="indexcache",
+                    index_cache_switchable=True, admin_api_key=KEY, disable_cuda_graph=True,
+                    cuda_graph_backend_prefill="breakable")
+    with pytest.raises(ScheduleError, match="--cuda-graph-backend-prefill breakable .it outranks"):
+        ModelConfig.from_server_args(sa)
 
 
 def test_the_pattern_info_metric_follows_a_switch():

@@ -215,11 +215,14 @@ def _metadata_glue_graph() -> bool:
 def _check_switchable(server_args: Any) -> None:
     """--index-cache-switchable serves one forward path whose roles change between requests;
     what would keep an old pattern alive (or was not run that way) is refused."""
+    gpu = getattr(server_args, "device", None) != "cpu"
     refused = {
         # without it SGLang's /set_internal_state, the channel a switch travels on, is open to anyone
         "no --admin-api-key (the switch is an admin request)": not getattr(server_args, "admin_api_key", None),
         "a GPU without --disable-cuda-graph (a graph captured under one pattern would replay under another)":
-            getattr(server_args, "device", None) != "cpu" and not getattr(server_args, "disable_cuda_graph", False),
+            gpu and not getattr(server_args, "disable_cuda_graph", False),
+        **{f"{what} (it outranks --disable-cuda-graph: that phase's graphs would replay an old pattern)": True
+           for what in (_graph_phases_kept(server_args) if gpu else [])},
         "--pp-size > 1": (getattr(server_args, "pp_size", 1) or 1) > 1,
         "--speculative-algorithm": bool(getattr(server_args, "speculative_algorithm", None)),
         "--enable-hierarchical-cache (host copies of a prefix would outlive a switch)":
@@ -228,6 +231,36 @@ def _check_switchable(server_args: Any) -> None:
     bad = [what for what, hit in refused.items() if hit]
     if bad:
         raise ScheduleError("--index-cache-switchable is not served with " + "; ".join(bad))
+
+
+def _graph_phases_kept(server_args: Any) -> list:
+    """The flags that turn a CUDA graph phase back on past --disable-cuda-graph: SGLang 0.5.23 ranks
+    --cuda-graph-backend-{decode,prefill} and --cuda-graph-config above it
+    (`arg_groups/cuda_graph_hook.parse_cuda_graph_config`)."""
+    import json
+
+    kept = []
+    for phase in ("decode", "prefill"):
+        backend = getattr(server_args, f"cuda_graph_backend_{phase}", None)
+        if backend not in (None, "disabled"):
+            kept.append(f"--cuda-graph-backend-{phase} {backend}")
+    raw = getattr(server_args, "cuda_graph_config", None)
+    if raw is None:
+        return kept
+    if hasattr(raw, "to_dict"):  # SGLang's CudaGraphConfig
+        raw = raw.to_dict()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return kept + ["--cuda-graph-config that is not JSON"]
+    if not isinstance(raw, dict):
+        return kept + [f"--cuda-graph-config {raw!r}"]
+    for phase, settings in raw.items():
+        backend = settings.get("backend") if isinstance(settings, dict) else None
+        if backend not in (None, "disabled"):
+            kept.append(f"--cuda-graph-config {phase} backend {backend}")
+    return kept
 
 
 def apply_to_model_config(model_config: Any, server_args: Any, *, is_draft_model: bool = False) -> Optional[Schedule]:
