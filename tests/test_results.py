@@ -11,6 +11,17 @@ from pathlib import Path
 
 from sglang_indexcache.bench import agentic_report, report
 
+# Session 13's (a) Full layer at +2,048 on a 122,880-token prefix: its indexer's ms (logits 2.050,
+# top-k 1.003) over the (query, key) pairs it scored, the per-pair cost the agentic notes scale
+S13_PAIRS = 2048 * (122880 + 1024)
+S13_INDEXER_S_PER_PAIR = (2.050 + 1.003) / S13_PAIRS / 1e3
+
+
+def causal_pairs(turn: dict) -> float:
+    """The (query, key) pairs a turn's new tokens score causally on its cached prefix."""
+    n = turn["context"] - turn["cached"]
+    return n * (turn["cached"] + n / 2)
+
 
 def test_committed_gpu_results_reproduce_the_quoted_ratios():
     """The README quotes these; the JSON files are what the H200 printed."""
@@ -142,11 +153,11 @@ def test_session14_agentic_reproduces_the_quoted_figures():
     new = [t["context"] - t["cached"] for t in rows]
     assert (min(new), max(new)) == (1053, 8308)  # no timed turn is short enough for the paged route
     # Amdahl at a saturated GPU: the 9 Full layers (c) drops, at session 13's (a) cost per pair
-    pairs = sum(n * (t["cached"] + n / 2) for n, t in zip(new, rows))
-    saved = 9 * pairs * (2.050 + 1.003) / (2048 * (122880 + 1024)) / 1e3
+    pairs = sum(causal_pairs(t) for t in rows)
+    saved = 9 * pairs * S13_INDEXER_S_PER_PAIR
     dur = {k: c[k]["levels"]["16"]["duration_s"] for k in "acp"}
     assert (round(pairs / 1e11, 2), round(saved, 1), round(dur["a"] - dur["c"], 1)) == (1.28, 13.9, 18.0)
-    v2_saved = 3 * pairs * ((2.050 + 1.003) - (2.087 + 0.499)) / (2048 * (122880 + 1024)) / 1e3
+    v2_saved = 3 * pairs * ((2.050 + 1.003) - (2.087 + 0.499)) / S13_PAIRS / 1e3
     assert round(v2_saved, 1) == 0.7 and round(100 * v2_saved / dur["c"], 1) == 1.3
 
 
@@ -178,13 +189,11 @@ def test_session15_78_layer_agentic_reproduces_the_quoted_figures():
     assert all(t["error"] is None for k in "acd" for t in turns[k].values())
     keys = sorted(turns["a"])
     assert round(statistics.median(turns["d"][k]["ttft_s"] / turns["c"][k]["ttft_s"] for k in keys), 3) == 0.939
-    # (c) drops 57 Full layers; session 13's (a) indexer cost per (query, key) pair, causal pairs
-    per_pair = (2.050 + 1.003) / (2048 * (122880 + 1024)) / 1e3
+    # (c) drops 57 Full layers, each at session 13's (a) indexer cost per (query, key) pair
     later = [k for k in keys if k[1] > 0]  # the first turn is a cold 8K prefill
 
     def dropped(t):
-        n = t["context"] - t["cached"]
-        return 57 * per_pair * n * (t["cached"] + n / 2)
+        return 57 * S13_INDEXER_S_PER_PAIR * causal_pairs(t)
 
     predicted = sum(dropped(turns["a"][k]) for k in later)
     observed = sum(turns["a"][k]["ttft_s"] - turns["c"][k]["ttft_s"] for k in later)
