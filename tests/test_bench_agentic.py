@@ -90,6 +90,20 @@ def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
     before = agentic.histogram_sums("")
     after = agentic.histogram_sums(metrics)
     assert agentic.server_side(before, after) == {"time_to_first_token_mean_s": 1.5}
+    # the indexcache backend's counter (backend/metrics.py), summed over ranks, as a delta
+    calls = ('sglang:indexcache_indexer_layer_calls_total{forward_mode="EXTEND",model_name="m",outcome="run",'
+             'pp_rank="0",tp_rank="0"} 12.0\n'
+             'sglang:indexcache_indexer_layer_calls_total{forward_mode="EXTEND",model_name="m",outcome="run",'
+             'pp_rank="0",tp_rank="1"} 12.0\n'
+             'sglang:indexcache_indexer_layer_calls_created{forward_mode="EXTEND",model_name="m",outcome="run",'
+             'pp_rank="0",tp_rank="0"} 1.7e9\n'
+             'sglang:indexcache_indexer_layer_calls_total{forward_mode="DECODE",model_name="m",outcome="skipped",'
+             'pp_rank="0",tp_rank="0"} 30.0\n')
+    assert agentic.indexer_calls(calls) == {"EXTEND:run": 24.0, "DECODE:skipped": 30.0}
+    before = {**before, "calls": {"EXTEND:run": 4.0}}
+    after = {**after, "calls": agentic.indexer_calls(calls)}
+    assert agentic.server_side(before, after)["indexer_layer_calls"] == {"EXTEND:run": 20.0, "DECODE:skipped": 30.0}
+    assert "indexer_layer_calls" not in agentic.server_side({**before, "calls": {}}, {**after, "calls": {}})  # dsa
 
 
 def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
@@ -173,6 +187,10 @@ def test_repeated_replays_give_medians_their_spread_and_every_turn():
     assert level["ttft_median_s"] == pytest.approx(0.2) and level["sessions_per_min"] == pytest.approx(3.5)
     assert level["tpot_median_ms"] is None  # absent in every run stays absent
     assert level["server"] == {"forward_median_s": pytest.approx(0.1), "turns_paired": 4}
+    counted = [run(0.2, 3.0), run(0.2, 3.0)]
+    counted[0]["server"]["indexer_layer_calls"] = {"EXTEND:run": 3.0}
+    counted[1]["server"]["indexer_layer_calls"] = {"EXTEND:run": 5.0, "DECODE:run": 1.0}
+    assert agentic.combine_runs(counted)["server"]["indexer_layer_calls"] == {"DECODE:run": 1.0, "EXTEND:run": 8.0}
     assert level["ttft_by_context"]["0"] == {"median_s": pytest.approx(0.2), "p90_s": pytest.approx(0.6), "n": 8}
     assert level["ttft_by_context"]["16384"]["n"] == 2  # a bin only one run reached
     assert level["spread"]["ttft_median_s"] == pytest.approx([0.1, 0.3])
@@ -238,6 +256,10 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         assert s["server"]["turns_paired"] == s["rounds"], s["server"]
         assert 0 < s["server"]["time_to_first_token_mean_s"] and s["server"]["forward_median_s"] > 0
         assert s["tpot_median_ms"] > 0
+        # the backend's own counter over the level (both runs): 2 of FSSFSS's 6 layers run the indexer
+        calls = s["server"]["indexer_layer_calls"]
+        assert calls["EXTEND:run"] > 0 and calls["EXTEND:skipped"] == 2 * calls["EXTEND:run"], calls
+        assert calls["DECODE:skipped"] == 2 * calls["DECODE:run"] > 0, calls
     agentic_report.agentic_plot({**results, "ratios": agentic_report.agentic_ratios(results)}, tmp_path / "agentic.png")
     assert (tmp_path / "agentic.png").stat().st_size > 10_000
 

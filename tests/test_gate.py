@@ -28,7 +28,8 @@ def backend(pattern=PATTERN):
     b.last_layer = len(pattern) - 1
     b.index_topk = TOPK
     b.store = TopkStore()
-    b.graph_replays = b.dense_forwards = 0
+    b.graph_replays = b.dense_forwards = b.prefill_graph_replays = 0
+    b._capturing_prefill = None
     b.stats_path = None
     b.use_mha = False
     b.graph_counts, b._capturing, b.metrics = {}, None, None
@@ -194,6 +195,86 @@ def test_a_replay_adds_the_counts_seen_at_its_graphs_capture():
     with pytest.raises(IndexCacheError, match=r"replaying the CUDA graph for \('DECODE', 8\), whose capture"):
         b._count_replay(("DECODE", 8))
 
+
+
+def test_breakable_prefill_graphs_are_counted_and_an_unseen_one_is_refused():
+    """SGLang's default breakable prefill graphs: a replay runs no layer hook, so the capture's
+    counts are kept under the graph's key and added per replay, as decode's are; a replay of a
+    graph whose capture the backend did not see is refused before it runs."""
+    b = backend("FSSSFS")
+    seen = []
+    b.metrics = types.SimpleNamespace(record=lambda mode, runs, skips: seen.append((mode, runs, skips)))
+    extend = types.SimpleNamespace(forward_mode=types.SimpleNamespace(name="EXTEND"))
+    key = ("PREFILL_GRAPH", "512")
+    b.index_cache_prefill_capture(key)
+    run_forward(b, extend)  # a warm-up
+    run_forward(b, extend)  # the capture
+    b.index_cache_prefill_capture(None)
+    run_forward(b, extend)  # an eager extend: nothing captured
+    assert b.graph_counts == {key: (2, 4)}
+    before = dict(b.store.totals)
+    b.index_cache_prefill_replay(key, extend)
+    b.index_cache_prefill_replay(key, extend)
+    assert (b.graph_replays, b.prefill_graph_replays) == (2, 2)
+    assert b.store.totals == {"forwards": before["forwards"] + 2, "indexer_runs": before["indexer_runs"] + 4,
+                              "indexer_skips": before["indexer_skips"] + 8}
+    assert seen[-2:] == [("EXTEND", 2, 4)] * 2  # Prometheus gets the batch's forward mode
+    with pytest.raises(IndexCacheError, match=r"replaying the CUDA graph for \('PREFILL_GRAPH', '1024'\)"):
+        b.index_cache_prefill_replay(("PREFILL_GRAPH", "1024"), extend)
+    assert b.prefill_graph_replays == 2
+    # decode keys and prefill keys sort together in the stats file and the error
+    b.graph_counts[("DECODE", 4)] = (2, 4)
+    with pytest.raises(IndexCacheError, match=r"captured: \[\('DECODE', 4\), \('PREFILL_GRAPH', '512'\)\]"):
+        b._count_replay(("DECODE", 8))
+
+
+def test_the_prefill_graph_hooks_sit_on_sglangs_breakable_backend():
+    """The hooks are installed on SGLang 0.5.23's `BreakableCudaGraphBackend`; its prefill
+    runner's captures and replays reach the indexcache backend under the graph's shape key,
+    decode's (counted elsewhere) and another backend's (a draft's) do not."""
+    from sglang.srt.model_executor.runner.decode_cuda_graph_runner import DecodeCudaGraphRunner
+    from sglang.srt.model_executor.runner.prefill_cuda_graph_runner import PrefillCudaGraphRunner
+    from sglang.srt.model_executor.runner.shape_key import ShapeKey
+    from sglang.srt.model_executor.runner_backend.breakable_cuda_graph_backend import BreakableCudaGraphBackend
+
+    from sglang_indexcache.backend import hooks
+    from sglang_indexcache.backend.hooks import prefill_graph_key, register_prefill_graphs
+
+    register_prefill_graphs()
+    register_prefill_graphs()  # idempotent
+    b = backend("FSSSFS")
+    extend = types.SimpleNamespace(forward_mode=types.SimpleNamespace(name="EXTEND"))
+
+    def graph_backend(runner_cls, attn_backend):
+        runner = object.__new__(runner_cls)
+        runner.model_runner = types.SimpleNamespace(attn_backend=attn_backend)
+        gb = object.__new__(BreakableCudaGraphBackend)
+        gb._cuda_graph_runner, gb._graphs, gb._outputs = runner, {}, {}
+        return gb
+
+    replayed = []
+    gb = graph_backend(PrefillCudaGraphRunner, b)
+    shape = ShapeKey(size=512)
+    gb._graphs[shape] = types.SimpleNamespace(replay=lambda: replayed.append(shape))
+    gb._outputs[shape] = "hidden"
+    # capture_one's real body needs a GPU: the hook runs around a stand-in that runs the
+    # forward function twice (a warm-up, the capture)
+    hooks._around_bcg_capture(lambda self, key, fn, *a, **k: [fn(), fn()], gb, shape,
+                              lambda: run_forward(b, extend))
+    assert b.graph_counts == {("PREFILL_GRAPH", "512"): (2, 4)} and b._capturing_prefill is None
+    assert BreakableCudaGraphBackend.replay(gb, shape, extend) == "hidden"  # SGLang's replay, through the hook
+    assert replayed == [shape] and b.prefill_graph_replays == 1
+    unseen = ShapeKey(size=1024, variant_label="prefix1")
+    assert prefill_graph_key(unseen) == ("PREFILL_GRAPH", "1024 variant_label=prefix1")
+    gb._graphs[unseen] = types.SimpleNamespace(replay=lambda: replayed.append(unseen))
+    with pytest.raises(IndexCacheError, match="1024 variant_label=prefix1"):
+        BreakableCudaGraphBackend.replay(gb, unseen, extend)
+    assert replayed == [shape]  # refused before the graph ran
+    # decode's breakable graphs and a draft's backend pass through uncounted
+    for other in (graph_backend(DecodeCudaGraphRunner, b), graph_backend(PrefillCudaGraphRunner, object())):
+        other._graphs[unseen], other._outputs[unseen] = gb._graphs[unseen], "out"
+        assert BreakableCudaGraphBackend.replay(other, unseen, extend) == "out"
+    assert b.prefill_graph_replays == 1
 
 
 def test_a_transferred_source_is_the_tensor_received_for_this_forward():

@@ -264,6 +264,42 @@ def test_cuda_graph_off_equals_on(servers):
     check_counters(off_srv, PATTERN)
 
 
+SHORT = [prompt(21, 300), prompt(22, 1000), prompt(23, 1900)]  # each extend replays a prefill graph
+
+
+def test_breakable_prefill_graph_replays_are_counted(servers):
+    """SGLang's default breakable prefill CUDA graphs: an extend of at most the chunked-prefill
+    size replays a graph captured through the check, and no layer hook runs at a replay. Every
+    captured graph's counts are the pattern's; each replay adds them (`prefill_graph_replays`)."""
+    srv = servers("ic_pattern", MODEL, *DUMMY, *IC, "--index-cache-pattern", PATTERN)
+    srv.flush_cache()
+    before = srv.stats()
+    captured = {k: v for k, v in before["graph_counts"].items() if k.startswith("PREFILL_GRAPH:")}
+    print("prefill graphs captured:", len(captured), sorted(captured)[:3], "...")
+    assert captured, before["graph_counts"]
+    for p in SHORT:
+        srv.generate(p, 4)
+    after = srv.stats()
+    print("prefill graph replays:", before["prefill_graph_replays"], "->", after["prefill_graph_replays"],
+          "forwards:", before["forwards"], "->", after["forwards"])
+    assert after["prefill_graph_replays"] - before["prefill_graph_replays"] == len(SHORT)
+    check_counters(srv, PATTERN)
+
+
+def test_breakable_prefill_graph_replays_equal_upstream(servers):
+    """The replayed extends (prompt log-probabilities too) equal upstream native sharing's,
+    replayed the same way."""
+    srv = servers("ic_pattern", MODEL, *DUMMY, *IC, "--index-cache-pattern", PATTERN)
+    before = srv.stats()["prefill_graph_replays"]
+    ours = run_all(srv, SHORT)
+    replayed = srv.stats()["prefill_graph_replays"] - before
+    print("prefill graph replays of the requests with prompt logprobs:", replayed)
+    native = servers("dsa_native", MODEL, *DUMMY, *DSA, "--json-model-override-args",
+                     json.dumps({"indexer_types": None, "index_topk_pattern": PATTERN}))
+    assert_same(ours, run_all(native, SHORT))
+    assert replayed == len(SHORT)  # the compared extends were replays
+
+
 def test_radix_hit_and_chunked_prefill_equal_cold_run(servers):
     srv = servers("ic_pattern", MODEL, *DUMMY, *IC, "--index-cache-pattern", PATTERN)
     head, tail = prompt(11, 2600), prompt(12, 700)

@@ -17,6 +17,7 @@ from sglang_indexcache.backend.hooks import (
     register_extend_route,
     register_layer_check,
     register_pp_receive,
+    register_prefill_graphs,
 )
 
 logger = logging.getLogger("sglang_indexcache")
@@ -45,6 +46,7 @@ def create_backend(model_runner):
     from sglang_indexcache.backend.gpu import IndexCacheDSABackend
 
     register_layer_check()
+    register_prefill_graphs()  # before SGLang builds its prefill graph runner, which captures
     backend = IndexCacheDSABackend(model_runner)
     backend.index_cache_schedule = schedule
     if backend.received_sources:

@@ -16,9 +16,14 @@ The check is host-side Python on object identity: no device data is read and not
 synchronises. Under CUDA graphs it runs while the graph is captured; a replay re-executes
 the captured kernels, whose top-k buffers are the graph's own static memory, so the
 proven wiring is the replayed wiring. Replays are counted, not computed: the indexer calls
-the hook saw in each graph's capture forward are kept per graph (forward mode, batch size)
-and added once per replay of that graph; replaying a graph whose capture this backend did
-not see is an error.
+the hook saw in each graph's capture forward are kept per graph and added once per replay of
+that graph; replaying a graph whose capture this backend did not see is an error. Decode
+graphs (and `full` prefill graphs) are keyed (forward mode, batch size) and seen through
+`init_forward_metadata_out_graph`; SGLang's default breakable prefill graphs never call it,
+so the hooks around `BreakableCudaGraphBackend.capture_one` / `.replay` (`backend/hooks.py`)
+report them, keyed ("PREFILL_GRAPH", their shape key). A breakable replay runs the layer stack
+as one recorded graph, so the layer hook does not run; its attention and indexer calls run
+eagerly between the graph's segments, on the tensors recorded at capture.
 
 With SGLang's default fused top-k (`SGLANG_DSA_FUSE_TOPK=1`) the Full layer's top-k kernel
 already emits physical KV slots, so Shared layers run no index transform either.
@@ -63,8 +68,10 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.index_topk = int(model_runner.model_config.hf_text_config.index_topk)
         self.store = TopkStore()
         self.graph_replays = 0
-        self.graph_counts: dict = {}  # (forward mode, batch size) -> (indexer runs, skips) at capture
+        self.prefill_graph_replays = 0  # breakable prefill graphs (SGLang's default on CUDA)
+        self.graph_counts: dict = {}  # graph key -> (indexer runs, skips) at capture
         self._capturing = None  # the graph being captured, set until the next eager forward or replay
+        self._capturing_prefill = None  # the breakable prefill graph being captured (its key)
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = stats_path_for(model_runner)
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
@@ -135,13 +142,24 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             self._capturing = None
             self._count_replay(key)
 
-    def _count_replay(self, key) -> None:
+    def index_cache_prefill_capture(self, key) -> None:
+        """A breakable prefill graph's capture begins (its key) or ends (None): its warm-ups
+        and capture run through the layer hook in between (`backend/hooks.py`)."""
+        self._capturing_prefill = key
+
+    def index_cache_prefill_replay(self, key, forward_batch) -> None:
+        """A breakable prefill graph is about to replay for `forward_batch` (`backend/hooks.py`)."""
+        self._capturing = None
+        self._count_replay(key, mode=forward_batch.forward_mode.name)
+        self.prefill_graph_replays += 1
+
+    def _count_replay(self, key, mode=None) -> None:
         # A replay runs the kernels its capture recorded; the wiring was checked at capture.
         counts = self.graph_counts.get(key)
         if counts is None:
             raise IndexCacheError(
                 f"replaying the CUDA graph for {key}, whose capture did not run through the indexcache "
-                f"check (captured: {sorted(self.graph_counts)}); refusing to attend on unchecked top-k"
+                f"check (captured: {sorted(self.graph_counts, key=str)}); refusing to attend on unchecked top-k"
             )
         self.graph_replays += 1
         t = self.store.totals
@@ -149,7 +167,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         t["indexer_runs"] += counts[0]
         t["indexer_skips"] += counts[1]
         if self.metrics is not None:
-            self.metrics.record(key[0], *counts)
+            self.metrics.record(mode or key[0], *counts)
         self._write_stats(replay=True)
 
     # ---- the check (called by the hook around every DeepSeek decoder layer) ----
@@ -200,8 +218,9 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             self.store.put(layer_id, topk, batch=batch, num_tokens=rows)
         if layer_id == self.last_layer:
             c = self.store.counters
-            if self._capturing is not None:  # the last forward run for a graph is its capture
-                self.graph_counts[self._capturing] = (c.indexer_runs, c.indexer_skips)
+            capturing = self._capturing_prefill or self._capturing
+            if capturing is not None:  # the last forward run for a graph is its capture
+                self.graph_counts[capturing] = (c.indexer_runs, c.indexer_skips)
             if self.metrics is not None:
                 self.metrics.record(forward_batch.forward_mode.name, c.indexer_runs, c.indexer_skips)
             self._write_stats(replay=False)
@@ -214,7 +233,8 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         stats = {
             **self.store.totals,
             "graph_replays": self.graph_replays,
-            "graph_counts": {f"{m}:{bs}": list(v) for (m, bs), v in sorted(self.graph_counts.items())},
+            "prefill_graph_replays": self.prefill_graph_replays,
+            "graph_counts": {f"{m}:{bs}": list(v) for (m, bs), v in sorted(self.graph_counts.items(), key=str)},
             "dense_forwards": self.dense_forwards,
             # SGLANG_INDEXCACHE_TOPK=v2: top-k calls our route served (None: the route is off)
             "extend_topk_calls": None if self.extend_topk is None else self.extend_topk.calls,

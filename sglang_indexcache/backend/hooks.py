@@ -12,6 +12,9 @@ take the hook.
   `--index-cache-pp-handoff transfer` hands the top-k it received to its backend.
 - `register_extend_route`: a Full layer's extend-mode scoring goes through the CUDA backend,
   which sends short extends to the paged kernel (`backend/paged_extend.py`).
+- `register_prefill_graphs`: SGLang's breakable prefill CUDA graphs (its default on CUDA)
+  report their captures and replays to the CUDA backend, which counts and key-checks them
+  as it does decode's (a replay runs no layer hook).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ _INDEXER_NATIVE_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer.fo
 _DECODER_LAYER_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2DecoderLayer.forward"
 _MODEL_FORWARD_TARGET = "sglang.srt.models.deepseek_v2.DeepseekV2Model.forward"
 _EXTEND_TOPK_TARGET = "sglang.srt.layers.attention.dsa.dsa_indexer.Indexer._get_topk_ragged"
+_BCG = "sglang.srt.model_executor.runner_backend.breakable_cuda_graph_backend.BreakableCudaGraphBackend"
+# their parameters in SGLang 0.5.23 (the hooks read the shape key and the batch by position)
+BCG_PARAMS = {"capture_one": ("self", "shape_key", "forward_fn", "capture_inputs", "post_warmup_hook"),
+              "replay": ("self", "shape_key", "static_forward_batch", "kwargs")}
 # its parameters in SGLang 0.5.23, checked when the hook is installed
 EXTEND_TOPK_PARAMS = ("self", "enable_dual_stream", "forward_batch", "layer_id", "q_fp8", "weights", "metadata",
                       "topk_result")
@@ -88,6 +95,46 @@ def _around_extend_topk(original, indexer, *args, **kwargs):
     return route(original, indexer, args, kwargs)
 
 
+def prefill_graph_key(shape_key) -> tuple:
+    """The CUDA backend's key of a breakable prefill graph: its SGLang `ShapeKey` (tokens, and
+    any stream, prefix or attention variant), as text."""
+    extra = [f"{name}={value}" for name, value in sorted(vars(shape_key).items()) if name != "size" and value is not None]
+    return ("PREFILL_GRAPH", " ".join([str(shape_key.size), *extra]))
+
+
+def _prefill_graph_backend(graph_backend):
+    """The indexcache CUDA backend a breakable graph backend replays for, when it serves SGLang's
+    prefill runner; None for decode's (counted by `init_forward_metadata_out_graph`) and for
+    another attention backend (a speculative draft's)."""
+    from sglang.srt.model_executor.runner.prefill_cuda_graph_runner import PrefillCudaGraphRunner
+
+    runner = graph_backend._cuda_graph_runner  # SGLang 0.5.23's attribute: fail loudly if it moved
+    if not isinstance(runner, PrefillCudaGraphRunner):
+        return None
+    backend = runner.model_runner.attn_backend
+    return backend if hasattr(backend, "index_cache_prefill_replay") else None
+
+
+def _around_bcg_capture(original, graph_backend, shape_key, *args, **kwargs):
+    """Its warm-ups and capture run through the layer hook: the backend keeps the capture's counts."""
+    backend = _prefill_graph_backend(graph_backend)
+    if backend is None:
+        return original(graph_backend, shape_key, *args, **kwargs)
+    backend.index_cache_prefill_capture(prefill_graph_key(shape_key))
+    try:
+        return original(graph_backend, shape_key, *args, **kwargs)
+    finally:
+        backend.index_cache_prefill_capture(None)
+
+
+def _around_bcg_replay(original, graph_backend, shape_key, static_forward_batch, **kwargs):
+    """Counted, and refused for a graph whose capture the backend did not see, before it runs."""
+    backend = _prefill_graph_backend(graph_backend)
+    if backend is not None:
+        backend.index_cache_prefill_replay(prefill_graph_key(shape_key), static_forward_batch)
+    return original(graph_backend, shape_key, static_forward_batch, **kwargs)
+
+
 def install_hook(target: str, hook) -> None:
     """Install an AROUND hook now (idempotent); fail loudly if SGLang's registry did not take it."""
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
@@ -121,6 +168,22 @@ def register_extend_route() -> None:
         raise RuntimeError(f"{_EXTEND_TOPK_TARGET} takes {params}, not {EXTEND_TOPK_PARAMS}: "
                            "the paged extend route does not know this SGLang")
     install_hook(_EXTEND_TOPK_TARGET, _around_extend_topk)
+
+
+def register_prefill_graphs() -> None:
+    """Install the breakable prefill graph hooks (idempotent); refused if SGLang's methods do not
+    take the arguments the hooks read by position."""
+    import inspect
+
+    from sglang.srt.model_executor.runner_backend.breakable_cuda_graph_backend import BreakableCudaGraphBackend
+
+    for name, want in BCG_PARAMS.items():
+        params = tuple(inspect.signature(getattr(BreakableCudaGraphBackend, name)).parameters)
+        if params != want:
+            raise RuntimeError(f"{_BCG}.{name} takes {params}, not {want}: the indexcache prefill graph "
+                               "hooks do not know this SGLang")
+    install_hook(f"{_BCG}.capture_one", _around_bcg_capture)
+    install_hook(f"{_BCG}.replay", _around_bcg_replay)
 
 
 def register_cpu_indexer() -> None:

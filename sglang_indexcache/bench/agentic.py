@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -138,14 +139,39 @@ def histogram_sums(metrics_text: str) -> dict:
     return out
 
 
+# IndexCache's own counter (`backend/metrics.py`), one series per forward mode and outcome
+INDEXER_CALLS = re.compile(r'^sglang:indexcache_indexer_layer_calls_total\{([^}]*)\} (\S+)$', re.M)
+
+
+def indexer_calls(metrics_text: str) -> dict:
+    """Indexer layer-calls by "forward mode:outcome" (run: Full layers, skipped: Shared), summed
+    over ranks; empty for a server without the indexcache backend."""
+    out = {}
+    for labels, value in INDEXER_CALLS.findall(metrics_text):
+        d = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        key = f"{d.get('forward_mode')}:{d.get('outcome')}"
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
 def server_side(before: dict, after: dict) -> dict:
-    """Means over one level from the histogram deltas: what the server measured itself."""
+    """Means over one level from the histogram deltas: what the server measured itself; and the
+    indexer layer-calls the level made, where the backend counts them (`indexer_calls`)."""
     out = {}
     for name in HISTOGRAMS:
         n = after[f"{name}_count"] - before[f"{name}_count"]
         if n > 0:
             out[name.split(":")[1].replace("_seconds", "_mean_s")] = (after[f"{name}_sum"] - before[f"{name}_sum"]) / n
+    calls = {k: v - before.get("calls", {}).get(k, 0.0) for k, v in after.get("calls", {}).items()}
+    if calls:
+        out["indexer_layer_calls"] = calls
     return out
+
+
+def metrics_now(srv) -> dict:
+    """One read of the server's `/metrics`: the histogram sums and the indexer calls."""
+    text = srv.text("/metrics")
+    return {**histogram_sums(text), "calls": indexer_calls(text)}
 
 
 def probe_turn(model: Path, trace: dict) -> tuple:
@@ -206,7 +232,8 @@ def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
         out += ["--cuda-graph-max-bs-decode", str(top)]
         if args.prefill_graphs == "off":
             # eager extends, as every run up to session 15: SGLang's default breakable prefill
-            # graphs (extends of up to 2,048 tokens replay them) cost minutes of capture per server
+            # graphs (every extend up to the chunked-prefill size, at most 8,192 tokens for MLA,
+            # replays one) cost minutes of capture per server
             out += ["--cuda-graph-backend-prefill", "disabled"]
     if args.mtp:
         out += common.MTP
@@ -263,7 +290,7 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
     (`summarize`), the server's own view of the same turns, and the per-turn rows."""
     f = stem.with_suffix(".jsonl")
     cmd = bench_serving_cmd(srv.url, model, trace_path, sessions, concurrency, reply, f)
-    mark, before = len(log.read_text(errors="replace")), histogram_sums(srv.text("/metrics"))
+    mark, before = len(log.read_text(errors="replace")), metrics_now(srv)
     result = run_bench_serving(cmd, stem.with_suffix(".log"), f, args.timeout)
     time.sleep(1.0)  # the last ReqTimeStats line
     stats = common.time_stats(log.read_text(errors="replace")[mark:])
@@ -272,7 +299,7 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
         st = stats.get(r["context"])
         r["server_queue_s"], r["server_forward_s"] = (st[2], st[3]) if st else (None, None)
     level = {"command": " ".join(cmd), **summarize(result, rows, sessions),
-             "server": server_side(before, histogram_sums(srv.text("/metrics")))}
+             "server": server_side(before, metrics_now(srv))}
     fwd = [r["server_forward_s"] for r in rows if r["server_forward_s"] is not None]
     level["server"]["forward_median_s"] = statistics.median(fwd) if fwd else None
     level["server"]["turns_paired"] = len(fwd)
@@ -300,7 +327,10 @@ def combine_runs(runs: list) -> dict:
             out[k] = sum(r[k] for r in runs)
         elif v is None or isinstance(v, (int, float)) and not isinstance(v, bool):  # a figure (None: not measured)
             out[k] = med([r.get(k) for r in runs])
-    out["server"] = {k: med([r["server"].get(k) for r in runs]) for k in first["server"]}
+    out["server"] = {k: med([r["server"].get(k) for r in runs]) for k in first["server"] if k != "indexer_layer_calls"}
+    if "indexer_layer_calls" in first["server"]:  # counts: every run's
+        calls = [r["server"].get("indexer_layer_calls", {}) for r in runs]
+        out["server"]["indexer_layer_calls"] = {k: sum(c.get(k, 0.0) for c in calls) for k in sorted({k for c in calls for k in c})}
     bins = sorted({b for r in runs for b in r["ttft_by_context"]}, key=int)
     out["ttft_by_context"] = {b: {"median_s": med([r["ttft_by_context"].get(b, {}).get("median_s") for r in runs]),
                                   "p90_s": med([r["ttft_by_context"].get(b, {}).get("p90_s") for r in runs]),

@@ -12,7 +12,7 @@ from sglang_indexcache.schedule import IndexCacheFlags, build_schedule
 L, TOPK, ROWS = 12, 2048, 1
 sched = build_schedule(L, {}, flags=IndexCacheFlags(pattern="FSSSFSSSFSSS"))
 be = SimpleNamespace(store=TopkStore(), schedule=sched, layer_range=(0, L), last_layer=L - 1, received_sources=(),
-                     index_topk=TOPK, _capturing=None, metrics=None, stats_path=None, graph_counts={},
+                     index_topk=TOPK, _capturing=None, _capturing_prefill=None, metrics=None, stats_path=None, graph_counts={},
                      dense_forwards=0, use_mha=False, _received=None)
 be._write_stats = lambda **k: None
 method = IndexCacheDSABackend.index_cache_layer
