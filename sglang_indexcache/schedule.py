@@ -302,7 +302,7 @@ def build_schedule(
     for i in range(num_layers):
         stage_start = i == starts[stage_of[i]]
         if not shared[i]:
-            roles.append((Role.FULL, f"runs its indexer ({source})"))
+            roles.append((Role.FULL, "configured Full, runs its indexer"))
         elif i == 0 or (stage_start and flags.pp_handoff != "transfer"):
             why = (
                 "layer 0 has no earlier layer to reuse"

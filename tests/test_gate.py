@@ -226,6 +226,11 @@ def test_breakable_prefill_graphs_are_counted_and_an_unseen_one_is_refused():
     b.graph_counts[("DECODE", 4)] = (2, 4)
     with pytest.raises(IndexCacheError, match=r"captured: \[\('DECODE', 4\), \('PREFILL_GRAPH', '512'\)\]"):
         b._count_replay(("DECODE", 8))
+    # a prefill capture alone stops a switch of pattern (the switchable server's guard in the backend)
+    b.graph_counts = {key: (2, 4)}
+    with pytest.raises(IndexCacheError, match="CUDA graphs were captured under FSSSFS; refusing to switch"):
+        b.install_schedule(build_schedule(6, {}, flags=IndexCacheFlags(pattern="FSFSFS")))
+    assert b.schedule.pattern == "FSSSFS"
 
 
 def test_the_prefill_graph_hooks_sit_on_sglangs_breakable_backend():

@@ -126,7 +126,7 @@ def test_cuda_graphs_are_refused_with_a_switchable_server():
     needs --disable-cuda-graph (the CUDA backend also refuses to switch once it has captured)."""
     import types
 
-    from sglang_indexcache.integration.model_config import _check_switchable
+    from sglang_indexcache.integration.launch import _check_switchable
 
     args = dict(device="cuda", admin_api_key=KEY, pp_size=1, speculative_algorithm=None,
                 enable_hierarchical_cache=False)
