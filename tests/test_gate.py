@@ -213,9 +213,12 @@ def test_breakable_prefill_graphs_are_counted_and_an_unseen_one_is_refused():
     run_forward(b, extend)  # an eager extend: nothing captured
     assert b.graph_counts == {key: (2, 4)}
     before = dict(b.store.totals)
+    written = []
+    b._write_stats = lambda replay: written.append((replay, b.graph_replays, b.prefill_graph_replays))
     b.index_cache_prefill_replay(key, extend)
     b.index_cache_prefill_replay(key, extend)
     assert (b.graph_replays, b.prefill_graph_replays) == (2, 2)
+    assert written == [(True, 1, 1), (True, 2, 2)]  # the stats file is written with this replay counted
     assert b.store.totals == {"forwards": before["forwards"] + 2, "indexer_runs": before["indexer_runs"] + 4,
                               "indexer_skips": before["indexer_skips"] + 8}
     assert seen[-2:] == [("EXTEND", 2, 4)] * 2  # Prometheus gets the batch's forward mode

@@ -150,10 +150,9 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
     def index_cache_prefill_replay(self, key, forward_batch) -> None:
         """A breakable prefill graph is about to replay for `forward_batch` (`backend/hooks.py`)."""
         self._capturing = None
-        self._count_replay(key, mode=forward_batch.forward_mode.name)
-        self.prefill_graph_replays += 1
+        self._count_replay(key, mode=forward_batch.forward_mode.name, prefill=True)
 
-    def _count_replay(self, key, mode=None) -> None:
+    def _count_replay(self, key, mode=None, prefill: bool = False) -> None:
         # A replay runs the kernels its capture recorded; the wiring was checked at capture.
         counts = self.graph_counts.get(key)
         if counts is None:
@@ -162,6 +161,7 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
                 f"check (captured: {sorted(self.graph_counts, key=str)}); refusing to attend on unchecked top-k"
             )
         self.graph_replays += 1
+        self.prefill_graph_replays += prefill
         t = self.store.totals
         t["forwards"] += 1
         t["indexer_runs"] += counts[0]
