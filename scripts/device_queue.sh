@@ -26,6 +26,11 @@ END=$((SECONDS + ${1:?call seconds} - 35))   # 35 s to pack and return
 if [ "${2:-}" = install ]; then
   $G install /tmp/bundle > "$S/logs/install.txt" 2>&1; echo "install rc=$?"; tail -4 "$S/logs/install.txt"
   nvidia-smi > "$S/logs/nvidia-smi.txt" 2>&1
+elif [ ! -d "${SG:-/tmp/sg}/sglang" ]; then
+  # a machine given back between calls comes back bare (session 16 lost a call to it): say so
+  # at once instead of letting every job fail on a missing SGLang
+  echo "no install in ${SG:-/tmp/sg}: a fresh machine; stage the bundle and run with 'install'" >&2
+  exit 3
 fi
 
 servers() { pgrep -f sglang.launch_server | sort; }
