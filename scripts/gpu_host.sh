@@ -7,7 +7,7 @@
 #   bash scripts/gpu_host.sh bench agentic|run ...  # python -m sglang_indexcache.bench ...
 #   bash scripts/gpu_host.sh study-long MODEL OUT [train-model options]  # train the long preset, study it (no engine)
 #   bash scripts/gpu_host.sh jit-pack OUT.tgz       # the kernels SGLang compiled here, for the next host
-#   bash scripts/gpu_host.sh jit-restore IN.tgz     # ... unpacked into ~/.cache (install does it from BUNDLE/jit-cache.tgz)
+#   bash scripts/gpu_host.sh jit-restore IN.tgz     # ... unpacked into ~/.cache (install does it: BUNDLE/jit-cache.tgz, else benchmarks/jit/)
 set -euo pipefail
 SG=${SG:-/tmp/sg}
 PY=${PY:-python3}
@@ -21,7 +21,11 @@ case "$cmd" in
   install)
     bundle=${1:?bundle folder}
     $PY "$bundle/install_bundle.py" --from "$bundle" --target "$SG"
-    if [ -f "$bundle/jit-cache.tgz" ]; then bash "$here/scripts/gpu_host.sh" jit-restore "$bundle/jit-cache.tgz"; fi
+    # SGLang's kernels as an earlier host of this kind compiled them: the bundle's own, else the
+    # checkout's (benchmarks/jit/, see its README)
+    for jit in "$bundle/jit-cache.tgz" "$here/benchmarks/jit/h200-sglang-0.5.23.tar.xz"; do
+      if [ -f "$jit" ]; then bash "$here/scripts/gpu_host.sh" jit-restore "$jit"; break; fi
+    done
     # this package, with its entry point (SGLang finds plugins through package metadata)
     $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SG" "$here"
     # from / so the installed copy (with its bundled patches) is imported, not the checkout
@@ -62,8 +66,8 @@ PY
   jit-restore)
     # every cache there is keyed by a hash of what it compiled (SGLang's own re-hashes an entry's
     # recorded sources before using it), so an entry built from other sources is rebuilt, not loaded
-    in=${1:?a jit-pack .tgz}
-    mkdir -p "$HOME" && tar xzf "$in" -C "$HOME"
+    in=${1:?a jit-pack .tgz or .tar.xz}
+    mkdir -p "$HOME" && $PY -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="tar")' "$in" "$HOME"
     echo "jit-restore: $(find "$HOME/.cache/sglang" -type f | wc -l) files under $HOME/.cache/sglang"
     ;;
   env) ;;

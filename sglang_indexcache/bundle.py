@@ -36,9 +36,9 @@ from sglang_indexcache.bundle_wheels import (  # the wheel side: names, tags, do
 
 CREATED_BY = "sglang-indexcache bundle (bundle.py, format 1)"
 # a part and this checkout travel together in one device call, which carries at most 64 MiB:
-# 50 MiB leaves 14 for the tracked tree (60 MiB parts stopped fitting at 5.2 MB of it, 57 MiB
-# pieces at 7.7 MB, both on 2026-12-01)
-DEFAULT_PART_SIZE = 50 * 2**20
+# 45 MiB leaves 19 for the tracked tree (60 MiB parts stopped fitting at 5.2 MB of it, 57 MiB
+# pieces at 7.7 MB, both on 2026-12-01; 50 MiB at 15 MB, once the H200 kernel cache was tracked)
+DEFAULT_PART_SIZE = 45 * 2**20
 
 
 # --- small helpers -------------------------------------------------------------------
@@ -213,7 +213,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="NAME", help="leave this distribution out")
     p.add_argument("--strip", action="append", default=[], metavar="GLOB",
                    help="drop files matching this archive-path glob from the wheels (e.g. sgl_kernel/flash_ops.*)")
-    p.add_argument("--part-size", type=parse_size, default=DEFAULT_PART_SIZE, help="default 50MiB")
+    p.add_argument("--part-size", type=parse_size, default=DEFAULT_PART_SIZE, help="default 45MiB")
     p.add_argument("--keep-wheelhouse", metavar="DIR", help="download into DIR and keep it (re-use with --wheelhouse)")
 
 

@@ -251,8 +251,8 @@ def test_cli_bundle_subcommand(tmp_path, wheelhouse, capsys):
 def test_jit_cache_packs_and_restores_without_locks(tmp_path):
     """`gpu_host.sh jit-pack` takes the kernels SGLang compiled on one host (~/.cache/sglang, where
     SGLang points its own JIT cache and DeepGEMM's, Triton's, FlashInfer's and the driver's), locks
-    and half-built entries left out; `jit-restore` (which `install` runs for BUNDLE/jit-cache.tgz)
-    puts them under another host's home. A host where no server ran is refused by name."""
+    and half-built entries left out; `jit-restore` (which `install` runs for BUNDLE/jit-cache.tgz,
+    else the checkout's benchmarks/jit/ cache) puts them under another host's home. A host where no server ran is refused by name."""
     import os
     import subprocess
 
@@ -283,3 +283,27 @@ def test_jit_cache_packs_and_restores_without_locks(tmp_path):
     assert (home2 / "jit" / "sm90" / "mod" / "build-k" / "deps-d" / "mod.so").read_bytes() == b"\x7fELF kernel"
     empty = run(tmp_path / "h3", "jit-pack", str(tmp_path / "none.tgz"))
     assert empty.returncode == 2 and "no server has run here" in empty.stderr
+
+
+def test_tracked_h200_kernel_cache_holds_only_sglang_cache_files(tmp_path):
+    """The kernel cache the checkout carries to a GPU host (benchmarks/jit/, unpacked by
+    `gpu_host.sh install` into ~/.cache/sglang) holds plain files and folders under
+    .cache/sglang only, no links, no absolute or parent paths, and restores as .tar.xz."""
+    import os
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).resolve().parents[1]
+    cache = root / "benchmarks" / "jit" / "h200-sglang-0.5.23.tar.xz"
+    with tarfile.open(cache) as tar:
+        members = tar.getmembers()
+    assert len(members) > 100
+    for m in members:
+        assert m.isfile() or m.isdir(), m.name
+        assert m.name == ".cache/sglang" or m.name.startswith(".cache/sglang/"), m.name
+        assert ".." not in Path(m.name).parts and not m.name.startswith("/"), m.name
+    restored = subprocess.run(["bash", str(root / "scripts" / "gpu_host.sh"), "jit-restore", str(cache)],
+                              capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path)})
+    assert restored.returncode == 0, restored.stderr
+    n = sum(1 for m in members if m.isfile())
+    assert f"jit-restore: {n} files under" in restored.stdout
