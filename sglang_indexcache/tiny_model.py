@@ -122,7 +122,7 @@ def build_tokenizer(out: Path, cover: Optional[int] = None, text: Optional[str] 
     """Train a byte-level BPE tokenizer (VOCAB_SIZE tokens) and save it HF-style in `out`.
 
     `cover`: the model's vocabulary when larger (the real shapes). Ids past the BPE's are
-    added as plain tokens `<tN>`, so every id a dummy-weight model emits decodes to text that
+    plain tokens `<tN>`, so every id a dummy-weight model emits decodes to text that
     encodes back to the same id: chat replies keep their token count when a multi-turn
     client sends them back, and the server streams a chunk for every token (TTFT and ITL
     measured per token, not per printable token). `text`: what the BPE learns its merges
@@ -140,6 +140,8 @@ def build_tokenizer(out: Path, cover: Optional[int] = None, text: Optional[str] 
         show_progress=False,
     )
     tok.train_from_iterator((text if text is not None else _training_text()).splitlines(), trainer=trainer)
+    if cover is not None and cover > tok.get_vocab_size():
+        tok = _padded(tok, cover)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<|endoftext|>",
@@ -147,13 +149,41 @@ def build_tokenizer(out: Path, cover: Optional[int] = None, text: Optional[str] 
         pad_token="<|endoftext|>",
         unk_token=None,
     )
-    if cover is not None and cover > len(fast):
-        from tokenizers import AddedToken
-
-        fast.add_tokens([AddedToken(f"<t{i}>", normalized=False) for i in range(len(fast), cover)])
     fast.chat_template = CHAT_TEMPLATE
     fast.model_max_length = 4096
     fast.save_pretrained(out)
+
+
+# A padding token `<tN>` is one pre-token, and the text between two is split as ByteLevel's own
+# regex splits it, so any text gets the ids the unpadded BPE gives it (a run of whitespace or
+# punctuation ends where a `<tN>` begins, as it ends at the end of a text).
+PAD_TOKEN = r"<t[0-9]+>"
+_PADDED_SPLIT = (
+    PAD_TOKEN + r"|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?(?:(?!" + PAD_TOKEN + r")[^\s\p{L}\p{N}])+"
+    r"|\s+(?=" + PAD_TOKEN + r")|\s+(?!\S)|\s+"
+)
+
+
+def _padded(tok, cover: int):
+    """`tok` with the words `<tN>` (N from its vocabulary's size to `cover`) in its BPE vocabulary.
+
+    Not added tokens: with ~150K of them, SGLang's parallel prompt encoder (the chat door's
+    default, for real checkpoints with a few hundred) splits a prompt on a regex alternation of
+    every added token, 6.2 s for a 129K-token agentic turn, so sessions 11 to 17's benchmarks
+    turned it off (`bench/common.tokenizer_env`) and their chat door encoded serially. As words
+    of the vocabulary (found whole: `ignore_merges`), the encoder plans this tokenizer as a real
+    one (split at the chat template's special tokens, encoded in parallel)."""
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    vocab.update({f"<t{i}>": i for i in range(len(vocab), cover)})
+    spec["model"]["ignore_merges"] = True
+    spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": _PADDED_SPLIT}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+    ]}
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def _patch_config(out: Path, arch: str, extra: dict) -> None:

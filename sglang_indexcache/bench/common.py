@@ -231,15 +231,14 @@ def gpu_info() -> dict:
 
 
 def tokenizer_env(model) -> dict:
-    """Server environment for a shape's padded tokenizer (`tiny_model.build_tokenizer(cover=)`).
+    """Server environment for a tokenizer padded with added tokens (a shape folder made before
+    session 17; `tiny_model.build_tokenizer(cover=)` now pads the BPE's vocabulary instead).
 
-    Its ~150K added `<tN>` tokens make SGLang's parallel prompt encoder (the chat door's
-    default) split text on a regex alternation of every added token: measured on this
-    repository's flash-12 tokenizer, 129K tokens of an agentic turn whose replies are `<tN>`
-    runs took 6.2 s there against 0.36 s for the tokenizer's own encode (same ids); on the
-    H200 host a long turn's prefill started ~2.5 s after the previous reply had ended, against
-    0.42 s of chat-door overhead for the same context without replies. A real checkpoint's tokenizer has a few
-    hundred added tokens, so the benchmark turns the parallel encoder off only for such a
+    ~150K added `<tN>` tokens make SGLang's parallel prompt encoder (the chat door's default)
+    split text on a regex alternation of every added token: measured on such a flash-12
+    tokenizer, 129K tokens of an agentic turn whose replies are `<tN>` runs took 6.2 s there
+    against 0.36 s for the tokenizer's own encode (same ids). A real checkpoint's tokenizer has a
+    few hundred added tokens, so the benchmark turns the parallel encoder off only for such a
     tokenizer; SGLang then calls the tokenizer's own encode."""
     from pathlib import Path
 

@@ -80,8 +80,10 @@ class _Text:
     def __init__(self, tok):
         self.tok = tok
         special = set(tok.all_special_ids)
-        # the base vocabulary: not the added `<tN>` ids that pad a shape's tokenizer
-        self.ids = [i for i in range(tok.vocab_size) if i not in special]
+        # the base vocabulary: not the `<tN>` ids that pad a shape's tokenizer to the model's
+        # (tiny_model.build_tokenizer: since session 17 in its vocabulary, before as added tokens)
+        names = tok.convert_ids_to_tokens(list(range(tok.vocab_size)))
+        self.ids = [i for i, name in enumerate(names) if i not in special and name != f"<t{i}>"]
 
     def count(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False)["input_ids"])
