@@ -37,7 +37,8 @@ from sglang_indexcache.bundle_wheels import (  # the wheel side: names, tags, do
 CREATED_BY = "sglang-indexcache bundle (bundle.py, format 1)"
 # a part and this checkout travel together in one device call, which carries at most 64 MiB:
 # 45 MiB leaves 19 for the tracked tree (60 MiB parts stopped fitting at 5.2 MB of it, 57 MiB
-# pieces at 7.7 MB, both on 2026-12-01; 50 MiB at 15 MB, once the H200 kernel cache was tracked)
+# pieces at 7.7 MB, both on 2026-12-01; 50 MiB ones and the 15 MB tree, with the H200 kernel
+# cache tracked since session 17, would come to 67.6 MB, over the 67.1)
 DEFAULT_PART_SIZE = 45 * 2**20
 
 
