@@ -155,8 +155,10 @@ def build_tokenizer(out: Path, cover: Optional[int] = None, text: Optional[str] 
 
 
 # A padding token `<tN>` is one pre-token, and the text between two is split as ByteLevel's own
-# regex splits it, so any text gets the ids the unpadded BPE gives it (a run of whitespace or
-# punctuation ends where a `<tN>` begins, as it ends at the end of a text).
+# regex splits it (a run of whitespace or punctuation ends where a `<tN>` begins, as it ends at
+# the end of a text). BPE then takes a pre-token found whole in the vocabulary as it is
+# (`ignore_merges`): on the BPE's own text that gave the unpadded tokenizer's ids in every case
+# tried (the traces, random text: tests/test_bench_agentic.py).
 PAD_TOKEN = r"<t[0-9]+>"
 _PADDED_SPLIT = (
     PAD_TOKEN + r"|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?(?:(?!" + PAD_TOKEN + r")[^\s\p{L}\p{N}])+"
