@@ -252,7 +252,8 @@ def test_jit_cache_packs_and_restores_without_locks(tmp_path):
     """`gpu_host.sh jit-pack` takes the kernels SGLang compiled on one host (~/.cache/sglang, where
     SGLang points its own JIT cache and DeepGEMM's, Triton's, FlashInfer's and the driver's), locks
     and half-built entries left out; `jit-restore` (which `install` runs for BUNDLE/jit-cache.tgz,
-    else the checkout's benchmarks/jit/ cache) puts them under another host's home. A host where no server ran is refused by name."""
+    else the checkout's benchmarks/jit/ cache) puts them under another host's home. A host where
+    no server ran is refused by name."""
     import os
     import subprocess
 
