@@ -117,6 +117,51 @@ def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
     assert r["over_d"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(1.25)
 
 
+def test_turn_for_turn_ratios_pair_the_same_turn_of_the_same_session():
+    """Each turn's TTFT against the same turn on the reference's server (medians over repeated
+    runs), >= 96K turns apart; a turn whose context differs between the servers is not paired."""
+    def rows(ttfts, run=None, contexts=(8000, 60000, 100000, 120000)):
+        out = [{"session": 0, "turn": t, "context": c, "ttft_s": x, "error": None}
+               for t, (c, x) in enumerate(zip(contexts, ttfts))]
+        return [{**r, "run": run} for r in out] if run is not None else out
+
+    a = rows([0.2, 0.4, 0.8, 1.0])
+    c = rows([0.1, 0.4, 0.4, 0.9], run=0) + rows([0.3, 0.4, 0.2, 1.1], run=1)  # medians 0.2 0.4 0.3 1.0
+    p = agentic_report.paired_turns(a, c)
+    assert p["turns"] == 4 and p["unpaired"] == 0 and p["long_turns"] == 2
+    assert p["median"] == pytest.approx(1.0)  # ratios 1, 1, 8/3, 1
+    assert p["median_long"] == pytest.approx((0.8 / 0.3 + 1.0) / 2)
+    assert p["total"] == pytest.approx(2.4 / 1.9)
+    other = rows([0.2, 0.4, 0.8, 1.0], contexts=(8000, 60000, 100000, 125000))  # a longer reply before it
+    assert agentic_report.paired_turns(a, other)["unpaired"] == 1
+    failed = [{**r, "error": "timeout"} if r["turn"] == 3 else r for r in a]
+    assert agentic_report.paired_turns(failed, a)["turns"] == 3
+    assert agentic_report.paired_turns(a, []) == {}
+
+    results = {"concurrency": [1], "configs": {
+        "a": {"label": "a", "levels": {"1": {"ttft_median_s": 0.6, "ttft_p90_s": 1.0, "sessions_per_min": 1.0, "turns": a}}},
+        "c": {"label": "c", "levels": {"1": {"ttft_median_s": 0.35, "ttft_p90_s": 0.9, "sessions_per_min": 1.2,
+                                             "turns": c}}}}}
+    r = agentic_report.agentic_ratios(results)
+    assert r["paired_over_a"]["1"]["c"]["median"] == pytest.approx(1.0)
+    table = agentic_report.agentic_table({**results, "ratios": r})
+    assert "c over a, turn for turn: median 1.000 (4 turns), >=96K 1.833 (2), total TTFT 1.263" in table
+
+
+def test_the_servers_decode_rate_is_read_from_its_log():
+    from sglang_indexcache.bench.decode import decode_log_lines
+
+    # lines as SGLang 0.5.23 logged them on an H200 (session 18, c-server.log)
+    log = """\
+[2026-12-02 06:58:44] Decode batch, #running-req: 1, #token: 90496, token usage: 0.02, cuda graph: True, gen throughput (token/s): 128.06, #queue-req: 0
+[2026-12-02 06:58:44] Prefill batch, #new-seq: 1, #new-token: 2304, #cached-token: 90432, token usage: 0.02, #running-req: 0, #queue-req: 0
+[2026-12-02 06:58:44] Decode batch, #running-req: 16, #token: 90560, token usage: 0.02, cuda graph: True, gen throughput (token/s): 383.97, #queue-req: 0
+"""
+    assert decode_log_lines(log, 1) == {"lines": 1, "graph_lines": 1, "gen_throughput": [128.06]}
+    assert decode_log_lines(log, 16)["gen_throughput"] == [383.97]
+    assert decode_log_lines("", 1)["lines"] == 0
+
+
 def test_servers_keep_sglangs_prefill_graphs_unless_asked_and_long_patterns_are_shortened():
     """`--prefill-graphs sglang` (the default) leaves SGLang's own prefill CUDA graphs on, as a
     user's launch line has them; `off` gives the eager extends of the runs up to session 15. A

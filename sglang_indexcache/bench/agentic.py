@@ -30,10 +30,11 @@ import time
 from pathlib import Path
 
 from sglang_indexcache.bench import common
+from sglang_indexcache.bench.agentic_report import AGENTIC_FIGURES, LONG_CONTEXT, agentic_ratios, agentic_table
+from sglang_indexcache.bench.decode import decode_log_lines
 
 # turn context bins for "TTFT against context length": [lo, hi) in tokens
 BIN = 16384
-LONG_CONTEXT = 98304  # "a turn at >= 96K context" (the issue's TTFT target)
 
 
 def bench_serving_cmd(url: str, model: Path, trace: Path, sessions: int, concurrency: int, reply: int,
@@ -293,7 +294,8 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
     mark, before = len(log.read_text(errors="replace")), metrics_now(srv)
     result = run_bench_serving(cmd, stem.with_suffix(".log"), f, args.timeout)
     time.sleep(1.0)  # the last ReqTimeStats line
-    stats = common.time_stats(log.read_text(errors="replace")[mark:])
+    text = log.read_text(errors="replace")[mark:]
+    stats = common.time_stats(text)
     rows = turns(result, trace, sessions)
     for r in rows:  # paired by prompt length (unique per turn in practice); None if absent
         st = stats.get(r["context"])
@@ -303,6 +305,11 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
     fwd = [r["server_forward_s"] for r in rows if r["server_forward_s"] is not None]
     level["server"]["forward_median_s"] = statistics.median(fwd) if fwd else None
     level["server"]["turns_paired"] = len(fwd)
+    # the scheduler's own decode rate with every session of the level running (its log lines'
+    # median), next to the client's TPOT: tells a server slower to decode from a client slower
+    # to receive (session 18)
+    rates = decode_log_lines(text, concurrency)["gen_throughput"]
+    level["server"]["decode_tokens_per_s_median"] = statistics.median(rates) if rates else None
     return {**level, "turns": rows}
 
 
@@ -311,8 +318,6 @@ def combine_runs(runs: list) -> dict:
     of that run's figure (per context bin too), failed rounds are summed, `spread` holds each
     compared figure's [min, max] over the runs, `runs` each run's figures, and `turns` every
     run's rows marked with its run."""
-    from sglang_indexcache.bench.agentic_report import AGENTIC_FIGURES
-
     if len(runs) == 1:
         return runs[0]
 
@@ -404,8 +409,6 @@ def run(args) -> int:
         results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         results_path.write_text(json.dumps(results, indent=1) + "\n")
     bar.close()
-    from sglang_indexcache.bench.agentic_report import agentic_ratios, agentic_table
-
     results["ratios"] = agentic_ratios(results)
     results_path.write_text(json.dumps(results, indent=1) + "\n")
     print(agentic_table(results))

@@ -5,9 +5,12 @@ indexcache at the pattern."""
 from __future__ import annotations
 
 import re
+import statistics
 from pathlib import Path
 
 from sglang_indexcache.bench.common import KERNEL_ENV_KEYS
+
+LONG_CONTEXT = 98304  # "a turn at >= 96K context" (the issue's TTFT target)
 
 # figure: (key in a level's summary, higher is better)
 AGENTIC_FIGURES = {
@@ -64,7 +67,42 @@ def agentic_ratios(results: dict) -> dict:
                 out.setdefault(f"over_{ref}", {}).setdefault(level, {})[key] = row
                 if span:
                     out.setdefault(f"over_{ref}_range", {}).setdefault(level, {})[key] = span
+                paired = paired_turns(base.get("turns") or [], mine.get("turns") or [])
+                if paired:
+                    out.setdefault(f"paired_over_{ref}", {}).setdefault(level, {})[key] = paired
     return out
+
+
+def _by_turn(rows: list) -> dict:
+    """(session, turn) -> (context, TTFT) of the answered turns; with --repeats, medians over the runs."""
+    seen = {}
+    for r in rows:
+        if not r.get("error") and r.get("ttft_s") is not None:
+            seen.setdefault((r["session"], r["turn"]), []).append((r.get("context") or 0, r["ttft_s"]))
+    return {k: (statistics.median(c for c, _ in v), statistics.median(t for _, t in v)) for k, v in seen.items()}
+
+
+def paired_turns(ref_rows: list, my_rows: list) -> dict:
+    """Turn for turn: each turn's TTFT on the reference's server over ours (>1: ours is faster),
+    for the same session's same turn, which the trace fixes for both. The medians of each side
+    mix short and long turns and sessions of different lengths; the ratio of a turn to itself
+    does not. Medians of the ratios over every paired turn and over those at >= 96K, and the
+    ratio of the summed TTFTs. A turn whose context differs by more than 1 % between the two
+    (the servers' replies differed) is not paired, and counted."""
+    ref, mine = _by_turn(ref_rows), _by_turn(my_rows)
+    pairs, unpaired = [], 0
+    for k in sorted(ref.keys() & mine.keys()):
+        (cr, tr), (cm, tm) = ref[k], mine[k]
+        if abs(cr - cm) > 0.01 * max(cr, cm, 1) or tm <= 0:
+            unpaired += 1
+            continue
+        pairs.append((cr, tr, tm))
+    if not pairs:
+        return {}
+    long_ = [tr / tm for c, tr, tm in pairs if c >= LONG_CONTEXT]
+    return {"turns": len(pairs), "unpaired": unpaired, "median": statistics.median(tr / tm for _, tr, tm in pairs),
+            "long_turns": len(long_), "median_long": statistics.median(long_) if long_ else None,
+            "total": sum(tr for _, tr, _ in pairs) / sum(tm for _, _, tm in pairs)}
 
 
 def agentic_table(results: dict) -> str:
@@ -73,7 +111,8 @@ def agentic_table(results: dict) -> str:
     lines = [f"agentic: {results.get('model')} on {(results.get('gpu') or {}).get('name') or results.get('device')}; "
              f"trace {t.get('spec', {}).get('sessions')} sessions, {sum(t.get('turns', []))} turns, "
              f"up to {max(t.get('last_prompt_tokens') or [0])} tokens"]
-    head = f"  {'':<44}{'TTFT med':>9}{'p90':>7}{'>=96K med':>10}{'TPOT ms':>8}{'sess/min':>9}{'hit %':>7}"
+    # dec tok/s: the server's own decode rate with the level's sessions all running (its log)
+    head = f"  {'':<44}{'TTFT med':>9}{'p90':>7}{'>=96K med':>10}{'TPOT ms':>8}{'sess/min':>9}{'hit %':>7}{'dec tok/s':>10}"
     for level in levels(results):
         lines += [f"concurrency {level}:", head]
         for key in sorted(c):
@@ -84,6 +123,7 @@ def agentic_table(results: dict) -> str:
             lines.append(f"  {key} {short_label(c[key]['label'])[:41]:<41}{'*' if s.get('repeats') else ' '}{s['ttft_median_s']:8.3f} {s['ttft_p90_s']:6.3f} "
                          f"{long_ if long_ is not None else float('nan'):9.3f} {s.get('tpot_median_ms') or float('nan'):7.2f} "
                          f"{s['sessions_per_min']:8.2f} {s.get('cache_hit_rate_pct') or float('nan'):6.1f}"
+                         f" {s.get('server', {}).get('decode_tokens_per_s_median') or float('nan'):9.0f}"
                          + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else ""))
         for ref in REFERENCES:
             rows = results.get("ratios", {}).get(f"over_{ref}", {}).get(level, {})
@@ -94,6 +134,12 @@ def agentic_table(results: dict) -> str:
                     lines.append(f"  {key} over {ref}: " + ", ".join(
                         f"{k} {v:.3f}" + (f" [{span[k][0]:.3f}, {span[k][1]:.3f}]" if k in span else "")
                         for k, v in row.items()))
+                pair = results.get("ratios", {}).get(f"paired_over_{ref}", {}).get(level, {}).get(key)
+                if pair:
+                    long_ = f"{pair['median_long']:.3f}" if pair["median_long"] is not None else "none"
+                    lines.append(f"  {key} over {ref}, turn for turn: median {pair['median']:.3f} ({pair['turns']} turns), "
+                                 f">=96K {long_} ({pair['long_turns']}), total TTFT {pair['total']:.3f}"
+                                 + (f", {pair['unpaired']} unpaired" if pair["unpaired"] else ""))
     kernels = {key: " ".join(f"{k}={v}" for k, v in sorted(c[key].get("server_env", {}).items()) if k in KERNEL_ENV_KEYS)
                for key in sorted(c)}
     if any(kernels.values()):  # what the labels do not say: a variable inherited from the environment
