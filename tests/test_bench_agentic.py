@@ -148,6 +148,16 @@ def test_turn_for_turn_ratios_pair_the_same_turn_of_the_same_session():
     assert "c over a, turn for turn: median 1.000 (4 turns), >=96K 1.833 (2), total TTFT 1.263" in table
 
 
+def test_the_control_config_is_offered_and_refused_on_cpu(models, tmp_path):
+    """(i), dsa with the pattern as indexer_types (the model config indexcache installs, without
+    its backend), is a configuration of the agentic bench; upstream dsa needs CUDA."""
+    from sglang_indexcache.bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="--device cpu runs only indexcache configurations"):
+        main(["agentic", "--out", str(tmp_path), "--device", "cpu", "--model-path", models["deepseek-tiny"],
+              "--pattern", "FSSFSS", "--configs", "c", "i"])
+
+
 def test_the_servers_decode_rate_is_read_from_its_log():
     from sglang_indexcache.bench.decode import decode_log_lines
 

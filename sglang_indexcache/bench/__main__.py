@@ -99,8 +99,9 @@ def main(argv=None) -> int:
     g.add_argument("--out", required=True)
     g.add_argument("--shape", choices=sorted(SHAPES), help="generate this model shape (dummy weights)")
     g.add_argument("--model-path", help="an existing model folder instead of --shape")
-    g.add_argument("--configs", nargs="+", default=["a", "d", "c", "e", "f"], choices=list("abcdefkmnp"),
-                   help="as turn's: k, m: b and c with SGLang's v2 top-k; n, p: also the paged route at --paged-rows")
+    g.add_argument("--configs", nargs="+", default=["a", "d", "c", "e", "f"], choices=list("abcdefikmnp"),
+                   help="as turn's: k, m: b and c with SGLang's v2 top-k; n, p: also the paged route at --paged-rows; "
+                        "i: dsa with the pattern as indexer_types (c's model config without our backend)")
     g.add_argument("--paged-rows", type=int, default=128, help="SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS of configs n and p")
     g.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
     g.add_argument("--low", help="config e pattern (default: the shape's)")
