@@ -5,7 +5,7 @@ then, for each concurrency, `python -m sglang.benchmark.serving --backend sglang
 --dataset-name agentic-trace` replays max(concurrency, --min-sessions) sessions of the
 trace (`trace.py`) with `--max-concurrency` and an infinite request rate, the radix cache
 flushed first (bench_serving's `--flush-cache`). Our own requests are only the few of
-`turn_probe` (one long turn through three doors, before the timed runs) and reads of the
+`probe.py` (one long turn through three doors, before the timed runs) and reads of the
 server's `/metrics`.
 
 bench_serving prints median/p90 TTFT, ITL, throughput and (with `--cache-report`) the hit
@@ -32,6 +32,7 @@ from pathlib import Path
 from sglang_indexcache.bench import common
 from sglang_indexcache.bench.agentic_report import AGENTIC_FIGURES, LONG_CONTEXT, agentic_ratios, agentic_table
 from sglang_indexcache.bench.decode import decode_log_lines
+from sglang_indexcache.bench.probe import probe_turn, turn_probe
 
 # turn context bins for "TTFT against context length": [lo, hi) in tokens
 BIN = 16384
@@ -173,46 +174,6 @@ def metrics_now(srv) -> dict:
     """One read of the server's `/metrics`: the histogram sums and the indexer calls."""
     text = srv.text("/metrics")
     return {**histogram_sums(text), "calls": indexer_calls(text)}
-
-
-def probe_turn(model: Path, trace: dict) -> tuple:
-    """The probe's one long turn, three ways: session 0's history up to its last turn
-    (replies left out) as chat messages, as the templated text, and as its token ids."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(model))
-    msgs = [m for turn in trace["conversations"][0] for m in turn["messages"]]
-    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    return msgs, text, tok(text, add_special_tokens=False)["input_ids"]
-
-
-def turn_probe(srv, model: Path, turn: tuple, repeats: int = 3) -> dict:
-    """Where a long turn's time goes before its new tokens, by the door it enters.
-
-    Our own client, because neither bench_serving nor the server splits it: `turn`
-    (`probe_turn`) is sent once cold, then `repeats` times each through
-    `/v1/chat/completions` (template, tokenization, scheduling, forward), `/generate` with
-    the templated text (tokenization onward) and `/generate` with the token ids (scheduling
-    and forward only), one new token each. Every repeat hits the radix cache on all but the
-    last page, so the times are per-turn overhead at this context with almost no new tokens."""
-    msgs, text, ids = turn
-    greedy = {"temperature": 0.0, "max_new_tokens": 1}
-
-    def timed(path, body):
-        t0 = time.perf_counter()
-        srv.post(path, body, timeout=600)
-        return time.perf_counter() - t0
-
-    chat = ("/v1/chat/completions", {"model": str(model), "messages": msgs, "max_completion_tokens": 1, "temperature": 0.0})
-    doors = {"chat_s": chat, "text_s": ("/generate", {"text": text, "sampling_params": greedy}),
-             "ids_s": ("/generate", {"input_ids": ids, "sampling_params": greedy})}
-    out = {"context": len(ids), "cold_chat_s": timed(*chat)}
-    times = {k: [] for k in doors}
-    for _ in range(repeats):
-        for k, door in doors.items():
-            times[k].append(timed(*door))
-    out.update({k: statistics.median(v) for k, v in times.items()})
-    return out
 
 
 def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
