@@ -151,6 +151,38 @@ def test_turn_profile_kernel_table_counts_busy_time_and_gaps():
     assert host == {"aten::mm": {"us": 1003, "calls": 2}, "aten::add": {"us": 7, "calls": 1}}
 
 
+def test_profile_python_functions_by_self_time_and_the_hosts_step_period():
+    """--profile-stack: Python functions by self time (a parent's duration less its direct
+    children's, per thread; another thread's events do not nest in it), and the host's period
+    between decode graph launches, hand-counted."""
+    from sglang_indexcache.bench import profile
+
+    py = lambda name, ts, dur, tid=1: {"ph": "X", "cat": "python_function", "name": name, "ts": ts, "dur": dur,
+                                       "pid": 7, "tid": tid}
+    ev = [
+        py("scheduler.py(10): event_loop", 0, 100),
+        py("scheduler.py(20): run_batch", 0, 60),  # starts with its parent: a child, not a sibling
+        py("gpu.py(30): init_forward_metadata_out_graph", 10, 20),
+        py("metrics.py(40): record", 15, 5),
+        py("scheduler.py(20): run_batch", 70, 20),
+        py("other_thread.py(1): poll", 5, 500, tid=2),
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 12, "dur": 2},  # not Python: ignored
+    ]
+    t = profile.python_table({"traceEvents": ev})
+    assert t["other_thread.py(1): poll"] == {"self_us": 500, "calls": 1}
+    assert t["scheduler.py(20): run_batch"] == {"self_us": 40 + 20, "calls": 2}  # 60 - 20, then 20
+    assert t["scheduler.py(10): event_loop"] == {"self_us": 100 - 60 - 20, "calls": 1}
+    assert t["gpu.py(30): init_forward_metadata_out_graph"] == {"self_us": 15, "calls": 1}
+    assert t["metrics.py(40): record"] == {"self_us": 5, "calls": 1}
+    assert list(t)[0] == "other_thread.py(1): poll"
+    launch = lambda ts: {"ph": "X", "cat": "cuda_runtime", "name": "cudaGraphLaunch", "ts": ts, "dur": 3}
+    lt = profile.launch_intervals({"traceEvents": [launch(0), launch(2300), launch(4500), launch(7700),
+                                                   {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel",
+                                                    "ts": 100, "dur": 2}]})
+    assert lt == {"launches": 4, "median_us": 2300, "min_us": 2200, "max_us": 3200}
+    assert profile.launch_intervals({"traceEvents": [launch(0)]}) == {"launches": 1}
+
+
 def test_the_benchmarks_own_environment_is_recorded_as_its_servers(monkeypatch):
     """A server inherits the benchmark's environment (SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit
     is given so): the results record what of SERVER_ENV_KEYS it passed on."""

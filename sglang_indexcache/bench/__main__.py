@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def run(args) -> int:
         raise SystemExit("--tp-size runs --phase decode on CUDA GPUs only (prefill is measured with one_batch on one GPU)")
     base_args = [*(BASE_ARGS if args.device == "cuda" else CPU_ARGS), *tp_args(args.tp_size)]
     server_env = MULTI_GPU_ENV if args.tp_size > 1 else {}
+    bad = [kv for kv in args.server_env if "=" not in kv or not kv.split("=", 1)[0]]
+    if bad:
+        raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
+    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
     if args.device == "cuda" and None in (args.mem_fraction, args.decode_mem_fraction):
         auto = mem_fraction_for(gpu_total_bytes())
         args.mem_fraction = auto if args.mem_fraction is None else args.mem_fraction
@@ -57,7 +62,7 @@ def run(args) -> int:
         "gpu": gpu_info() if args.device == "cuda" else None,
         "versions": versions(),
         "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
-        "env": {**inherited_env(), **dense_prefill_env(), **server_env},
+        "env": {**inherited_env(), **dense_prefill_env(), **server_env, **extra_env},
         "tp_size": args.tp_size,
     })
     results.setdefault("configs", {})
@@ -72,7 +77,8 @@ def run(args) -> int:
             print(f"[{key}] prefill {cfg['label']}: " + ", ".join(f"{n}: {v:.4f} s" for n, v in per_len.items())
                   + f"; KV pool {entry['prefill']['kv_pool_tokens']} tokens", flush=True)
         if args.phase in ("decode", "all"):
-            d = decode.serve_decode(model, [*base_args, *cfg["args"]], args, out / f"{key}-decode.log", env=server_env)
+            d = decode.serve_decode(model, [*base_args, *cfg["args"], *shlex.split(args.server_args)], args,
+                                    out / f"{key}-decode.log", env={**server_env, **extra_env})
             entry["decode"] = d
             print(f"[{key}] decode {cfg['label']}: bs {d['batch_size']} at {d['context']}: "
                   f"{d['tokens_per_s']:.1f} tok/s ({d['ms_per_step']:.2f} ms/step), SGLang log median "
@@ -233,6 +239,13 @@ def main(argv=None) -> int:
     r.add_argument("--tp-size", type=int, default=1, help="decode on this many GPUs, tensor-parallel (every config)")
     r.add_argument("--profile-steps", type=int, default=0,
                    help="decode: profile this many scheduler steps (SGLang's profiler) after the timed runs")
+    r.add_argument("--profile-stack", action="store_true",
+                   help="decode: the profile records Python functions too (host time by function)")
+    r.add_argument("--prefill-graphs", choices=("off", "sglang"), default="off",
+                   help="decode: sglang keeps SGLang's default breakable prefill graphs (as `agentic` runs)")
+    r.add_argument("--server-args", default="", help="decode: more flags for every server, e.g. '--enable-metrics'")
+    r.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="decode: environment of every server (recorded in the results)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="cuda", help="cpu only for a smoke run of configs b/c on a tiny model")
     r.add_argument("--model-path", help="an existing model instead of the generated GLM-4.7-Flash shape")

@@ -17,8 +17,10 @@ With `--mtp` every configuration runs EAGLE over the model's NextN layer and the
 records SGLang's accept length (`/server_info`'s avg_spec_accept_length) as well.
 `--profile-steps N` then records N scheduler steps of one more short batch with SGLang's
 profiler (`profile.py`): per step, the GPU timeline's span, busy time and idle gaps, the
-kernel families, and the host's busiest operators (under MTP a step is one draft-verify
-round)."""
+kernel families, the host's busiest operators and its period between decode graph launches
+(under MTP a step is one draft-verify round); `--profile-stack` adds the Python functions by
+self time. `--prefill-graphs sglang` keeps SGLang's default breakable prefill graphs, as the
+agentic benchmark's servers run."""
 
 from __future__ import annotations
 
@@ -72,10 +74,12 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None 
         "--context-length", str(L + long_ + 64),
     ]
     if args.device == "cuda":
-        # decode steps replay decode CUDA graphs; prefill graphs (breakable, every token
-        # count up to the chunk size) cost 187 s of capture per server on the H200 and
-        # take no part in what is timed here
-        server_args += ["--cuda-graph-max-bs-decode", str(B), "--cuda-graph-backend-prefill", "disabled"]
+        server_args += ["--cuda-graph-max-bs-decode", str(B)]
+        if getattr(args, "prefill_graphs", "off") == "off":
+            # decode steps replay decode CUDA graphs; prefill graphs (breakable, every token
+            # count up to the chunk size) cost 187 s of capture per server on the H200 and
+            # take no part in what is timed here (`--prefill-graphs sglang` keeps SGLang's default)
+            server_args += ["--cuda-graph-backend-prefill", "disabled"]
     if getattr(args, "mtp", False):
         server_args += MTP
     srv = Server(model, server_args, log=log, device=args.device, startup_timeout=args.timeout)
@@ -122,8 +126,12 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None 
                 raise ValueError(f"--profile-steps ({steps}) must be below --decode-short ({short})")
             name, table = profile_forwards(srv, log.parent / "profiles", f"{log.stem}-decode", cuda=args.device == "cuda",
                                            run=lambda: batch(short), num_steps=steps,
-                                           timeout=min(args.timeout, PROFILE_WAIT_S))
+                                           timeout=min(args.timeout, PROFILE_WAIT_S),
+                                           with_stack=bool(getattr(args, "profile_stack", False)))
             profiled = {"trace": name, "steps": steps, "kernels": table}
+            launches = table.get("graph_launches", {})
+            if "median_us" in launches:  # the host's time per step: one decode graph launch each
+                profiled["host_us_per_step"] = launches["median_us"]
             for key in ("span_us", "busy_us", "gap_us"):
                 if key in table:
                     profiled[key.replace("_us", "_us_per_step")] = table[key] / steps

@@ -73,14 +73,57 @@ def host_table(trace: dict, top: int = 15) -> dict:
     return dict(sorted(per.items(), key=lambda kv: -kv[1]["us"])[:top])
 
 
+def python_table(trace: dict, top: int = 40) -> dict:
+    """The host's Python functions (torch profiler `python_function` events, recorded with
+    `with_stack`) by self time: each event's duration less its direct children's on the same
+    thread, summed per function. Self times partition the profiled Python time, so two servers'
+    tables say which functions one of them spends more host time in."""
+    threads: dict = {}
+    for e in trace.get("traceEvents", []):
+        if e.get("ph") == "X" and e.get("cat") == "python_function" and "dur" in e:
+            threads.setdefault((e.get("pid"), e.get("tid")), []).append(e)
+    per: dict = {}
+    for events in threads.values():
+        events.sort(key=lambda e: (e["ts"], -e["dur"]))  # a parent before a child starting with it
+        stack: list = []  # [end, self time left, name]
+        for e in events:
+            while stack and e["ts"] >= stack[-1][0]:
+                _close(stack.pop(), per)
+            if stack:
+                stack[-1][1] -= e["dur"]
+            stack.append([e["ts"] + e["dur"], float(e["dur"]), e["name"]])
+        while stack:
+            _close(stack.pop(), per)
+    return dict(sorted(per.items(), key=lambda kv: -kv[1]["self_us"])[:top])
+
+
+def _close(frame: list, per: dict) -> None:
+    row = per.setdefault(frame[2], {"self_us": 0.0, "calls": 0})
+    row["self_us"] += frame[1]
+    row["calls"] += 1
+
+
+def launch_intervals(trace: dict, name: str = "cudaGraphLaunch") -> dict:
+    """The host's period between successive launches of `name` (CUDA runtime calls): under
+    decode CUDA graphs one launch per step, so its median is the host's time per step."""
+    ts = sorted(e["ts"] for e in trace.get("traceEvents", [])
+                if e.get("ph") == "X" and e.get("cat") == "cuda_runtime" and e.get("name") == name)
+    gaps = [b - a for a, b in zip(ts, ts[1:])]
+    if not gaps:
+        return {"launches": len(ts)}
+    gaps.sort()
+    return {"launches": len(ts), "median_us": gaps[len(gaps) // 2], "min_us": gaps[0], "max_us": gaps[-1]}
+
+
 def profile_forwards(srv, prof_dir: Path, prefix: str, *, cuda: bool, run: Callable[[], object],
-                     num_steps: Optional[int] = None, timeout: float = 600) -> tuple:
+                     num_steps: Optional[int] = None, timeout: float = 600, with_stack: bool = False) -> tuple:
     """Profile what `run()` makes the server do: (trace file name or None, kernel table with
     the host's busiest operators). With `num_steps` SGLang stops by itself after that many
-    scheduler steps (the steps `run()` starts), else when `run()` returns."""
+    scheduler steps (the steps `run()` starts), else when `run()` returns. `with_stack`: the
+    Python functions too (the table's `python`, by self time), at the cost of a slower host."""
     prof_dir.mkdir(parents=True, exist_ok=True)
     body = {"output_dir": str(prof_dir), "activities": ["CPU", "GPU"] if cuda else ["CPU"],
-            "with_stack": False, "record_shapes": False, "profile_prefix": prefix}
+            "with_stack": with_stack, "record_shapes": False, "profile_prefix": prefix}
     if num_steps:
         body["num_steps"] = num_steps
     srv.post("/start_profile", body, timeout=120)
@@ -101,4 +144,7 @@ def profile_forwards(srv, prof_dir: Path, prefix: str, *, cuda: bool, run: Calla
         time.sleep(1)
     table = kernel_table(trace)
     table["host_ops"] = host_table(trace)
+    table["graph_launches"] = launch_intervals(trace)
+    if with_stack:
+        table["python"] = python_table(trace)
     return traces[-1].name, table

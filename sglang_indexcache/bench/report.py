@@ -64,10 +64,14 @@ def table(results: dict) -> str:
     if dec:
         any_d = next(iter(dec.values()))
         lines.append(f"decode, {any_d['batch_size']} concurrent requests at {any_d['context']} tokens of context, tokens/s:")
-        lines.append(f"  {'':<38} {'SGLang log median':>18} {'wall-clock':>11}")
+        lines.append(f"  {'':<38} {'SGLang log median':>18} {'wall-clock':>11} {'profiled: host/step':>20} {'GPU busy/step':>14}")
         for k, d in sorted(dec.items()):
             log = d.get("log_gen_throughput_median")
-            lines.append(f"  {k} {c[k]['label']:<36} {log if log is not None else float('nan'):18.1f} {d['tokens_per_s']:11.1f}")
+            prof = d.get("profile") or {}
+            host, busy = prof.get("host_us_per_step"), prof.get("busy_us_per_step")
+            lines.append(f"  {k} {c[k]['label']:<36} {log if log is not None else float('nan'):18.1f} {d['tokens_per_s']:11.1f}"
+                         + (f" {host / 1e3:17.3f} ms" if host else f" {'-':>20}")
+                         + (f" {busy / 1e3:11.3f} ms" if busy else f" {'-':>14}"))
         for tag in ("log", "wallclock"):
             r = results.get("ratios", {}).get(f"decode_tokens_per_s_{tag}")
             if r:
