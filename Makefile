@@ -55,10 +55,13 @@ soak: $(MODELS)/deepseek-tiny/config.json
 # Side by side on a CUDA GPU (sglang_indexcache/bench/): agentic sessions replayed by SGLang's
 # bench_serving, dsa vs indexcache (all-Full, native sharing, 1/4, every 8th, searched shape), at
 # concurrency 1, 4, 16. BENCH_SHAPE=glm-5.2-tp8 for one TP rank of GLM-5.2 (78 layers).
-BENCH_OUT   ?= bench_results/agentic
-BENCH_SHAPE ?= flash-12
+# BENCH_SERVERS=N: N servers per configuration, interleaved, figures medians over all (a host
+# whose speed differs between server processes: README, "Agentic sessions", session 19).
+BENCH_OUT     ?= bench_results/agentic
+BENCH_SHAPE   ?= flash-12
+BENCH_SERVERS ?= 1
 bench:
-	$(BIN)/python -m sglang_indexcache.bench agentic --out $(BENCH_OUT) --shape $(BENCH_SHAPE)
+	$(BIN)/python -m sglang_indexcache.bench agentic --out $(BENCH_OUT) --shape $(BENCH_SHAPE) --servers $(BENCH_SERVERS)
 	$(BIN)/python -m sglang_indexcache.bench report $(BENCH_OUT)/results.json --png $(BENCH_OUT)/agentic.png
 
 # The paper's table: batch-1 prefill (one_batch) and 16 x 64K decode, dsa vs indexcache.

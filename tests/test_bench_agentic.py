@@ -266,26 +266,61 @@ def test_repeated_replays_give_medians_their_spread_and_every_turn():
     assert "medians over repeated runs" in table and "[0.667, 4.000]" in table
 
 
+def test_a_config_on_several_servers_gets_medians_over_all_their_runs():
+    """--servers: the n-th server of every config runs before any config's next; merged, a
+    level's figures are medians over every run on every server, each run names its server, each
+    server keeps its command and start time, and the raw runs are not written out."""
+    from sglang_indexcache.bench import agentic
+
+    def run(ttft, tpot):
+        return {"command": "bench_serving ...", "sessions": 2, "rounds": 2, "failed_rounds": 0, "ttft_median_s": ttft,
+                "ttft_p90_s": ttft, "ttft_long_median_s": None, "sessions_per_min": 1.0, "cache_hit_rate_pct": 90.0,
+                "tpot_median_ms": tpot, "server": {"decode_tokens_per_s_median": 1000 / tpot},
+                "ttft_by_context": {"0": {"median_s": ttft, "p90_s": ttft, "n": 2}},
+                "turns": [{"session": 0, "turn": t, "ttft_s": ttft} for t in range(2)]}
+
+    def entry(port, runs):
+        return {"label": "c", "server_command": f"launch --port {port}", "startup_s": 20.0, "kv_pool_tokens": 9,
+                "probe": {"ids_s": 0.1}, "levels": {"1": agentic.combine_runs(runs)}, "_runs": {"1": runs}}
+
+    one = entry(1, [run(0.2, 2.0)])
+    assert agentic.merge_servers([one]) == {k: v for k, v in one.items() if k != "_runs"}
+    merged = agentic.merge_servers([one, entry(2, [run(0.4, 3.0), run(0.3, 3.2)]), entry(3, [run(0.1, 2.1)])])
+    assert "_runs" not in merged
+    level = merged["levels"]["1"]
+    assert level["run_servers"] == [0, 1, 1, 2] and level["repeats"] == 4
+    assert level["ttft_median_s"] == pytest.approx(0.25) and level["tpot_median_ms"] == pytest.approx(2.55)
+    assert level["spread"]["tpot_median_ms"] == pytest.approx([2.0, 3.2])
+    assert [r["server"]["decode_tokens_per_s_median"] for r in level["runs"]] == pytest.approx([500, 1000 / 3, 312.5, 1000 / 2.1])
+    assert [s["server_command"] for s in merged["per_server"]] == ["launch --port 1", "launch --port 2", "launch --port 3"]
+    table = agentic_report.agentic_table({"concurrency": [1], "configs": {"c": merged}})
+    assert "  c dec tok/s by server: 0: 500, 1: 333, 1: 312, 2: 476" in table
+
+
 @pytest.mark.engine
 def test_agentic_pipeline_on_cpu(models, tmp_path):
     """The whole pipeline on a CPU server: trace, SGLang's bench_serving multi-turn replay at
     two concurrencies, twice each (--repeats 2), per-turn rows, table and plot. Every later turn
     hits the radix cache for the history bench_serving sent before (its prompt and the server's
-    reply); each replay starts from a flushed cache."""
+    reply); each replay starts from a flushed cache. Two servers (--servers 2), one replay per
+    level on each: the level's figures are medians over both servers' runs."""
     from sglang_indexcache.bench import agentic
 
     args = argparse.Namespace(
         out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
-        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=2,
-        prefill_graphs="sglang",
+        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=1,
+        servers=2, prefill_graphs="sglang",
     )
     assert agentic.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     cfg = results["configs"]["c"]
     assert "--index-cache-pattern FSSFSS" in cfg["server_command"]
-    assert cfg["invocation"] == results["invocation"] and cfg["repeats"] == 2  # each config keeps its own
+    assert cfg["invocation"] == results["invocation"] and cfg["servers"] == results["servers"] == 2  # each config its own
     assert results["concurrency"] == [1, 2]
+    ports = {s["server_command"].split("--port ")[1].split()[0] for s in cfg["per_server"]}
+    assert len(cfg["per_server"]) == 2 and len(ports) == 2 and all(s["startup_s"] > 0 for s in cfg["per_server"])
+    assert all((tmp_path / f"c-s{n}-server.log").exists() for n in (0, 1))
     probe = cfg["probe"]  # one long turn through three doors: chat, text, token ids
     assert probe["context"] >= results["trace"]["last_prompt_tokens"][0] - 200
     assert all(probe[k] > 0 for k in ("cold_chat_s", "chat_s", "text_s", "ids_s"))
@@ -295,12 +330,13 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         assert s["failed_rounds"] == 0 and s["sessions"] == 2
         assert s["rounds"] == sum(results["trace"]["turns"][:2])
         assert s["repeats"] == 2 and len(s["runs"]) == 2 and len(s["turns"]) == 2 * s["rounds"]
-        assert all((tmp_path / f"c-c{level}-r{i}.jsonl").exists() for i in (0, 1))
+        assert s["run_servers"] == [0, 1]
+        assert all((tmp_path / f"c-s{n}-c{level}.jsonl").exists() for n in (0, 1))
         assert all(r["output_tokens"] == 8 for r in s["turns"])
         by_session = {}
         for r in s["turns"]:
             by_session.setdefault((r["run"], r["session"]), []).append(r)
-        for run in (0, 1):  # each replay starts from a flushed cache (later sessions share the system prompt)
+        for run in (0, 1):  # each replay starts from an empty cache (later sessions share the system prompt)
             assert min(rows[0]["cached"] for (r, _), rows in by_session.items() if r == run) < 64
         for rows in by_session.values():
             for prev, cur in zip(rows, rows[1:]):
@@ -311,7 +347,7 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         assert s["server"]["turns_paired"] == s["rounds"], s["server"]
         assert 0 < s["server"]["time_to_first_token_mean_s"] and s["server"]["forward_median_s"] > 0
         assert s["tpot_median_ms"] > 0
-        # the backend's own counter over the level (both runs): 2 of FSSFSS's 6 layers run the indexer
+        # the backend's own counter over the level (both servers): 2 of FSSFSS's 6 layers run the indexer
         calls = s["server"]["indexer_layer_calls"]
         assert calls["EXTEND:run"] > 0 and calls["EXTEND:skipped"] == 2 * calls["EXTEND:run"], calls
         assert calls["DECODE:skipped"] == 2 * calls["DECODE:run"] > 0, calls

@@ -116,6 +116,9 @@ def main(argv=None) -> int:
     g.add_argument("--min-sessions", type=int, default=2, help="sessions replayed at a concurrency below this")
     g.add_argument("--repeats", type=int, default=1,
                    help="replays per concurrency on each server (figures: medians over them, with their spread)")
+    g.add_argument("--servers", type=int, default=1,
+                   help="servers per configuration, started in turn (a, c, d, a, c, d, ...): figures are medians "
+                        "over every run on every server (the host's speed differs from one server to the next)")
     g.add_argument("--trace", help="a trace file (default: OUT/trace.json, generated if missing)")
     g.add_argument("--size", default="128k", choices=sorted(trace.SIZES), help="trace size when generating")
     g.add_argument("--seed", type=int, default=0)

@@ -203,11 +203,13 @@ def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
 
 
 def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, base: list, args, out: Path,
-               probe: tuple, progress=None) -> dict:
-    """One server, every concurrency of `args.concurrency`; returns the config's entry."""
+               probe: tuple, progress=None, tag: str | None = None) -> dict:
+    """One server, every concurrency of `args.concurrency`; returns the config's entry (its
+    levels' single runs under `_runs`, for `merge_servers`). `tag`: the files' stem (the key)."""
     from sglang_indexcache.server import Server
 
-    log = out / f"{key}-server.log"
+    tag = tag or key
+    log = out / f"{tag}-server.log"
     srv = Server(model, server_args(base, cfg["args"], args, trace["metadata"]), log=log, device=args.device,
                  startup_timeout=args.timeout)
     if args.device == "cuda":
@@ -220,8 +222,8 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
         entry["startup_s"] = srv.startup_s
         entry["kv_pool_tokens"] = common.kv_pool_tokens(log.read_text(errors="replace"))
         # first long prefills after startup: one short session, not timed
-        warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{key}-warmup.jsonl", max_turns=2)
-        run_bench_serving(warm, out / f"{key}-warmup.log", out / f"{key}-warmup.jsonl", args.timeout)
+        warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{tag}-warmup.jsonl", max_turns=2)
+        run_bench_serving(warm, out / f"{tag}-warmup.log", out / f"{tag}-warmup.jsonl", args.timeout)
         entry["probe"] = turn_probe(srv, model, probe)
         if progress is not None:
             progress.write(f"[{key}] one turn at {entry['probe']['context']} tokens: " + ", ".join(
@@ -232,14 +234,15 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
                 raise SystemExit(f"the trace has {len(trace['conversations'])} sessions; concurrency {c} needs {n}")
             runs = []
             for rep in range(args.repeats):  # each run flushes the radix cache first: the same work
-                name = f"{key}-c{c}" + (f"-r{rep}" if args.repeats > 1 else "")
+                name = f"{tag}-c{c}" + (f"-r{rep}" if args.repeats > 1 else "")
                 runs.append(run_level(srv, log, model, trace_path, trace, n, c, reply, out / name, args))
                 if progress is not None:
                     progress.update(1)
             entry["levels"][str(c)] = combine_runs(runs)
+            entry.setdefault("_runs", {})[str(c)] = runs
             if progress is not None:
                 s = entry["levels"][str(c)]
-                progress.write(f"[{key}] c={c}: TTFT median {s['ttft_median_s']:.3f} s, >=96K "
+                progress.write(f"[{tag}] c={c}: TTFT median {s['ttft_median_s']:.3f} s, >=96K "
                                f"{s['ttft_long_median_s'] or float('nan'):.3f} s, TPOT {s['tpot_median_ms']:.2f} ms, "
                                f"{s['sessions_per_min']:.2f} sessions/min, hit {s['cache_hit_rate_pct']}%"
                                + (f" (medians of {len(runs)} runs)" if len(runs) > 1 else ""))
@@ -308,6 +311,25 @@ def combine_runs(runs: list) -> dict:
     return out
 
 
+def merge_servers(entries: list) -> dict:
+    """A configuration served `--servers` times: each level's figures are medians over every
+    run on every server (`combine_runs`), `run_servers` says which server each run had, and
+    `per_server` keeps each server's command, start time, pool and probe. One server: its entry.
+    On a host whose speed differs from one server process to the next (session 19: batch-1
+    decode 340 to 490 tokens/s for the same configuration), one server per configuration
+    compares hosts as much as configurations."""
+    first = {k: v for k, v in entries[0].items() if k != "_runs"}
+    if len(entries) == 1:
+        return first
+    out = {**first, "per_server": [{k: e.get(k) for k in ("server_command", "startup_s", "kv_pool_tokens", "probe")}
+                                for e in entries]}
+    out["levels"] = {}
+    for c in first["levels"]:
+        runs = [(i, r) for i, e in enumerate(entries) for r in e["_runs"][c]]
+        out["levels"][c] = {**combine_runs([r for _, r in runs]), "run_servers": [i for i, _ in runs]}
+    return out
+
+
 def run(args) -> int:
     import datetime as _dt
 
@@ -315,8 +337,8 @@ def run(args) -> int:
 
     from sglang_indexcache.bench import trace as trace_mod
 
-    if args.repeats < 1:
-        raise SystemExit("--repeats must be at least 1")
+    if args.repeats < 1 or args.servers < 1:
+        raise SystemExit("--repeats and --servers must be at least 1")
     if args.device == "cuda" and args.mem_fraction is None:  # also: no GPU, say so before any work
         args.mem_fraction = common.mem_fraction_for(common.gpu_total_bytes())
     out = Path(args.out)
@@ -359,16 +381,20 @@ def run(args) -> int:
         "versions": common.versions(), "trace": {"path": str(trace_path), **trace["metadata"]},
         "invocation": invocation,
         "concurrency": sorted({*results.get("concurrency", []), *args.concurrency}), "mtp": args.mtp,
-        "repeats": args.repeats,
+        "repeats": args.repeats, "servers": args.servers,
     })
     results.setdefault("configs", {})
     probe = probe_turn(model, trace)  # one tokenizer load for every configuration
-    bar = tqdm(total=len(args.configs) * len(args.concurrency) * args.repeats, desc="agentic", unit="run")
-    for key in args.configs:
-        entry = run_config(key, cfgs[key], model, trace_path, trace, base, args, out, probe, bar)
-        results["configs"][key] = {**entry, "invocation": invocation, "mtp": args.mtp, "repeats": args.repeats}
-        results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        results_path.write_text(json.dumps(results, indent=1) + "\n")
+    bar = tqdm(total=args.servers * len(args.configs) * len(args.concurrency) * args.repeats, desc="agentic", unit="run")
+    served: dict = {key: [] for key in args.configs}
+    for n in range(args.servers):  # interleaved: every config's n-th server before any (n+1)-th
+        for key in args.configs:
+            tag = key if args.servers == 1 else f"{key}-s{n}"
+            served[key].append(run_config(key, cfgs[key], model, trace_path, trace, base, args, out, probe, bar, tag))
+            results["configs"][key] = {**merge_servers(served[key]), "invocation": invocation, "mtp": args.mtp,
+                                       "repeats": args.repeats, "servers": len(served[key])}
+            results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            results_path.write_text(json.dumps(results, indent=1) + "\n")
     bar.close()
     results["ratios"] = agentic_ratios(results)
     results_path.write_text(json.dumps(results, indent=1) + "\n")

@@ -125,6 +125,12 @@ def agentic_table(results: dict) -> str:
                          f"{s['sessions_per_min']:8.2f} {s.get('cache_hit_rate_pct') or float('nan'):6.1f}"
                          f" {s.get('server', {}).get('decode_tokens_per_s_median') or float('nan'):9.0f}"
                          + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else ""))
+        for key in sorted(c):  # --servers: each server's own decode rate, the host's spread between them
+            s = c[key].get("levels", {}).get(level) or {}
+            if len(set(s.get("run_servers", []))) > 1:
+                rates = [r.get("server", {}).get("decode_tokens_per_s_median") for r in s.get("runs", [])]
+                lines.append(f"  {key} dec tok/s by server: " + ", ".join(
+                    f"{n}: {rate:.0f}" if rate is not None else f"{n}: nan" for n, rate in zip(s["run_servers"], rates)))
         for ref in REFERENCES:
             rows = results.get("ratios", {}).get(f"over_{ref}", {}).get(level, {})
             spans = results.get("ratios", {}).get(f"over_{ref}_range", {}).get(level, {})
@@ -145,7 +151,8 @@ def agentic_table(results: dict) -> str:
     if any(kernels.values()):  # what the labels do not say: a variable inherited from the environment
         lines.append("  kernels: " + "; ".join(f"{key} {v or 'defaults'}" for key, v in kernels.items()))
     if any(s.get("repeats") for v in c.values() for s in v.get("levels", {}).values()):
-        lines.append("  * medians over repeated runs; ratios in [ ]: worst and best pairing of the runs")
+        lines.append("  * medians over repeated runs (--repeats on a server, --servers); ratios in [ ]: worst and best "
+                     "pairing of the runs")
     return "\n".join(lines)
 
 
