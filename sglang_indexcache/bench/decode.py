@@ -130,7 +130,7 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None 
                                            with_stack=bool(getattr(args, "profile_stack", False)))
             profiled = {"trace": name, "steps": steps, "kernels": table}
             launches = table.get("graph_launches", {})
-            if "median_us" in launches:  # the host's time per step: one decode graph launch each
+            if "median_us" in launches:  # a step's period on the host: one decode graph launch each
                 profiled["host_us_per_step"] = launches["median_us"]
             for key in ("span_us", "busy_us", "gap_us"):
                 if key in table:

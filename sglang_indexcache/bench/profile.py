@@ -104,8 +104,10 @@ def _close(frame: list, per: dict) -> None:
 
 
 def launch_intervals(trace: dict, name: str = "cudaGraphLaunch") -> dict:
-    """The host's period between successive launches of `name` (CUDA runtime calls): under
-    decode CUDA graphs one launch per step, so its median is the host's time per step."""
+    """The period between successive launches of `name` (CUDA runtime calls on the host): under
+    decode CUDA graphs one launch per step (a breakable prefill graph adds one per segment of an
+    extend), so its median is a decode step's period as the host sees it: its own work or, when
+    the GPU is the slower, the GPU's time."""
     ts = sorted(e["ts"] for e in trace.get("traceEvents", [])
                 if e.get("ph") == "X" and e.get("cat") == "cuda_runtime" and e.get("name") == name)
     gaps = [b - a for a, b in zip(ts, ts[1:])]

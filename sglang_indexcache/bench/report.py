@@ -64,7 +64,7 @@ def table(results: dict) -> str:
     if dec:
         any_d = next(iter(dec.values()))
         lines.append(f"decode, {any_d['batch_size']} concurrent requests at {any_d['context']} tokens of context, tokens/s:")
-        lines.append(f"  {'':<38} {'SGLang log median':>18} {'wall-clock':>11} {'profiled: host/step':>20} {'GPU busy/step':>14}")
+        lines.append(f"  {'':<38} {'SGLang log median':>18} {'wall-clock':>11} {'profiled step period':>20} {'GPU busy/step':>14}")
         for k, d in sorted(dec.items()):
             log = d.get("log_gen_throughput_median")
             prof = d.get("profile") or {}
