@@ -183,6 +183,14 @@ def test_profile_python_functions_by_self_time_and_the_hosts_step_period():
     assert profile.launch_intervals({"traceEvents": [launch(0)]}) == {"launches": 1}
 
 
+def test_server_env_pairs_are_parsed_and_malformed_ones_named():
+    """`--server-env` of `bench run` and `bench turn`: KEY=VALUE pairs (a value may hold '='); a
+    pair without a key or without '=' stops the benchmark naming it, before any server starts."""
+    assert common.server_env_arg(["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}
+    with pytest.raises(SystemExit, match=r"KEY=VALUE, got \['=2', 'NOEQ'\]"):
+        common.server_env_arg(["A=1", "=2", "NOEQ"])
+
+
 def test_the_benchmarks_own_environment_is_recorded_as_its_servers(monkeypatch):
     """A server inherits the benchmark's environment (SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit
     is given so): the results record what of SERVER_ENV_KEYS it passed on."""

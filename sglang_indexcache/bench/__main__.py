@@ -12,7 +12,7 @@ from pathlib import Path
 from sglang_indexcache.bench import agentic, decode, pp, prefill, report, search, topk, trace, turn
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
-    gpu_total_bytes, inherited_env, mem_fraction_for, tp_args, versions,
+    gpu_total_bytes, inherited_env, mem_fraction_for, server_env_arg, tp_args, versions,
 )
 
 
@@ -42,10 +42,7 @@ def run(args) -> int:
         raise SystemExit("--tp-size runs --phase decode on CUDA GPUs only (prefill is measured with one_batch on one GPU)")
     base_args = [*(BASE_ARGS if args.device == "cuda" else CPU_ARGS), *tp_args(args.tp_size)]
     server_env = MULTI_GPU_ENV if args.tp_size > 1 else {}
-    bad = [kv for kv in args.server_env if "=" not in kv or not kv.split("=", 1)[0]]
-    if bad:
-        raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
-    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
+    extra_env = server_env_arg(args.server_env)
     if args.device == "cuda" and None in (args.mem_fraction, args.decode_mem_fraction):
         auto = mem_fraction_for(gpu_total_bytes())
         args.mem_fraction = auto if args.mem_fraction is None else args.mem_fraction

@@ -259,6 +259,14 @@ SERVER_ENV_KEYS = ("SGLANG_PARALLEL_PROMPT_ENCODE", "SGLANG_DSA_PREFILL_DENSE_AT
                    "SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS", *KERNEL_ENV_KEYS)
 
 
+def server_env_arg(pairs: list) -> dict:
+    """`--server-env KEY=VALUE ...` as a dict; anything else stops the benchmark, naming it."""
+    bad = [kv for kv in pairs if "=" not in kv or not kv.split("=", 1)[0]]
+    if bad:
+        raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
+    return dict(kv.split("=", 1) for kv in pairs)
+
+
 def inherited_env() -> dict:
     """The SERVER_ENV_KEYS this benchmark's own environment passes to its servers."""
     import os

@@ -85,10 +85,7 @@ def run(args) -> int:
     import datetime as _dt
 
     out = Path(args.out)
-    bad = [kv for kv in args.server_env if "=" not in kv or not kv.split("=", 1)[0]]
-    if bad:
-        raise SystemExit(f"--server-env wants KEY=VALUE, got {bad}")
-    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
+    extra_env = common.server_env_arg(args.server_env)
     out.mkdir(parents=True, exist_ok=True)
     if args.device != "cuda" and set(args.configs) & {"a", "d", "k", "m", "n", "p"}:
         raise SystemExit("--device cpu runs only indexcache configurations with SGLang's top-k "
