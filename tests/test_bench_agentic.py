@@ -158,6 +158,16 @@ def test_the_control_config_is_offered_and_refused_on_cpu(models, tmp_path):
               "--pattern", "FSSFSS", "--configs", "c", "i"])
 
 
+@pytest.mark.parametrize("flag", ["--servers", "--repeats"])
+def test_no_servers_or_no_repeats_is_refused_before_any_work(flag, models, tmp_path):
+    from sglang_indexcache.bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="--repeats and --servers must be at least 1"):
+        main(["agentic", "--out", str(tmp_path / "out"), "--device", "cpu", "--model-path", models["deepseek-tiny"],
+              "--pattern", "FSSFSS", "--configs", "c", flag, "0"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_servers_decode_rate_is_read_from_its_log():
     from sglang_indexcache.bench.decode import decode_log_lines
 
@@ -300,23 +310,24 @@ def test_a_config_on_several_servers_gets_medians_over_all_their_runs():
 @pytest.mark.engine
 def test_agentic_pipeline_on_cpu(models, tmp_path):
     """The whole pipeline on a CPU server: trace, SGLang's bench_serving multi-turn replay at
-    two concurrencies, twice each (--repeats 2), per-turn rows, table and plot. Every later turn
-    hits the radix cache for the history bench_serving sent before (its prompt and the server's
-    reply); each replay starts from a flushed cache. Two servers (--servers 2), one replay per
-    level on each: the level's figures are medians over both servers' runs."""
+    two concurrencies, twice each (--repeats 2) on each of two servers (--servers 2), per-turn
+    rows, table and plot. Every later turn hits the radix cache for the history bench_serving
+    sent before (its prompt and the server's reply); each replay starts from a flushed cache (the
+    second on a server too). A level's figures are medians over both servers' runs."""
     from sglang_indexcache.bench import agentic
 
     args = argparse.Namespace(
         out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
-        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=1,
+        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=2,
         servers=2, prefill_graphs="sglang",
     )
     assert agentic.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     cfg = results["configs"]["c"]
     assert "--index-cache-pattern FSSFSS" in cfg["server_command"]
-    assert cfg["invocation"] == results["invocation"] and cfg["servers"] == results["servers"] == 2  # each config its own
+    assert cfg["invocation"] == results["invocation"] and cfg["repeats"] == 2  # each config keeps its own
+    assert cfg["servers"] == results["servers"] == 2
     assert results["concurrency"] == [1, 2]
     ports = {s["server_command"].split("--port ")[1].split()[0] for s in cfg["per_server"]}
     assert len(cfg["per_server"]) == 2 and len(ports) == 2 and all(s["startup_s"] > 0 for s in cfg["per_server"])
@@ -329,14 +340,14 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         assert "sglang.benchmark.serving" in s["command"] and f"--max-concurrency {level}" in s["command"]
         assert s["failed_rounds"] == 0 and s["sessions"] == 2
         assert s["rounds"] == sum(results["trace"]["turns"][:2])
-        assert s["repeats"] == 2 and len(s["runs"]) == 2 and len(s["turns"]) == 2 * s["rounds"]
-        assert s["run_servers"] == [0, 1]
-        assert all((tmp_path / f"c-s{n}-c{level}.jsonl").exists() for n in (0, 1))
+        assert s["repeats"] == 4 and len(s["runs"]) == 4 and len(s["turns"]) == 4 * s["rounds"]
+        assert s["run_servers"] == [0, 0, 1, 1]
+        assert all((tmp_path / f"c-s{n}-c{level}-r{i}.jsonl").exists() for n in (0, 1) for i in (0, 1))
         assert all(r["output_tokens"] == 8 for r in s["turns"])
         by_session = {}
         for r in s["turns"]:
             by_session.setdefault((r["run"], r["session"]), []).append(r)
-        for run in (0, 1):  # each replay starts from an empty cache (later sessions share the system prompt)
+        for run in range(4):  # each replay starts from a flushed cache (later sessions share the system prompt)
             assert min(rows[0]["cached"] for (r, _), rows in by_session.items() if r == run) < 64
         for rows in by_session.values():
             for prev, cur in zip(rows, rows[1:]):
@@ -347,7 +358,7 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         assert s["server"]["turns_paired"] == s["rounds"], s["server"]
         assert 0 < s["server"]["time_to_first_token_mean_s"] and s["server"]["forward_median_s"] > 0
         assert s["tpot_median_ms"] > 0
-        # the backend's own counter over the level (both servers): 2 of FSSFSS's 6 layers run the indexer
+        # the backend's own counter over the level (every run): 2 of FSSFSS's 6 layers run the indexer
         calls = s["server"]["indexer_layer_calls"]
         assert calls["EXTEND:run"] > 0 and calls["EXTEND:skipped"] == 2 * calls["EXTEND:run"], calls
         assert calls["DECODE:skipped"] == 2 * calls["DECODE:run"] > 0, calls
