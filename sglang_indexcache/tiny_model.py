@@ -111,11 +111,18 @@ _GLM_52 = dict(
 SHAPES = {"glm-4.7-flash": _GLM_FLASH, "glm-5.2": _GLM_52}
 
 
-def _training_text() -> str:
-    # Python's own documentation, shipped with every CPython: offline and deterministic.
-    from pydoc_data.topics import topics
+# What the BPE learns its merges from: CPython 3.11.7's `pydoc_data.topics` (its documentation's
+# topics, PSF License), joined in key order and shipped with the package. Until 2026-12-02 it was
+# read from the running interpreter, whose topics differ between Python versions: the tokenizer,
+# and so every trace made with it, then differed between this project's machines (3.11) and the
+# GPU host (3.12) for the same seed. The file is that text, so tokenizers built here are unchanged.
+CORPUS = Path(__file__).resolve().parent / "data" / "bpe_corpus.txt.xz"
 
-    return "\n".join(topics[k] for k in sorted(topics))
+
+def _training_text() -> str:
+    import lzma
+
+    return lzma.decompress(CORPUS.read_bytes()).decode()
 
 
 def build_tokenizer(out: Path, cover: Optional[int] = None, text: Optional[str] = None) -> None:
@@ -126,7 +133,7 @@ def build_tokenizer(out: Path, cover: Optional[int] = None, text: Optional[str] 
     encodes back to the same id: chat replies keep their token count when a multi-turn
     client sends them back, and the server streams a chunk for every token (TTFT and ITL
     measured per token, not per printable token). `text`: what the BPE learns its merges
-    from (default: CPython's bundled documentation)."""
+    from (default: `CORPUS`, the same on every Python)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -439,3 +439,21 @@ def test_padded_tokenizer_turns_sglangs_parallel_prompt_encoder_off(tmp_path):
     assert common.tokenizer_env(padded) == {"SGLANG_PARALLEL_PROMPT_ENCODE": "0"}
     assert common.tokenizer_env(real) == {}
     assert common.tokenizer_env(tmp_path) == {}  # no tokenizer.json: SGLang's default
+
+
+def test_the_tokenizer_corpus_does_not_depend_on_the_python_running(monkeypatch):
+    """The shape tokenizers learn their merges from a text shipped with the package, not from the
+    interpreter's `pydoc_data` (which differs between Python 3.11 and 3.12: the same seed gave
+    different traces here and on the GPU host until session 20). The digest is CPython 3.11.7's
+    topics text, what every tokenizer made on this project's machines learned from."""
+    import hashlib
+    import sys
+    import types
+
+    from sglang_indexcache import tiny_model
+
+    fake = types.ModuleType("pydoc_data.topics")
+    fake.topics = {"other": "another interpreter's documentation"}
+    monkeypatch.setitem(sys.modules, "pydoc_data.topics", fake)
+    text = tiny_model._training_text()
+    assert hashlib.sha256(text.encode()).hexdigest() == "2a95af4ac93f5b719944030ce3769070ddf827d847cba42192afa8da989e5dc4"

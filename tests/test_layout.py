@@ -84,3 +84,19 @@ def test_only_backend_and_integration_reach_into_sglang_srt():
     outside = {name: sorted(m for m in imports(path) if m.startswith("sglang.srt.") and not m.startswith("sglang.srt.plugins"))
                for name, path in MODULES.items() if not name.startswith(allowed)}
     assert {k: v for k, v in outside.items() if v} == {}
+
+
+def test_the_wheel_lists_every_package_and_the_data_the_code_reads():
+    """setuptools installs only the packages pyproject names: until session 20 `bench` was not
+    among them, so an installed wheel had no `python -m sglang_indexcache.bench` (the GPU host ran
+    the checkout's copy). The BPE corpus the shape tokenizers train on is package data."""
+    import fnmatch
+    import tomllib
+
+    st = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {module_name(p) for p in ROOT.rglob("__init__.py")}
+    assert folders - set(st["packages"]) == set()
+    from sglang_indexcache import tiny_model
+
+    assert f"{PKG}.data" in st["packages"] and tiny_model.CORPUS.parent == ROOT / "data"
+    assert any(fnmatch.fnmatch(tiny_model.CORPUS.name, pat) for pat in st["package-data"][f"{PKG}.data"])
