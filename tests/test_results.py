@@ -208,6 +208,59 @@ def test_session15_78_layer_agentic_reproduces_the_quoted_figures():
     assert [round(probe[k]["ids_s"], 3) for k in "acd"] == [0.287, 0.325, 0.276]
 
 
+def test_session20_78_layer_agentic_with_prefill_graphs_reproduces_the_quoted_figures():
+    """One H200, 2026-12-02 (session 20): session 15's 78-layer shape again, now with SGLang's
+    default prefill graphs and the shape tokenizer SGLang's chat door encodes in parallel, (c), (a),
+    (d) one server each at concurrency 1; the figures and ratios the README and the issue note
+    quote, the indexer time (c) drops against session 13's per-layer cost, and the bound on (c)
+    over (a) were (c)'s own 21 indexers free."""
+    import statistics
+
+    s20 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "h200-2026-12-02-session20"
+    r = json.loads((s20 / "glm" / "results.json").read_text())
+    c = r["configs"]
+    assert r["shape"] == "glm-5.2-tp8" and r["pattern"] == "FFF" + "SSSF" * 18 + "SSS"
+    assert r["trace"]["sha256"].startswith("821ea80f")
+    # the graphs on: no server turned them off
+    assert not any("--cuda-graph-backend-prefill" in c[k]["server_command"] for k in "acd")
+    assert all(c[k]["server_env"]["SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS"] == "unit" for k in "acd")
+    got = {k: [round(c[k]["levels"]["1"][f], 3) for f in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")]
+           + [round(c[k]["levels"]["1"]["tpot_median_ms"], 2), round(c[k]["levels"]["1"]["sessions_per_min"], 2)]
+           for k in "acd"}
+    assert got == {"a": [0.761, 1.354, 0.829, 15.46, 0.64], "c": [0.566, 0.842, 0.538, 14.03, 0.74],
+                   "d": [0.569, 0.83, 0.538, 14.0, 0.75]}
+    ratios = agentic_report.agentic_ratios(r)
+    figs = ("ttft_long_median_s", "ttft_long_p90_s", "ttft_median_s", "ttft_p90_s", "tpot_median_ms", "sessions_per_min")
+    assert [round(ratios["over_a"]["1"]["c"][f], 3) for f in figs] == [1.543, 1.695, 1.344, 1.607, 1.102, 1.162]
+    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in figs] == [1.0, 0.987, 1.004, 0.985, 0.998, 0.997]
+    turns = {k: {(t["session"], t["turn"]): t for t in c[k]["levels"]["1"]["turns"]} for k in "acd"}
+    assert turns["a"].keys() == turns["c"].keys() == turns["d"].keys() and len(turns["a"]) == 24
+    assert all(t["error"] is None for k in "acd" for t in turns[k].values())
+    keys = sorted(turns["a"])
+    long_ = [k for k in keys if turns["a"][k]["context"] >= 96 * 1024]
+    assert len(long_) == 7 == c["a"]["levels"]["1"]["ttft_long_n"]
+
+    def over(x, y, ks):
+        return round(statistics.median(turns[x][k]["ttft_s"] / turns[y][k]["ttft_s"] for k in ks), 3)
+
+    assert (over("a", "c", long_), over("a", "c", keys), over("d", "c", long_)) == (1.621, 1.426, 0.995)
+    # (c) drops 57 Full layers, each at session 13's (a) indexer cost per (query, key) pair
+    later = [k for k in keys if k[1] > 0]
+    predicted = sum(57 * S13_INDEXER_S_PER_PAIR * causal_pairs(turns["a"][k]) for k in later)
+    observed = sum(turns["a"][k]["ttft_s"] - turns["c"][k]["ttft_s"] for k in later)
+    assert (round(predicted, 2), round(observed, 2)) == (5.52, 6.15)
+    # at >= 96K: the 78 indexers are half of an (a) turn; (c) over (a) were (c)'s 21 free
+    assert round(statistics.median(78 * S13_INDEXER_S_PER_PAIR * causal_pairs(turns["a"][k]) / turns["a"][k]["ttft_s"]
+                                   for k in long_), 2) == 0.5
+    bound = statistics.median(turns["a"][k]["ttft_s"]
+                              / (turns["c"][k]["ttft_s"] - 21 * S13_INDEXER_S_PER_PAIR * causal_pairs(turns["c"][k]))
+                              for k in long_)
+    assert round(bound, 2) == 2.08
+    # the doors at 124,562 tokens, one new token: the chat door now costs what token ids do
+    assert [round(c[k]["probe"]["chat_s"], 3) for k in "acd"] == [0.134, 0.128, 0.09]
+    assert [round(c[k]["probe"]["ids_s"], 3) for k in "acd"] == [0.141, 0.106, 0.081]
+
+
 def test_session11_results_reproduce_the_quoted_figures(tmp_path):
     """Two H200s, 2026-12-01 (session 11): the MTP decode table, the agentic sessions and the
     search cost the README and the issue notes quote, from the committed JSON."""
