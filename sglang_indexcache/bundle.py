@@ -36,10 +36,10 @@ from sglang_indexcache.bundle_wheels import (  # the wheel side: names, tags, do
 
 CREATED_BY = "sglang-indexcache bundle (bundle.py, format 1)"
 # a part and this checkout travel together in one device call, which carries at most 64 MiB:
-# 45 MiB leaves 19 for the tracked tree (60 MiB parts stopped fitting at 5.2 MB of it, 57 MiB
-# pieces at 7.7 MB, both on 2026-12-01; 50 MiB ones and the 15 MB tree, with the H200 kernel
-# cache tracked since session 17, would come to 67.6 MB, over the 67.1)
-DEFAULT_PART_SIZE = 45 * 2**20
+# 40 MiB leaves 24 for the tracked tree, which grows with each session's committed results (60 MiB
+# parts stopped fitting at 5.2 MB of it, 57 MiB pieces at 7.7 MB, both on 2026-12-01; 45 MiB ones
+# at 20.2 MB, on 2026-12-02, by 0.3 MB)
+DEFAULT_PART_SIZE = 40 * 2**20
 
 
 # --- small helpers -------------------------------------------------------------------
@@ -214,7 +214,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="NAME", help="leave this distribution out")
     p.add_argument("--strip", action="append", default=[], metavar="GLOB",
                    help="drop files matching this archive-path glob from the wheels (e.g. sgl_kernel/flash_ops.*)")
-    p.add_argument("--part-size", type=parse_size, default=DEFAULT_PART_SIZE, help="default 45MiB")
+    p.add_argument("--part-size", type=parse_size, default=DEFAULT_PART_SIZE, help="default 40MiB")
     p.add_argument("--keep-wheelhouse", metavar="DIR", help="download into DIR and keep it (re-use with --wheelhouse)")
 
 
