@@ -261,6 +261,42 @@ def test_session20_78_layer_agentic_with_prefill_graphs_reproduces_the_quoted_fi
     assert [round(c[k]["probe"]["ids_s"], 3) for k in "acd"] == [0.141, 0.106, 0.081]
 
 
+def test_where_the_time_goes_at_concurrency_16_reproduces_the_quoted_figures():
+    """The README's split of session 18's concurrency-16 sessions into their turns' TTFT and decode,
+    and session 12's one-turn GPU time by kernel family, (a) against (m)."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    r = json.loads((root / "h200-2026-12-02-session18" / "ag" / "results.json").read_text())
+    split = {}
+    for k in "ac":
+        level = r["configs"][k]["levels"]["16"]
+        assert len(level["turns"]) == 424 and all(t["error"] is None for t in level["turns"])
+        ttft = sum(t["ttft_s"] for t in level["turns"])
+        decode = sum((t["output_tokens"] - 1) * t["itl_median_s"] for t in level["turns"])
+        split[k] = (ttft, decode, level["sessions_per_min"])
+    assert {k: (round(v[0], 1), round(v[1], 1), round(v[0] / (v[0] + v[1]), 2), round(v[2], 2)) for k, v in split.items()} \
+        == {"a": (472.0, 276.6, 0.63, 13.02), "c": (335.2, 270.8, 0.55, 15.95)}
+    a, c = split["a"], split["c"]
+    assert (round(a[0] / c[0], 2), round(a[1] / c[1], 2), round(c[2] / a[2], 2), round(sum(a[:2]) / sum(c[:2]), 2)) \
+        == (1.41, 1.02, 1.23, 1.24)
+
+    t = json.loads((root / "h200-2026-12-01-session12" / "turn" / "results.json").read_text())
+    main = ("indexer logits", "top-k", "sparse attention", "MoE", "GEMM")
+    got = {}
+    for new in ("2048", "8192"):
+        for k in "am":
+            fams = t["configs"][k]["turns"][new]["kernels"]["families"]
+            ms = [fams[f]["us"] / 1e3 for f in main]
+            rest = sum(v["us"] for f, v in fams.items() if f not in main) / 1e3
+            got[new, k] = [round(t["configs"][k]["turns"][new]["kernels"]["busy_us"] / 1e3, 1),
+                           *(round(x, 1) for x in ms), round(rest, 1)]
+    assert got == {("2048", "a"): [65.8, 25.2, 12.2, 13.2, 8.1, 4.1, 3.1],
+                   ("2048", "m"): [34.8, 6.2, 1.5, 12.3, 8.1, 3.7, 3.1],
+                   ("8192", "a"): [259.3, 109.1, 44.8, 53.6, 26.0, 14.8, 11.1],
+                   ("8192", "m"): [133.6, 26.6, 5.8, 50.4, 26.0, 13.7, 11.1]}
+    share = {new: round((got[new, "m"][1] + got[new, "m"][2]) / sum(got[new, "m"][1:]), 2) for new in ("2048", "8192")}
+    assert share == {"2048": 0.22, "8192": 0.24}
+
+
 def test_session11_results_reproduce_the_quoted_figures(tmp_path):
     """Two H200s, 2026-12-01 (session 11): the MTP decode table, the agentic sessions and the
     search cost the README and the issue notes quote, from the committed JSON."""
