@@ -204,7 +204,7 @@ def stage_starts_for(args, stage_starts) -> list:
 
 def _add_calibration_args(p) -> None:
     p.add_argument("--model-path", required=True)
-    p.add_argument("--text-file", help="calibration text (default: Python's bundled documentation)")
+    p.add_argument("--text-file", help="calibration text (default: the package's corpus, CPython 3.11.7's documentation topics)")
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--num-seqs", type=int, default=4, help="calibration sequences")
     p.add_argument("--held-out", type=int, default=0, help="sequences after the calibration ones kept aside")

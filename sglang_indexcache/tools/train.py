@@ -7,7 +7,8 @@ index key 128) and dense MLPs, trained as DSA is trained:
   2. sparse: attention restricted to each layer's own top-k; LM loss plus the same KL.
 
   small  hidden 128, about 5.7M parameters, context 128, index_topk 32 (1/4: not realistic),
-         CPython's bundled documentation (`pydoc_data.topics`); about 12 minutes on 2 cores.
+         CPython 3.11.7's documentation topics (`tiny_model.CORPUS`, shipped with the package, the same
+         on every Python); about 12 minutes on 2 cores.
   long   hidden 256, about 13M parameters, context 2,048, index_topk 128 (1/16 of the context,
          as DeepSeek-V3.2's 2,048 of 32K+ is 1/16 or sparser), the same documentation followed
          by the standard library's own Python sources; a GPU job (minutes on an H200); on 2 CPU
