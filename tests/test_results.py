@@ -256,6 +256,16 @@ def test_session20_78_layer_agentic_with_prefill_graphs_reproduces_the_quoted_fi
                               / (turns["c"][k]["ttft_s"] - 21 * S13_INDEXER_S_PER_PAIR * causal_pairs(turns["c"][k]))
                               for k in long_)
     assert round(bound, 2) == 2.08
+    # the same bound on flash-12 (session 18, concurrency 1, 14 turns at >= 96K): lower
+    f = json.loads((s20.parent / "h200-2026-12-02-session18" / "ag" / "results.json").read_text())["configs"]
+    ft = {k: {(t["session"], t["turn"]): t for t in f[k]["levels"]["1"]["turns"]} for k in "ac"}
+    flong = [k for k in sorted(ft["a"]) if ft["a"][k]["context"] >= 96 * 1024]
+    assert len(flong) == 14
+    fshare = statistics.median(12 * S13_INDEXER_S_PER_PAIR * causal_pairs(ft["a"][k]) / ft["a"][k]["ttft_s"] for k in flong)
+    fbound = statistics.median(ft["a"][k]["ttft_s"]
+                               / (ft["c"][k]["ttft_s"] - 3 * S13_INDEXER_S_PER_PAIR * causal_pairs(ft["c"][k]))
+                               for k in flong)
+    assert (round(fshare, 2), round(fbound, 2)) == (0.34, 1.43)
     # the doors at 124,562 tokens, one new token: the chat door now costs what token ids do
     assert [round(c[k]["probe"]["chat_s"], 3) for k in "acd"] == [0.134, 0.128, 0.09]
     assert [round(c[k]["probe"]["ids_s"], 3) for k in "acd"] == [0.141, 0.106, 0.081]
