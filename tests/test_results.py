@@ -17,6 +17,21 @@ S13_PAIRS = 2048 * (122880 + 1024)
 S13_INDEXER_S_PER_PAIR = (2.050 + 1.003) / S13_PAIRS / 1e3
 
 
+# the figures an agentic level's table row quotes, and the ratios over (a) and (d), in that order
+RATIO_FIGS = ("ttft_long_median_s", "ttft_long_p90_s", "ttft_median_s", "ttft_p90_s", "tpot_median_ms", "sessions_per_min")
+
+
+def row_figures(level: dict) -> list:
+    """TTFT median, p90, >= 96K median (s, 3 places), TPOT (ms) and sessions/min (2 places)."""
+    return [round(level[f], 3) for f in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")] \
+        + [round(level["tpot_median_ms"], 2), round(level["sessions_per_min"], 2)]
+
+
+def turns_by_key(configs: dict, keys: str, level: str = "1") -> dict:
+    """Each config's turns at a concurrency level by (session, turn)."""
+    return {k: {(t["session"], t["turn"]): t for t in configs[k]["levels"][level]["turns"]} for k in keys}
+
+
 def causal_pairs(turn: dict) -> float:
     """The (query, key) pairs a turn's new tokens score causally on its cached prefix."""
     n = turn["context"] - turn["cached"]
@@ -174,17 +189,14 @@ def test_session15_78_layer_agentic_reproduces_the_quoted_figures():
     declared = "FFF" + "SSSF" * 18 + "SSS"  # GLM-5.2's index_topk_freq 4, offset 3, as SGLang reads it
     assert r["shape"] == "glm-5.2-tp8" and r["pattern"] == declared and declared.count("F") == 21
     assert all("--cuda-graph-backend-prefill disabled" in c[k]["server_command"] for k in "acd")
-    got = {k: [round(c[k]["levels"]["1"][f], 3) for f in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")]
-           + [round(c[k]["levels"]["1"]["tpot_median_ms"], 2), round(c[k]["levels"]["1"]["sessions_per_min"], 2)]
-           for k in "acd"}
+    got = {k: row_figures(c[k]["levels"]["1"]) for k in "acd"}
     assert got == {"a": [0.692, 1.345, 1.035, 15.6, 0.53], "c": [0.645, 0.897, 0.766, 14.09, 0.6],
                    "d": [0.548, 0.919, 0.783, 14.09, 0.61]}
     ratios = agentic_report.agentic_ratios(r)
-    figs = ("ttft_long_median_s", "ttft_long_p90_s", "ttft_median_s", "ttft_p90_s", "tpot_median_ms", "sessions_per_min")
-    assert [round(ratios["over_a"]["1"]["c"][f], 3) for f in figs] == [1.351, 1.554, 1.073, 1.5, 1.107, 1.142]
+    assert [round(ratios["over_a"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.351, 1.554, 1.073, 1.5, 1.107, 1.142]
     assert round(ratios["over_a"]["1"]["d"]["ttft_long_median_s"], 3) == 1.321
-    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in figs] == [1.023, 0.959, 0.851, 1.025, 1.0, 0.988]
-    turns = {k: {(t["session"], t["turn"]): t for t in c[k]["levels"]["1"]["turns"]} for k in "acd"}
+    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.023, 0.959, 0.851, 1.025, 1.0, 0.988]
+    turns = turns_by_key(c, "acd")
     assert turns["a"].keys() == turns["c"].keys() == turns["d"].keys() and len(turns["a"]) == 29
     assert all(t["error"] is None for k in "acd" for t in turns[k].values())
     keys = sorted(turns["a"])
@@ -224,16 +236,13 @@ def test_session20_78_layer_agentic_with_prefill_graphs_reproduces_the_quoted_fi
     # the graphs on: no server turned them off
     assert not any("--cuda-graph-backend-prefill" in c[k]["server_command"] for k in "acd")
     assert all(c[k]["server_env"]["SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS"] == "unit" for k in "acd")
-    got = {k: [round(c[k]["levels"]["1"][f], 3) for f in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")]
-           + [round(c[k]["levels"]["1"]["tpot_median_ms"], 2), round(c[k]["levels"]["1"]["sessions_per_min"], 2)]
-           for k in "acd"}
+    got = {k: row_figures(c[k]["levels"]["1"]) for k in "acd"}
     assert got == {"a": [0.761, 1.354, 0.829, 15.46, 0.64], "c": [0.566, 0.842, 0.538, 14.03, 0.74],
                    "d": [0.569, 0.83, 0.538, 14.0, 0.75]}
     ratios = agentic_report.agentic_ratios(r)
-    figs = ("ttft_long_median_s", "ttft_long_p90_s", "ttft_median_s", "ttft_p90_s", "tpot_median_ms", "sessions_per_min")
-    assert [round(ratios["over_a"]["1"]["c"][f], 3) for f in figs] == [1.543, 1.695, 1.344, 1.607, 1.102, 1.162]
-    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in figs] == [1.0, 0.987, 1.004, 0.985, 0.998, 0.997]
-    turns = {k: {(t["session"], t["turn"]): t for t in c[k]["levels"]["1"]["turns"]} for k in "acd"}
+    assert [round(ratios["over_a"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.543, 1.695, 1.344, 1.607, 1.102, 1.162]
+    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.0, 0.987, 1.004, 0.985, 0.998, 0.997]
+    turns = turns_by_key(c, "acd")
     assert turns["a"].keys() == turns["c"].keys() == turns["d"].keys() and len(turns["a"]) == 24
     assert all(t["error"] is None for k in "acd" for t in turns[k].values())
     keys = sorted(turns["a"])
@@ -258,7 +267,7 @@ def test_session20_78_layer_agentic_with_prefill_graphs_reproduces_the_quoted_fi
     assert round(bound, 2) == 2.08
     # the same bound on flash-12 (session 18, concurrency 1, 14 turns at >= 96K): lower
     f = json.loads((s20.parent / "h200-2026-12-02-session18" / "ag" / "results.json").read_text())["configs"]
-    ft = {k: {(t["session"], t["turn"]): t for t in f[k]["levels"]["1"]["turns"]} for k in "ac"}
+    ft = turns_by_key(f, "ac")
     flong = [k for k in sorted(ft["a"]) if ft["a"][k]["context"] >= 96 * 1024]
     assert len(flong) == 14
     fshare = statistics.median(12 * S13_INDEXER_S_PER_PAIR * causal_pairs(ft["a"][k]) / ft["a"][k]["ttft_s"] for k in flong)
