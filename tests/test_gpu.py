@@ -178,28 +178,33 @@ def test_pattern_flag_equals_upstream_native_sharing(servers):
     assert ours_srv.stats()["graph_replays"] > 0  # decode ran under CUDA graphs
 
 
-# SGLANG_INDEXCACHE_TOPK=v2 (backend/topk.py) keeps the same set as SGLang's legacy kernel
-# but may write it in another order, which sparse attention sums in: a bound
-# on the prompt log-probabilities, not bit equality (the bound is a first guess: it has not
-# run on a GPU yet; the test prints the largest difference).
+# SGLANG_INDEXCACHE_TOPK (backend/topk.py; v2 by default since session 21) keeps the same set
+# as SGLang's legacy kernel but may write it in another order, which sparse attention sums in: a
+# bound on the prompt log-probabilities, not bit equality (on an H200, session 21, the largest
+# difference was 0).
 EXTEND_TOPK_LOGPROB_TOL = 1e-2
 
 
 def test_v2_extend_topk_equals_sglangs_top_k(servers):
-    """SGLANG_INDEXCACHE_TOPK=v2 on a bf16 KV cache: SGLang's PAGED extend top-k (the legacy
-    kernel) against v2 and our page-table transform. Prompts up to 4,500 tokens on top-k
-    2,048: most queries are sparse."""
+    """The v2 top-k (the default, and set) on a bf16 KV cache against SGLang's PAGED extend
+    top-k (the legacy kernel, `SGLANG_INDEXCACHE_TOPK=upstream`) and page-table transform.
+    Prompts up to 4,500 tokens on top-k 2,048: most queries are sparse."""
     args = [*DUMMY, *IC, "--index-cache-pattern", PATTERN]
-    ref = run_all(servers("ic_pattern", MODEL, *args), PROMPTS[:3])
+    legacy = servers("ic_upstream_topk", MODEL, *args, env={"SGLANG_INDEXCACHE_TOPK": "upstream"})
+    ref = run_all(legacy, PROMPTS[:3])
     srv = servers("ic_v2_topk", MODEL, *args, env={"SGLANG_INDEXCACHE_TOPK": "v2"})
     got = run_all(srv, PROMPTS[:3])
     worst = max(abs(x - y) for (_, la), (_, lb) in zip(got, ref) for x, y in zip(la, lb))
     print(f"v2 top-k (bf16 KV) against SGLang's: largest prompt logprob difference {worst:.3g}")
     assert_same(got, ref, logprob_tol=EXTEND_TOPK_LOGPROB_TOL)
     check_counters(srv, PATTERN)
-    assert "SGLANG_INDEXCACHE_TOPK=v2, extends run" in srv.log.read_text()
+    assert "SGLANG_INDEXCACHE_TOPK=v2, extends run SGLang's v2 top-k for PAGED calls too (set;" in srv.log.read_text()
     assert srv.stats()["extend_topk_calls"] > 0  # the extends' Full layers went through the route
-    assert servers("ic_pattern", MODEL, *args).stats()["extend_topk_calls"] is None
+    assert legacy.stats()["extend_topk_calls"] is None
+    default = servers("ic_pattern", MODEL, *args)  # unset: v2, the default
+    assert "SGLANG_INDEXCACHE_TOPK=v2, extends run SGLang's v2 top-k for PAGED calls too (the default;" in default.log.read_text()
+    assert_same(run_all(default, PROMPTS[:3]), got, logprob_tol=0)
+    assert default.stats()["extend_topk_calls"] > 0
 
 
 # SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS (backend/paged_extend.py) at its default (128), alone

@@ -180,12 +180,16 @@ def test_an_unknown_top_k_kind_is_refused():
 
 
 def test_the_top_k_choice_is_read_from_the_environment(monkeypatch):
-    from sglang_indexcache.backend.topk import chosen
+    from sglang_indexcache.backend.topk import choice_set, chosen
 
     monkeypatch.delenv("SGLANG_INDEXCACHE_TOPK", raising=False)
-    assert chosen() == "upstream"
+    assert chosen() == "v2" and not choice_set()  # the default since session 21
+    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "")
+    assert chosen() == "v2" and not choice_set()
+    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "upstream")
+    assert chosen() == "upstream" and choice_set()
     monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "v2")
-    assert chosen() == "v2"
+    assert chosen() == "v2" and choice_set()
     monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "filter")  # removed: refused by name, not ignored
     with pytest.raises(ValueError, match="SGLANG_INDEXCACHE_TOPK='filter': choose one of upstream, v2"):
         chosen()
@@ -211,7 +215,7 @@ def test_the_cuda_backend_hands_only_plain_extends_our_top_k(mode, monkeypatch):
     md = b.get_indexer_metadata(0, SimpleNamespace(forward_mode=ForwardMode[mode]))
     assert (md.topk_backend is b.extend_topk) == (mode == "EXTEND")
     assert md.topk_transform_method == TopkTransformMethod.PAGED
-    b.extend_topk = None  # SGLANG_INDEXCACHE_TOPK unset: SGLang's metadata as it is
+    b.extend_topk = None  # SGLANG_INDEXCACHE_TOPK=upstream: SGLang's metadata as it is
     assert b.get_indexer_metadata(0, SimpleNamespace(forward_mode=ForwardMode.EXTEND)) is upstream_md
 
 

@@ -42,7 +42,7 @@ from sglang.srt.model_executor.forward_batch_info import ForwardMode
 import sglang_indexcache.backend.paged_extend as paged_extend
 from sglang_indexcache.backend.metrics import metrics_for, stats_path_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
-from sglang_indexcache.backend.topk import ENV as TOPK_ENV, ExtendTopK, chosen as chosen_topk
+from sglang_indexcache.backend.topk import ENV as TOPK_ENV, ExtendTopK, choice_set as topk_set, chosen as chosen_topk
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.schedule import Role
 
@@ -75,11 +75,12 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = stats_path_for(model_runner)
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
-        # SGLANG_INDEXCACHE_TOPK=v2: plain PAGED extends run SGLang's v2 top-k too (backend/topk.py)
+        # SGLANG_INDEXCACHE_TOPK (default v2): plain PAGED extends run SGLang's v2 top-k too (backend/topk.py)
         kind = chosen_topk()
         self.extend_topk = ExtendTopK(self.dsa_topk_backend, kind) if kind != "upstream" else None
         if self.extend_topk is not None:
-            logger.info("indexcache CUDA backend: %s=%s, extends run SGLang's v2 top-k for PAGED calls too", TOPK_ENV, kind)
+            logger.info("indexcache CUDA backend: %s=%s, extends run SGLang's v2 top-k for PAGED calls too (%s; "
+                        "upstream keeps SGLang's choice)", TOPK_ENV, kind, "set" if topk_set() else "the default")
         # SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS: short extends scored by the paged kernel (backend/paged_extend.py)
         self.paged_extend_rows = paged_extend.max_rows()
         self.paged_extend_calls = 0

@@ -1,13 +1,17 @@
 """Which top-k a Full layer's extend runs under the CUDA `indexcache` backend.
 
-By default SGLang's own (`--dsa-topk-backend`, `SGLANG_OPT_USE_TOPK_V2`, ...): nothing here
-runs. `SGLANG_INDEXCACHE_TOPK=v2` makes plain extends (prefill, a turn on a cached prefix;
-not decode, not speculative verify or draft) whose top-k is PAGED (a bf16 KV cache) run
-SGLang's own v2 JIT top-k (the DeepSeek-V4 kernel, `topk_transform_ragged_v2`) too. SGLang
-0.5.23 runs v2 for RAGGED (FP8 KV) extends and for decode, but keeps PAGED extends on its
-legacy `fast_topk_transform_fused`. On an H200 (`bench topk`, 2,048 rows on a 122,880-token
+SGLang 0.5.23 runs its v2 JIT top-k (the DeepSeek-V4 kernel, `topk_transform_ragged_v2`)
+for RAGGED (FP8 KV) extends and for decode, but keeps PAGED (bf16 KV) extends on its legacy
+`fast_topk_transform_fused`. `SGLANG_INDEXCACHE_TOPK` picks what plain extends (prefill, a
+turn on a cached prefix; not decode, not speculative verify or draft) with a PAGED top-k run:
+`v2` (the default since 2026-12-02, session 21) or `upstream` (SGLang's choice, as `dsa`
+makes it; nothing here runs). On an H200 (`bench topk`, 2,048 rows on a 122,880-token
 prefix, k 2,048) v2 took 0.52 ms against the legacy kernel's 1.04 ms on indexer-like
 scores, and 0.99 against 3.06 on scores crowding one fp16 bin (dummy weights); both exact.
+In servers it gave prompt log-probabilities equal to the legacy kernel's and to upstream
+native sharing's (largest difference 0, `tests/test_gpu.py`), and on the 78-layer GLM-5.2
+shape at the declared schedule turns at >= 96K of context 1.71x faster than `dsa` all Full
+(README, "Performance"). On CPU the choice does not apply: `v2` set there is refused.
 
 v2 is called through its ragged entry point, which returns kept positions in each row's
 window; `paged` then maps them through the request's page_size-1 page table, the transform
@@ -32,11 +36,18 @@ from typing import Callable, Optional
 
 ENV = "SGLANG_INDEXCACHE_TOPK"
 CHOICES = ("upstream", "v2")
+DEFAULT = "v2"
+
+
+def choice_set() -> bool:
+    """The variable is given (not empty), rather than `chosen` falling back to the default."""
+    return bool(os.environ.get(ENV, "").strip())
 
 
 def chosen() -> str:
-    """The top-k the environment asks for; a value outside CHOICES is an error naming them."""
-    value = os.environ.get(ENV, "upstream").strip() or "upstream"
+    """The top-k the environment asks for (DEFAULT when unset); a value outside CHOICES is an
+    error naming them."""
+    value = os.environ.get(ENV, "").strip() or DEFAULT
     if value not in CHOICES:
         raise ValueError(f"{ENV}={value!r}: choose one of {', '.join(CHOICES)}")
     return value

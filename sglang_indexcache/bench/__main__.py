@@ -102,8 +102,9 @@ def main(argv=None) -> int:
     g.add_argument("--out", required=True)
     g.add_argument("--shape", choices=sorted(SHAPES), help="generate this model shape (dummy weights)")
     g.add_argument("--model-path", help="an existing model folder instead of --shape")
-    g.add_argument("--configs", nargs="+", default=["a", "d", "c", "e", "f"], choices=list("abcdefikmnp"),
-                   help="as turn's: k, m: b and c with SGLang's v2 top-k; n, p: also the paged route at --paged-rows; "
+    g.add_argument("--configs", nargs="+", default=["a", "d", "c", "e", "f"], choices=list("abcdefikmnpu"),
+                   help="as turn's: k, m: b and c with SGLang's v2 top-k set (the default); n, p: also the paged "
+                        "route at --paged-rows; u: c with SGLang's own top-k (c before session 21); "
                         "i: dsa with the pattern as indexer_types (c's model config without our backend)")
     g.add_argument("--paged-rows", type=int, default=128, help="SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS of configs n and p")
     g.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
@@ -143,9 +144,10 @@ def main(argv=None) -> int:
     u.add_argument("--out", required=True)
     u.add_argument("--shape", choices=sorted(SHAPES), default="flash-12")
     u.add_argument("--model-path", help="an existing folder of --shape's model (default: generated under OUT)")
-    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefgkmnp"),
+    u.add_argument("--configs", nargs="+", default=["a", "b", "c", "g"], choices=list("abcdefgkmnpu"),
                    help="as agentic's; g: indexcache with one Full layer; k, m: b and c with SGLang's v2 top-k "
-                        "in PAGED extends; n, p: k and m with short extends on the paged logits kernel")
+                        "in PAGED extends set (the default); n, p: k and m with short extends on the paged logits "
+                        "kernel; u: c with SGLang's own top-k")
     u.add_argument("--paged-rows", type=int, default=128,
                    help="SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS of configs n and p (session 12 ran 8192: every size)")
     u.add_argument("--pattern", help="config c/d pattern (default: the shape's)")

@@ -41,9 +41,10 @@ def uniform(num_layers: int, every: int) -> str:
 def configs(num_layers: int, pattern: str, *, low: str | None = None, searched: str | None = None,
             paged_rows: int = 128) -> dict:
     """a-d: the paper-table comparison; i: d's schedule given as indexcache gives it; e, f: lower
-    retention and a searched shape (agentic); k-p: b and c with the opt-in CUDA kernels, whose
-    variables go in the config's "env" (k, m: SGLang's v2 top-k for PAGED extends too; n, p:
-    also extends of up to `paged_rows` new tokens on the paged logits kernel)."""
+    retention and a searched shape (agentic); k-p, u: b and c with the CUDA kernel variables set,
+    in the config's "env" (k, m: SGLang's v2 top-k for PAGED extends, the default since session
+    21, set; n, p: also extends of up to `paged_rows` new tokens on the paged logits kernel; u:
+    c with SGLang's own top-k, as c ran before session 21)."""
     full = json.dumps({"indexer_types": ["full"] * num_layers})
     native = json.dumps({"indexer_types": None, "index_topk_pattern": pattern})
     as_types = json.dumps({"indexer_types": ["full" if ch == "F" else "shared" for ch in pattern]})
@@ -63,6 +64,7 @@ def configs(num_layers: int, pattern: str, *, low: str | None = None, searched: 
     out["m"] = {**out["c"], "label": f"indexcache, {pattern}, v2 top-k", "env": v2}
     out["n"] = {**out["b"], "label": f"indexcache, all Full, v2 top-k, paged extend <= {paged_rows}", "env": paged}
     out["p"] = {**out["c"], "label": f"indexcache, {pattern}, v2 top-k, paged extend <= {paged_rows}", "env": paged}
+    out["u"] = {**out["c"], "label": f"indexcache, {pattern}, SGLang's top-k", "env": {"SGLANG_INDEXCACHE_TOPK": "upstream"}}
     if low:
         out["e"] = {"label": f"indexcache, {low}", "args": [*ic, low]}
     if searched:

@@ -83,14 +83,14 @@ def _check_topk_choice(server_args: Any) -> None:
     (backend/paged_extend.py): a value they do not take, or a CUDA kernel asked for on CPU,
     is refused here rather than in the scheduler process."""
     from sglang_indexcache.backend.paged_extend import ENV as ROWS_ENV, max_rows, rows_set
-    from sglang_indexcache.backend.topk import ENV, chosen
+    from sglang_indexcache.backend.topk import ENV, choice_set, chosen
 
     try:
         topk, rows = chosen(), max_rows()
     except ValueError as e:
         raise ScheduleError(str(e)) from None
     if getattr(server_args, "device", None) == "cpu":
-        if topk != "upstream":
+        if topk != "upstream" and choice_set():  # set, not the default (CUDA-only, ignored on CPU)
             raise ScheduleError(f"{ENV}={topk} with --device cpu: that top-k is a kernel for CUDA GPUs; unset it")
         if rows and rows_set():  # set, not the default (CUDA-only, ignored on CPU)
             raise ScheduleError(f"{ROWS_ENV}={rows} with --device cpu: the paged logits kernel is "
