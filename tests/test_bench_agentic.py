@@ -117,6 +117,37 @@ def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
     assert r["over_d"]["1"]["c"]["ttft_long_median_s"] == pytest.approx(1.25)
 
 
+def test_levels_of_other_sessions_are_not_divided_only_paired(tmp_path):
+    """Session 21 merged (e), one session, into a file where (a) replayed two: its >= 96K median
+    was over session 0's turns, (a)'s over both sessions', and the first report divided them
+    (1.83 where turn for turn gave 1.80). Such levels give turn-for-turn ratios only."""
+    def rows(session, ttfts):
+        return [{"session": session, "turn": t, "context": 100000, "ttft_s": x, "error": None} for t, x in enumerate(ttfts)]
+
+    a_rows = rows(0, [1.0, 1.0]) + rows(1, [4.0, 4.0])
+    results = {"concurrency": [1], "configs": {
+        "a": {"label": "a", "levels": {"1": {"sessions": 2, "ttft_median_s": 2.5, "ttft_p90_s": 4.0,
+                                             "ttft_long_median_s": 2.5, "sessions_per_min": 1.0, "turns": a_rows}}},
+        "e": {"label": "e", "levels": {"1": {"sessions": 1, "ttft_median_s": 0.5, "ttft_p90_s": 0.5,
+                                             "ttft_long_median_s": 0.5, "sessions_per_min": 3.0,
+                                             "turns": rows(0, [0.5, 0.5])}}},
+        "m": {"label": "m", "levels": {"1": {"sessions": 2, "ttft_median_s": 1.25, "ttft_p90_s": 2.0,
+                                             "ttft_long_median_s": 1.25, "sessions_per_min": 2.0,
+                                             "turns": rows(0, [0.5, 0.5]) + rows(1, [2.0, 2.0])}}}}}
+    r = agentic_report.agentic_ratios(results)
+    assert r["over_a"]["1"]["e"] == {} and r["sessions_over_a"]["1"] == {"e": [1, 2]}
+    assert r["paired_over_a"]["1"]["e"]["median_long"] == pytest.approx(2.0)  # session 0's turns only
+    assert r["over_a"]["1"]["m"]["ttft_long_median_s"] == pytest.approx(2.0)  # same sessions: divided
+    table = agentic_report.agentic_table({**results, "ratios": r})
+    assert "e over a: not divided, 1 session(s) against 2 (other turns); turn for turn:" in table
+    assert "e over a, turn for turn: median 2.000 (2 turns), >=96K 2.000 (2)" in table
+    assert "m over a: ttft_long_median_s 2.000" in table
+    for entry in results["configs"].values():  # the plot draws (e)'s bar from its turn-for-turn ratio
+        entry["levels"]["1"]["ttft_by_context"] = {"98304": {"median_s": 1.0, "p90_s": 1.5, "n": 2}}
+    agentic_report.agentic_plot({**results, "ratios": r}, tmp_path / "mixed.png")
+    assert (tmp_path / "mixed.png").stat().st_size > 10_000
+
+
 def test_turn_for_turn_ratios_pair_the_same_turn_of_the_same_session():
     """Each turn's TTFT against the same turn on the reference's server (medians over repeated
     runs), >= 96K turns apart; a turn whose context differs between the servers is not paired."""

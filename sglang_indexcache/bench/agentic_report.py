@@ -44,7 +44,10 @@ def agentic_ratios(results: dict) -> dict:
     (c) indexcache at the pattern (the before of a kernel change, as issue 20 asks), where the
     reference ran (>1 means faster: a time divided by ours, or our rate divided by theirs). With
     `--repeats`, `over_a_range`, `over_d_range` and `over_c_range` give each ratio's [worst, best]
-    over the pairings of the two configs' runs (min and max of each side's figure)."""
+    over the pairings of the two configs' runs (min and max of each side's figure). Two levels
+    that replayed different numbers of sessions (`--min-sessions` changed between runs merged
+    into one file) hold other turns: their figures are not divided (`sessions_over_{ref}` says
+    which), and only the turn-for-turn ratios, over the turns both ran, are given."""
     c = results.get("configs", {})
     out = {}
     for ref in REFERENCES:
@@ -57,7 +60,10 @@ def agentic_ratios(results: dict) -> dict:
                 if key == ref or not mine or ref == "c" and key in REFERENCES:  # (c): before/after of indexcache
                     continue
                 row, span = {}, {}
-                for fig, higher in AGENTIC_FIGURES.items():
+                if mine.get("sessions") != base.get("sessions"):
+                    out.setdefault(f"sessions_over_{ref}", {}).setdefault(level, {})[key] = [
+                        mine.get("sessions"), base.get("sessions")]
+                for fig, higher in AGENTIC_FIGURES.items() if mine.get("sessions") == base.get("sessions") else ():
                     x, y = mine.get(fig), base.get(fig)
                     if x and y:
                         row[fig] = x / y if higher else y / x
@@ -134,8 +140,12 @@ def agentic_table(results: dict) -> str:
         for ref in REFERENCES:
             rows = results.get("ratios", {}).get(f"over_{ref}", {}).get(level, {})
             spans = results.get("ratios", {}).get(f"over_{ref}_range", {}).get(level, {})
+            other = results.get("ratios", {}).get(f"sessions_over_{ref}", {}).get(level, {})
             for key, row in sorted(rows.items()):
                 span = spans.get(key, {})
+                if key in other:
+                    lines.append(f"  {key} over {ref}: not divided, {other[key][0]} session(s) against {other[key][1]} "
+                                 "(other turns); turn for turn:")
                 if row:
                     lines.append(f"  {key} over {ref}: " + ", ".join(
                         f"{k} {v:.3f}" + (f" [{span[k][0]:.3f}, {span[k][1]:.3f}]" if k in span else "")
@@ -190,13 +200,21 @@ def agentic_plot(results: dict, png: Path) -> None:
     width = 0.8 / max(1, len(shown))
     for i, level in enumerate(shown):
         vals = [over.get(level, {}).get(k, {}).get("ttft_long_median_s") for k in keys]  # None: a pair not run
+        # levels of other sessions (not divided): their turn-for-turn ratio, hatched
+        other = results.get("ratios", {}).get("sessions_over_a", {}).get(level, {})
+        paired = results.get("ratios", {}).get("paired_over_a", {}).get(level, {})
+        vals = [paired.get(k, {}).get("median_long") if k in other else v for k, v in zip(keys, vals)]
         bars = ax.bar([j + i * width for j in range(len(keys))], [v or 0.0 for v in vals], width=width,
-                      label=f"concurrency {level}")
-        ax.bar_label(bars, labels=[f"{v:.2f}" if v else "not run" for v in vals], fontsize=6)
+                      label=f"concurrency {level}", color=f"C{i}")
+        for bar, k in zip(bars, keys):
+            if k in other:
+                bar.set_hatch("//")
+        ax.bar_label(bars, labels=[(f"{v:.2f}" + (" turn for turn" if k in other else "")) if v else "not run"
+                                   for k, v in zip(keys, vals)], fontsize=6)
     ax.axhline(1.0, color="grey", lw=0.5)
     ax.set_xticks([j + width * (len(shown) - 1) / 2 for j in range(len(keys))], keys)
     ax.set_ylabel("TTFT speed-up over (a), turns at >= 96K")
-    ax.set_title("speed-up over dsa, all Full")
+    ax.set_title("speed-up over dsa, all Full (hatched: turn for turn)", fontsize=9)
     ax.legend(fontsize=7)
     gpu = (results.get("gpu") or {}).get("name") or results.get("device")
     fig.suptitle(f"agentic sessions: {results.get('model')} on {gpu}", fontsize=9)
