@@ -1,0 +1,72 @@
+"""The committed 78-layer (`glm-5.2-tp8`) agentic results of session 21 reproduce the figures the
+README and the issue note quote (the earlier sessions' are in `test_results.py`)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from test_results import RATIO_FIGS, row_figures, turns_by_key
+
+from sglang_indexcache.bench import agentic_report
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+LONG = 96 * 1024
+
+
+def over(turns: dict, x: str, y: str, keys: list) -> float:
+    """Turn for turn: the median of x's TTFT over y's on the same turns (3 places)."""
+    return round(statistics.median(turns[x][k]["ttft_s"] / turns[y][k]["ttft_s"] for k in keys), 3)
+
+
+def test_session21_v2_top_k_against_dsa_all_full_reproduces_the_quoted_figures():
+    """One H200, 2026-12-02 (session 21): (m) indexcache at the declared schedule with the v2
+    top-k and (a) dsa all Full on the same two sessions, (e) 11 of 78 Full on one; the medians'
+    ratios, the turn-for-turn ones, (e)'s pairs left undivided, and the comparison with session 20's
+    servers on session 0's turns."""
+    s21 = RESULTS / "h200-2026-12-02-session21"
+    r = json.loads((s21 / "glm" / "results.json").read_text())
+    c = r["configs"]
+    assert r["shape"] == "glm-5.2-tp8" and r["trace"]["sha256"].startswith("821ea80f")
+    assert c["m"]["server_env"]["SGLANG_INDEXCACHE_TOPK"] == "v2"
+    assert "SGLANG_INDEXCACHE_TOPK" not in c["e"]["server_env"]  # SGLang's top-k, the default when it ran
+    e_cmd = c["e"]["server_command"].split()
+    assert e_cmd[e_cmd.index("--index-cache-pattern") + 1].count("F") == 11
+    assert not any("--cuda-graph-backend-prefill" in c[k]["server_command"] for k in "ame")  # SGLang's graphs
+    assert [c[k]["levels"]["1"]["sessions"] for k in "ame"] == [2, 2, 1]
+    got = {k: row_figures(c[k]["levels"]["1"]) for k in "ame"}
+    assert got == {"a": [0.832, 1.385, 0.97, 15.46, 0.66], "m": [0.572, 0.831, 0.566, 13.98, 0.78],
+                   "e": [0.538, 0.756, 0.529, 13.75, 0.76]}
+    ratios = agentic_report.agentic_ratios(r)
+    assert [round(ratios["over_a"]["1"]["m"][f], 3) for f in RATIO_FIGS] == [1.713, 1.75, 1.455, 1.667, 1.106, 1.174]
+    assert ratios["over_a"]["1"]["e"] == {} and ratios["sessions_over_a"]["1"] == {"e": [1, 2]}
+    turns = turns_by_key(c, "ame")
+    assert all(t["error"] is None for k in "ame" for t in turns[k].values())
+    assert turns["a"].keys() == turns["m"].keys() and len(turns["a"]) == 46
+    keys = sorted(turns["a"])
+    long_ = [k for k in keys if turns["a"][k]["context"] >= LONG]
+    assert len(long_) == 14
+    assert (over(turns, "a", "m", long_), over(turns, "a", "m", keys)) == (1.717, 1.494)
+    ratios_long = sorted(turns["a"][k]["ttft_s"] / turns["m"][k]["ttft_s"] for k in long_)
+    assert sum(x >= 1.6 for x in ratios_long) == 12 and [round(x, 2) for x in ratios_long[:2]] == [1.47, 1.52]
+    s0_long = [k for k in long_ if k[0] == 0]
+    assert (over(turns, "a", "m", s0_long), over(turns, "a", "m", [k for k in long_ if k[0] == 1])) == (1.75, 1.705)
+    assert round(statistics.median(turns["a"][k]["ttft_s"] for k in s0_long)
+                 / statistics.median(turns["m"][k]["ttft_s"] for k in s0_long), 3) == 1.525
+    # (e) ran session 0 only: turn for turn over (a) and over (m)
+    e_keys = sorted(turns["e"])
+    e_long = [k for k in e_keys if turns["e"][k]["context"] >= LONG]
+    assert (over(turns, "a", "e", e_long), over(turns, "a", "e", e_keys)) == (1.804, 1.558)
+    assert (over(turns, "m", "e", e_long), over(turns, "m", "e", e_keys)) == (1.077, 1.049)
+    # against session 20's servers (SGLang's top-k in (c)), session 0's turns
+    s20 = json.loads((RESULTS / "h200-2026-12-02-session20" / "glm" / "results.json").read_text())["configs"]
+    both = {**{k + "20": v for k, v in turns_by_key(s20, "acd").items()}, **turns}
+    s0 = [k for k in keys if k[0] == 0]
+    assert (over(both, "c20", "m", s0_long), over(both, "c20", "m", s0)) == (1.0, 1.003)
+    assert (over(both, "d20", "m", s0_long), over(both, "d20", "m", s0)) == (1.007, 0.999)
+    assert (over(both, "a", "a20", s0_long), over(both, "a", "a20", s0)) == (1.02, 1.016)
+    assert (over(both, "a20", "c20", s0_long), over(both, "a", "m", s0_long)) == (1.621, 1.75)
+    # the probes at 124,562 tokens, one new token: chat door, /generate text, token ids
+    assert [[round(c[k]["probe"][d], 3) for d in ("chat_s", "text_s", "ids_s")] for k in "ame"] == [
+        [0.167, 0.416, 0.16], [0.106, 0.279, 0.099], [0.121, 0.319, 0.105]]
