@@ -381,7 +381,7 @@ def run(args) -> int:
         "versions": common.versions(), "trace": {"path": str(trace_path), **trace["metadata"]},
         "invocation": invocation,
         "concurrency": sorted({*results.get("concurrency", []), *args.concurrency}), "mtp": args.mtp,
-        "repeats": args.repeats, "servers": args.servers,
+        "repeats": args.repeats, "servers": args.servers, "kernel_defaults": common.kernel_defaults(),
     })
     results.setdefault("configs", {})
     probe = probe_turn(model, trace)  # one tokenizer load for every configuration

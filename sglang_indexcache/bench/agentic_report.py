@@ -159,7 +159,9 @@ def agentic_table(results: dict) -> str:
     kernels = {key: " ".join(f"{k}={v}" for k, v in sorted(c[key].get("server_env", {}).items()) if k in KERNEL_ENV_KEYS)
                for key in sorted(c)}
     if any(kernels.values()):  # what the labels do not say: a variable inherited from the environment
-        lines.append("  kernels: " + "; ".join(f"{key} {v or 'defaults'}" for key, v in kernels.items()))
+        defaults = " ".join(f"{k}={v}" for k, v in (results.get("kernel_defaults") or {}).items())
+        lines.append("  kernels: " + "; ".join(f"{key} {v or 'defaults'}" for key, v in kernels.items())
+                     + (f" (defaults: {defaults})" if defaults else ""))
     if any(s.get("repeats") for v in c.values() for s in v.get("levels", {}).values()):
         lines.append("  * medians over repeated runs (--repeats on a server, --servers); ratios in [ ]: worst and best "
                      "pairing of the runs")

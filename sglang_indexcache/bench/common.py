@@ -257,6 +257,17 @@ PADDED_TOKENIZER_ADDED = 10000  # more added tokens than any real checkpoint's t
 # indexer scores of a real scale on dummy weights), recorded with each configuration
 # the CUDA kernel choices of backend/topk.py and backend/paged_extend.py
 KERNEL_ENV_KEYS = ("SGLANG_INDEXCACHE_TOPK", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS")
+
+
+def kernel_defaults() -> dict:
+    """What KERNEL_ENV_KEYS mean when a server's environment leaves them unset (the package's
+    defaults change: v2 since session 21), recorded with a run."""
+    from sglang_indexcache.backend.paged_extend import DEFAULT_ROWS
+    from sglang_indexcache.backend.topk import DEFAULT as TOPK_DEFAULT
+
+    return dict(zip(KERNEL_ENV_KEYS, (TOPK_DEFAULT, str(DEFAULT_ROWS))))
+
+
 SERVER_ENV_KEYS = ("SGLANG_PARALLEL_PROMPT_ENCODE", "SGLANG_DSA_PREFILL_DENSE_ATTN_KV_LEN_THRESHOLD",
                    "SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS", *KERNEL_ENV_KEYS)
 
