@@ -60,10 +60,11 @@ def agentic_ratios(results: dict) -> dict:
                 if key == ref or not mine or ref == "c" and key in REFERENCES:  # (c): before/after of indexcache
                     continue
                 row, span = {}, {}
-                if mine.get("sessions") != base.get("sessions"):
+                same_turns = mine.get("sessions") == base.get("sessions")
+                if not same_turns:
                     out.setdefault(f"sessions_over_{ref}", {}).setdefault(level, {})[key] = [
                         mine.get("sessions"), base.get("sessions")]
-                for fig, higher in AGENTIC_FIGURES.items() if mine.get("sessions") == base.get("sessions") else ():
+                for fig, higher in AGENTIC_FIGURES.items() if same_turns else ():
                     x, y = mine.get(fig), base.get(fig)
                     if x and y:
                         row[fig] = x / y if higher else y / x
