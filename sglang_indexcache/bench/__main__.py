@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from sglang_indexcache.bench import agentic, decode, pp, prefill, report, search, topk, trace, turn
+from sglang_indexcache.bench import agentic, agentic_runs, decode, pp, prefill, report, search, topk, trace, turn
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
     gpu_total_bytes, inherited_env, mem_fraction_for, server_env_arg, tp_args, versions,
@@ -253,6 +253,12 @@ def main(argv=None) -> int:
     r.add_argument("--model-path", help="an existing model instead of the generated GLM-4.7-Flash shape")
     r.add_argument("--timeout", type=float, default=900)
     r.set_defaults(fn=run)
+
+    mg = sub.add_parser("merge", help="agentic results files of separate invocations as one (each one server per config)")
+    mg.add_argument("results", nargs="+", help="results.json files, in the order their servers ran")
+    mg.add_argument("--out", required=True, help="folder for the merged results.json")
+    mg.add_argument("--png")
+    mg.set_defaults(fn=agentic_runs.merge_cmd)
 
     rep = sub.add_parser("report", help="print the table (and plot) of a results file")
     rep.add_argument("results")

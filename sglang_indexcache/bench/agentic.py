@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 from sglang_indexcache.bench import common
-from sglang_indexcache.bench.agentic_report import AGENTIC_FIGURES, LONG_CONTEXT, agentic_ratios, agentic_table
+from sglang_indexcache.bench.agentic_report import LONG_CONTEXT, agentic_ratios, agentic_table
+from sglang_indexcache.bench.agentic_runs import combine_runs, merge_servers
 from sglang_indexcache.bench.decode import decode_log_lines
 from sglang_indexcache.bench.probe import probe_turn, turn_probe
 
@@ -275,59 +276,6 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
     rates = decode_log_lines(text, concurrency)["gen_throughput"]
     level["server"]["decode_tokens_per_s_median"] = statistics.median(rates) if rates else None
     return {**level, "turns": rows}
-
-
-def combine_runs(runs: list) -> dict:
-    """A level replayed `--repeats` times on one server: each figure is the median over the runs
-    of that run's figure (per context bin too), failed rounds are summed, `spread` holds each
-    compared figure's [min, max] over the runs, `runs` each run's figures, and `turns` every
-    run's rows marked with its run."""
-    if len(runs) == 1:
-        return runs[0]
-
-    def med(values):
-        values = [v for v in values if v is not None]
-        return statistics.median(values) if values else None
-
-    first = runs[0]
-    out = {"command": first["command"], "repeats": len(runs)}
-    for k, v in first.items():
-        if k == "failed_rounds":  # a count: every run's failures
-            out[k] = sum(r[k] for r in runs)
-        elif v is None or isinstance(v, (int, float)) and not isinstance(v, bool):  # a figure (None: not measured)
-            out[k] = med([r.get(k) for r in runs])
-    out["server"] = {k: med([r["server"].get(k) for r in runs]) for k in first["server"] if k != "indexer_layer_calls"}
-    if "indexer_layer_calls" in first["server"]:  # counts: every run's
-        calls = [r["server"].get("indexer_layer_calls", {}) for r in runs]
-        out["server"]["indexer_layer_calls"] = {k: sum(c.get(k, 0.0) for c in calls) for k in sorted({k for c in calls for k in c})}
-    bins = sorted({b for r in runs for b in r["ttft_by_context"]}, key=int)
-    out["ttft_by_context"] = {b: {"median_s": med([r["ttft_by_context"].get(b, {}).get("median_s") for r in runs]),
-                                  "p90_s": med([r["ttft_by_context"].get(b, {}).get("p90_s") for r in runs]),
-                                  "n": sum(r["ttft_by_context"].get(b, {}).get("n", 0) for r in runs)} for b in bins}
-    out["spread"] = {k: [min(vals), max(vals)] for k in AGENTIC_FIGURES
-                     if (vals := [r[k] for r in runs if r.get(k) is not None])}
-    out["runs"] = [{k: v for k, v in r.items() if k not in ("turns", "command")} for r in runs]
-    out["turns"] = [{**row, "run": i} for i, r in enumerate(runs) for row in r["turns"]]
-    return out
-
-
-def merge_servers(entries: list) -> dict:
-    """A configuration served `--servers` times: each level's figures are medians over every
-    run on every server (`combine_runs`), `run_servers` says which server each run had, and
-    `per_server` keeps each server's command, start time, pool and probe. One server: its entry.
-    On a host whose speed differs from one server process to the next (session 19: batch-1
-    decode 340 to 490 tokens/s for the same configuration), one server per configuration
-    compares hosts as much as configurations."""
-    first = {k: v for k, v in entries[0].items() if k != "_runs"}
-    if len(entries) == 1:
-        return first
-    out = {**first, "per_server": [{k: e.get(k) for k in ("server_command", "startup_s", "kv_pool_tokens", "probe")}
-                                for e in entries]}
-    out["levels"] = {}
-    for c in first["levels"]:
-        runs = [(i, r) for i, e in enumerate(entries) for r in e["_runs"][c]]
-        out["levels"][c] = {**combine_runs([r for _, r in runs]), "run_servers": [i for i, _ in runs]}
-    return out
 
 
 def run(args) -> int:
