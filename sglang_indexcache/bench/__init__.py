@@ -12,7 +12,9 @@ Configurations of one model, run one after another in one invocation (`common.co
 Workloads, one module each, all writing one JSON (commands, GPU, versions) and PNGs:
   agentic  multi-turn agent sessions replayed by SGLang's `bench_serving` (`agentic.py`,
            traces from `trace.py`): TTFT per turn against context, ITL, sessions/min,
-           cache hit rate, at several concurrencies
+           cache hit rate, at several concurrencies; `--repeats` and `--servers` replay a
+           level again on one server and on several, `merge` joins separate invocations'
+           servers (`agentic_runs.py`)
   prefill  batch-1 prefill through SGLang's `one_batch` (`prefill.py`), the paper's table
   decode   B concurrent requests at L tokens of context on a server (`decode.py`)
   turn     one turn of +N new tokens on a long cached prefix, timed and recorded with
@@ -35,4 +37,5 @@ machine spends minutes in kernel JIT during graph capture.
     python -m sglang_indexcache.bench topk --out out/topk
     python -m sglang_indexcache.bench search --out out/search --shape glm-5.2-tp8
     python -m sglang_indexcache.bench report out/agentic/results.json --png out/agentic/agentic.png
+    python -m sglang_indexcache.bench merge call1/results.json call2/results.json --out out/joined
 """

@@ -169,9 +169,19 @@ def agentic_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+REFERENCE_NAMES = {"a": "dsa, all Full", "d": "dsa native sharing", "c": "indexcache at the pattern"}
+
+
+def plot_reference(results: dict) -> str:
+    """The reference of the ratio chart: (a) dsa all-Full where it ran, else (d), else (c) (a run
+    of (c) against (d) alone, as session 23's, has no (a) to divide by)."""
+    ratios = results.get("ratios", {})
+    return next((ref for ref in REFERENCES if ratios.get(f"over_{ref}")), "a")
+
+
 def agentic_plot(results: dict, png: Path) -> None:
     """TTFT against context per configuration (one panel per concurrency) and a bar chart of
-    the speed-ups over dsa all-Full."""
+    the speed-ups over the first reference that ran (`plot_reference`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,14 +208,15 @@ def agentic_plot(results: dict, png: Path) -> None:
         ax.set_title(f"concurrency {level}")
         ax.legend(fontsize=6)
     ax = axes[-1]
-    over = results.get("ratios", {}).get("over_a", {})
+    ref = plot_reference(results)
+    over = results.get("ratios", {}).get(f"over_{ref}", {})
     keys = sorted({k for lv in over.values() for k in lv})
     width = 0.8 / max(1, len(shown))
     for i, level in enumerate(shown):
         vals = [over.get(level, {}).get(k, {}).get("ttft_long_median_s") for k in keys]  # None: a pair not run
         # levels of other sessions (not divided): their turn-for-turn ratio, hatched
-        other = results.get("ratios", {}).get("sessions_over_a", {}).get(level, {})
-        paired = results.get("ratios", {}).get("paired_over_a", {}).get(level, {})
+        other = results.get("ratios", {}).get(f"sessions_over_{ref}", {}).get(level, {})
+        paired = results.get("ratios", {}).get(f"paired_over_{ref}", {}).get(level, {})
         vals = [paired.get(k, {}).get("median_long") if k in other else v for k, v in zip(keys, vals)]
         bars = ax.bar([j + i * width for j in range(len(keys))], [v or 0.0 for v in vals], width=width,
                       label=f"concurrency {level}", color=f"C{i}")
@@ -216,8 +227,8 @@ def agentic_plot(results: dict, png: Path) -> None:
                                    for k, v in zip(keys, vals)], fontsize=6)
     ax.axhline(1.0, color="grey", lw=0.5)
     ax.set_xticks([j + width * (len(shown) - 1) / 2 for j in range(len(keys))], keys)
-    ax.set_ylabel("TTFT speed-up over (a), turns at >= 96K")
-    ax.set_title("speed-up over dsa, all Full (hatched: turn for turn)", fontsize=9)
+    ax.set_ylabel(f"TTFT speed-up over ({ref}), turns at >= 96K")
+    ax.set_title(f"speed-up over {REFERENCE_NAMES[ref]} (hatched: turn for turn)", fontsize=9)
     ax.legend(fontsize=7)
     gpu = (results.get("gpu") or {}).get("name") or results.get("device")
     fig.suptitle(f"agentic sessions: {results.get('model')} on {gpu}", fontsize=9)

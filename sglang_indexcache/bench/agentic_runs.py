@@ -72,6 +72,9 @@ def merge_servers(entries: list) -> dict:
 # meaning of unset kernel variables; the paths of the model, its tokenizer and the trace may
 # differ (each invocation had its own folder)
 MERGE_SAME = ("workload", "shape", "pattern", "device", "mtp", "kernel_defaults")
+# what a configuration's servers must share: its label (which names its pattern) and the
+# variables its server ran with (SGLANG_INDEXCACHE_TOPK and the like)
+SERVER_SAME = ("label", "server_env")
 
 
 def _trace_meta(results: dict) -> dict:
@@ -96,12 +99,13 @@ def split_runs(entry: dict) -> dict:
     return {**entry, "_runs": runs}
 
 
-def merge_results(files: list) -> dict:
+def merge_results(files: list, invocation: str | None = None) -> dict:
     """Results files of separate `bench agentic` invocations on the same trace, shape and GPU
     as one, each file's entry of a configuration one server of it (in the files' order): a
     level's figures are medians over every server's runs (`merge_servers`), the ratios are
     taken again. Refuses files that are not one experiment (`MERGE_SAME`, the trace, the GPU),
-    or a configuration whose servers ran other concurrencies or numbers of sessions."""
+    or a configuration whose servers ran other concurrencies, numbers of sessions, labels or
+    variables (`SERVER_SAME`)."""
     if len(files) < 2:
         raise SystemExit("merge needs at least two results files")
     loaded = [(str(f), json.loads(Path(f).read_text())) for f in files]
@@ -122,14 +126,20 @@ def merge_results(files: list) -> dict:
             if theirs != shape:
                 raise SystemExit(f"config {key}: {name} ran levels (concurrency: sessions) {theirs}, "
                                  f"{have[0][0]} {shape}; its servers must replay the same turns")
+            for field in SERVER_SAME:  # one configuration: its pattern (in the label) and variables
+                if e.get(field) != have[0][1].get(field):
+                    raise SystemExit(f"config {key}: {name}'s {field} {e.get(field)!r} differs from "
+                                     f"{have[0][0]}'s {have[0][1].get(field)!r}; not one configuration")
         entry = merge_servers([split_runs(e) for _, e in have])
+        repeats = sorted({e.get("repeats") or 1 for _, e in have})
         merged[key] = {**entry, "servers": len(have), "mtp": have[0][1].get("mtp"),
-                       "repeats": have[0][1].get("repeats"), "invocations": [e.get("invocation") for _, e in have],
+                       "repeats": repeats[0] if len(repeats) == 1 else repeats,
+                       "invocations": [e.get("invocation") for _, e in have],
                        "merged_from": [name for name, _ in have]}
         merged[key].pop("invocation", None)
     out = {**{k: v for k, v in first.items() if k not in ("configs", "ratios", "invocation")},
            "configs": merged, "merged_from": [name for name, _ in loaded],
-           "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]]),
+           "invocation": invocation or " ".join([sys.executable, "-m", "sglang_indexcache.bench", "merge", *map(str, files)]),
            "concurrency": sorted({c for _, res in loaded for c in res.get("concurrency", [])}),
            "servers": max(e["servers"] for e in merged.values()) if merged else 0,
            "finished_at": max((res.get("finished_at") or "") for _, res in loaded),
@@ -141,7 +151,9 @@ def merge_results(files: list) -> dict:
 def merge_cmd(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = merge_results(args.results)
+    cmd = [sys.executable, "-m", "sglang_indexcache.bench", "merge", *args.results, "--out", str(out),
+           *(["--png", args.png] if args.png else [])]
+    results = merge_results(args.results, " ".join(cmd))
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(agentic_table(results))
     if args.png:
