@@ -1,5 +1,5 @@
-"""The committed 78-layer (`glm-5.2-tp8`) agentic results of session 21 reproduce the figures the
-README and the issue note quote (the earlier sessions' are in `test_results.py`)."""
+"""The committed 78-layer (`glm-5.2-tp8`) agentic results of sessions 21 and 23 reproduce the
+figures the README and the issue notes quote (the earlier sessions' are in `test_results.py`)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,43 @@ def test_session21_v2_top_k_against_dsa_all_full_reproduces_the_quoted_figures()
     # the probes at 124,562 tokens, one new token: chat door, /generate text, token ids
     assert [[round(c[k]["probe"][d], 3) for d in ("chat_s", "text_s", "ids_s")] for k in "ame"] == [
         [0.167, 0.416, 0.16], [0.106, 0.279, 0.099], [0.121, 0.319, 0.105]]
+
+
+def test_session23_indexcache_against_native_sharing_on_two_servers_each_reproduces_the_quoted_figures():
+    """One H200, 2026-12-03 (session 23): (c) indexcache and (d) dsa native sharing with the same
+    pattern, two servers each run as separate invocations (c, d, d, c) and joined by `bench merge`:
+    the committed join is what merging the four files gives, and its figures, ratios (medians and
+    worst pairing), turn-for-turn ratios and the probes are the ones quoted."""
+    from sglang_indexcache.bench.agentic_runs import merge_results
+
+    s23 = RESULTS / "h200-2026-12-03-session23"
+    files = [s23 / f"glm-{s}" / "results.json" for s in ("c0", "d0", "d1", "c1")]
+    r = json.loads((s23 / "glm" / "results.json").read_text())
+    c = r["configs"]
+    assert r["shape"] == "glm-5.2-tp8" and r["trace"]["sha256"].startswith("821ea80f")
+    assert r["pattern"] == "FFF" + "SSSF" * 18 + "SSS"
+    assert [c[k]["servers"] for k in "cd"] == [2, 2] and c["c"]["levels"]["1"]["run_servers"] == [0, 1]
+    assert [Path(f).parent.name for f in c["c"]["merged_from"]] == ["glm-c0", "glm-c1"]
+    assert "SGLANG_INDEXCACHE_TOPK" not in c["c"]["server_env"]  # the package's defaults: v2
+    assert json.loads((files[0]).read_text())["kernel_defaults"]["SGLANG_INDEXCACHE_TOPK"] == "v2"
+    again = merge_results([str(f) for f in files])
+    assert {k: again["configs"][k]["levels"] for k in "cd"} == {k: c[k]["levels"] for k in "cd"}
+    assert {k: row_figures(c[k]["levels"]["1"]) for k in "cd"} == {
+        "c": [0.571, 0.806, 0.522, 14.05, 0.75], "d": [0.573, 0.84, 0.538, 14.04, 0.74]}
+    ratios = agentic_report.agentic_ratios(r)
+    assert ratios == again["ratios"]
+    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.03, 1.053, 1.003, 1.042, 1.0, 1.004]
+    worst = {f: round(lo, 3) for f, (lo, _) in ratios["over_d_range"]["1"]["c"].items()}
+    assert min(worst.values()) == 0.993 == worst["ttft_median_s"]
+    assert all(v >= 0.999 for f, v in worst.items() if f != "ttft_median_s")
+    paired = ratios["paired_over_d"]["1"]["c"]
+    assert (paired["turns"], paired["long_turns"]) == (24, 7)
+    assert [round(paired[k], 3) for k in ("median", "median_long", "total")] == [1.028, 1.059, 1.026]
+    # server against server at >= 96K, turn for turn
+    single = {s: json.loads(f.read_text())["configs"][s[0]]["levels"]["1"] for s, f in zip(("c0", "d0", "d1", "c1"), files)}
+    assert [round(agentic_report.paired_turns(single[d]["turns"], single[x]["turns"])["median_long"], 3)
+            for x, d in (("c0", "d0"), ("c0", "d1"), ("c1", "d0"), ("c1", "d1"))] == [1.033, 1.077, 1.056, 1.086]
+    # the probes (18 new tokens on 124,544 cached): chat door, /generate text, token ids, per server
+    assert [[round(c[k]["per_server"][i]["probe"][d], 3) for d in ("chat_s", "text_s", "ids_s")]
+            for k in "cd" for i in (0, 1)] == [[0.141, 0.411, 0.161], [0.125, 0.413, 0.132],
+                                               [0.111, 0.308, 0.103], [0.129, 0.363, 0.118]]
