@@ -202,6 +202,15 @@ def test_the_benchmarks_own_environment_is_recorded_as_its_servers(monkeypatch):
     assert common.inherited_env() == {}
 
 
+def test_turn_servers_run_eager_extends_unless_asked_for_sglangs_prefill_graphs():
+    """`bench turn` turns SGLang's prefill graphs off (the eager turn sessions 12 and 13 profiled)
+    unless `--prefill-graphs sglang`, as the agentic servers run; decode graphs for batch 1 only."""
+    from sglang_indexcache.bench import turn
+
+    assert turn.graph_flags("off") == ["--cuda-graph-max-bs-decode", "1", "--cuda-graph-backend-prefill", "disabled"]
+    assert turn.graph_flags("sglang") == ["--cuda-graph-max-bs-decode", "1"]
+
+
 def test_turn_profile_pipeline_on_cpu(models, tmp_path):
     """`bench turn` on a CPU server: the prefix hits the radix cache on every timed turn (the
     new tokens do not), the server's forward time is read, and SGLang's /start_profile and
@@ -212,10 +221,11 @@ def test_turn_profile_pipeline_on_cpu(models, tmp_path):
         out=str(tmp_path), shape="flash-12", model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         context=512, new=[1, 64], repeats=2, seed=0, mem_fraction=None, chunked_prefill_size=512,
         timeout=900, device="cpu", server_args="--max-running-requests 4", server_env=["SGLANG_DSA_FUSE_TOPK=0"],
-        paged_rows=8192,
+        paged_rows=8192, prefill_graphs="off",
     )
     assert turn.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
+    assert results["prefill_graphs"] == "off"
     entry = results["configs"]["c"]
     assert entry["full_layers"] == 2 and "--index-cache-pattern FSSFSS" in entry["server_command"]
     assert "--max-running-requests 4" in entry["server_command"]  # --server-args reach every server

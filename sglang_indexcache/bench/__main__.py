@@ -153,6 +153,9 @@ def main(argv=None) -> int:
     u.add_argument("--pattern", help="config c/d pattern (default: the shape's)")
     u.add_argument("--context", type=int, default=122880, help="cached prefix, tokens")
     u.add_argument("--new", type=int, nargs="+", default=[1, 2048, 8192], help="new tokens per turn")
+    u.add_argument("--prefill-graphs", choices=("off", "sglang"), default="off",
+                   help="off: eager turns (sessions 12, 13); sglang: SGLang's default breakable prefill graphs, "
+                        "as the agentic servers run")
     u.add_argument("--repeats", type=int, default=5)
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--mem-fraction", type=float, default=None,

@@ -25,6 +25,21 @@ from sglang_indexcache.bench import common
 from sglang_indexcache.bench.profile import profile_forwards
 from sglang_indexcache.bench.roofline import dims_of, per_full_layer, roofline
 
+def graph_flags(prefill_graphs: str) -> list:
+    """A turn server's CUDA graph flags. Decode graphs for batch 1 only: a turn generates one
+    token (its extend's), so no decode step replays them, and capturing SGLang's 36 batch sizes
+    took 39 s per server (session 13). Prefill graphs off by default (`off`): the turn runs
+    eagerly, as sessions 12 and 13 profiled it, and they keep it off the dense path. `sglang`
+    keeps SGLang's default breakable prefill graphs, as the agentic servers run them: an extend of
+    up to 8,192 tokens replays one, its attention and indexer eager between the segments (session
+    23's probe: a turn of 18 new tokens at 124K took longer through `indexcache` than through
+    upstream native sharing with them on)."""
+    flags = ["--cuda-graph-max-bs-decode", "1"]
+    if prefill_graphs == "off":
+        flags += ["--cuda-graph-backend-prefill", "disabled"]
+    return flags
+
+
 def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path, extra_env: dict) -> dict:
     from sglang_indexcache.server import Server
 
@@ -37,10 +52,8 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path, ex
                 "--chunked-prefill-size", str(args.chunked_prefill_size), "--enable-request-time-stats-logging",
                 "--mem-fraction-static", str(args.mem_fraction), *args.server_args.split()]
     cuda = args.device == "cuda"
-    if cuda:  # prefill CUDA graphs off: the turn is what is profiled, and they keep it off the dense path;
-        # decode graphs for batch 1 only: a turn generates one token (its extend's), so no decode step
-        # replays them, and capturing SGLang's 36 batch sizes took 39 s per server (session 13)
-        srv_args += ["--cuda-graph-backend-prefill", "disabled", "--cuda-graph-max-bs-decode", "1"]
+    if cuda:
+        srv_args += graph_flags(args.prefill_graphs)
     srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
     if cuda:
         srv.env.update(common.dense_prefill_env())
@@ -105,7 +118,7 @@ def run(args) -> int:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"configs": {}}
     results.update({"workload": "turn", "model": str(model), "shape": args.shape, "context": args.context,
-                    "new": args.new, "device": args.device,
+                    "new": args.new, "device": args.device, "prefill_graphs": args.prefill_graphs,
                     "gpu": common.gpu_info() if args.device == "cuda" else None, "versions": common.versions(),
                     "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]])})
     for key in args.configs:
