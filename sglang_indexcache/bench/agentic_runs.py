@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sglang_indexcache.bench.agentic_report import AGENTIC_FIGURES, agentic_ratios, agentic_table
 
+
 def combine_runs(runs: list) -> dict:
     """A level replayed `--repeats` times on one server: each figure is the median over the runs
     of that run's figure (per context bin too), failed rounds are summed, `spread` holds each
