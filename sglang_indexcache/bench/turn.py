@@ -25,6 +25,7 @@ from sglang_indexcache.bench import common
 from sglang_indexcache.bench.profile import profile_forwards
 from sglang_indexcache.bench.roofline import dims_of, per_full_layer, roofline
 
+
 def graph_flags(prefill_graphs: str) -> list:
     """A turn server's CUDA graph flags. Decode graphs for batch 1 only: a turn generates one
     token (its extend's), so no decode step replays them, and capturing SGLang's 36 batch sizes
