@@ -193,11 +193,7 @@ def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
     if args.device == "cuda":
         # decode replays CUDA graphs up to the top concurrency
         out += ["--cuda-graph-max-bs-decode", str(top)]
-        if args.prefill_graphs == "off":
-            # eager extends, as every run up to session 15: SGLang's default breakable prefill
-            # graphs (every extend up to the chunked-prefill size, at most 8,192 tokens for MLA,
-            # replays one) cost minutes of capture per server
-            out += ["--cuda-graph-backend-prefill", "disabled"]
+        out += common.prefill_graph_args(args.prefill_graphs)  # off: eager extends, as up to session 15
     if args.mtp:
         out += common.MTP
     return out

@@ -287,6 +287,13 @@ def inherited_env() -> dict:
     return {k: os.environ[k] for k in SERVER_ENV_KEYS if k in os.environ}
 
 
+def prefill_graph_args(choice: str) -> list:
+    """`--prefill-graphs` as server flags: `sglang` keeps SGLang's default breakable prefill CUDA
+    graphs (on CUDA an extend of up to the chunk size, at most 8,192 tokens for MLA, replays one;
+    their capture costs minutes per server), `off` turns them off: eager extends."""
+    return ["--cuda-graph-backend-prefill", "disabled"] if choice == "off" else []
+
+
 def dense_prefill_env() -> dict:
     """Without FA3 (the offline bundle strips sglang-kernel's 1.1 GB FA3 library), SGLang's
     DSA backend must not pick its dense MHA path for short prefills: threshold 0 keeps

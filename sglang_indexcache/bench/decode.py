@@ -29,7 +29,7 @@ import re
 import statistics
 from pathlib import Path
 
-from sglang_indexcache.bench.common import MTP, dense_prefill_env, gpu_state, kv_pool_tokens
+from sglang_indexcache.bench.common import MTP, dense_prefill_env, gpu_state, kv_pool_tokens, prefill_graph_args
 from sglang_indexcache.bench.profile import profile_forwards
 
 # the longest wait for a profile of a few decode steps to be written (seconds): a trace that
@@ -75,11 +75,9 @@ def serve_decode(model: Path, cfg_args: list, args, log: Path, env: dict | None 
     ]
     if args.device == "cuda":
         server_args += ["--cuda-graph-max-bs-decode", str(B)]
-        if getattr(args, "prefill_graphs", "off") == "off":
-            # decode steps replay decode CUDA graphs; prefill graphs (breakable, every token
-            # count up to the chunk size) cost 187 s of capture per server on the H200 and
-            # take no part in what is timed here (`--prefill-graphs sglang` keeps SGLang's default)
-            server_args += ["--cuda-graph-backend-prefill", "disabled"]
+        # decode steps replay decode CUDA graphs; prefill graphs cost 187 s of capture per server
+        # on the H200 and take no part in what is timed here unless `--prefill-graphs sglang`
+        server_args += prefill_graph_args(getattr(args, "prefill_graphs", "off"))
     if getattr(args, "mtp", False):
         server_args += MTP
     srv = Server(model, server_args, log=log, device=args.device, startup_timeout=args.timeout)

@@ -35,10 +35,7 @@ def graph_flags(prefill_graphs: str) -> list:
     up to 8,192 tokens replays one, its attention and indexer eager between the segments (session
     23's probe: a turn of 18 new tokens at 124K took longer through `indexcache` than through
     upstream native sharing with them on)."""
-    flags = ["--cuda-graph-max-bs-decode", "1"]
-    if prefill_graphs == "off":
-        flags += ["--cuda-graph-backend-prefill", "disabled"]
-    return flags
+    return ["--cuda-graph-max-bs-decode", "1", *common.prefill_graph_args(prefill_graphs)]
 
 
 def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path, extra_env: dict) -> dict:
