@@ -521,6 +521,12 @@ def test_bench_merge_writes_what_merge_results_gives(tmp_path, capsys):
     assert (tmp_path / "merged.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="at least two results files"):
         main(["merge", files[0], "--out", str(tmp_path / "single")])
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "turn.json").write_text(json.dumps({"workload": "turn"}))
+    for bad, said in (("broken.json", "not a readable results file"), ("turn.json", "not the results of `bench agentic`"),
+                      ("missing.json", "not a readable results file")):
+        with pytest.raises(SystemExit, match=f"{bad}: {said}"):
+            main(["merge", files[0], str(tmp_path / bad), "--out", str(tmp_path / "bad")])
 
 
 @pytest.mark.parametrize("keys, ref", [("acd", "a"), ("cd", "d"), ("ce", "c")])

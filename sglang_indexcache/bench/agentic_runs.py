@@ -82,6 +82,17 @@ def _trace_meta(results: dict) -> dict:
     return {k: v for k, v in (results.get("trace") or {}).items() if k not in ("path", "tokenizer")}
 
 
+def _load(path) -> dict:
+    """An agentic results file, or a SystemExit naming the file and what is wrong with it."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: not a readable results file ({e})") from None
+    if not isinstance(results, dict) or results.get("workload") != "agentic":
+        raise SystemExit(f"{path}: not the results of `bench agentic`")
+    return results
+
+
 def split_runs(entry: dict) -> dict:
     """A saved one-server entry with its levels' single runs back under `_runs` (what
     `merge_servers` takes): a level of one run is that run; one of `--repeats` runs is split
@@ -109,7 +120,7 @@ def merge_results(files: list, invocation: str | None = None) -> dict:
     variables (`SERVER_SAME`)."""
     if len(files) < 2:
         raise SystemExit("merge needs at least two results files")
-    loaded = [(str(f), json.loads(Path(f).read_text())) for f in files]
+    loaded = [(str(f), _load(f)) for f in files]
     first_name, first = loaded[0]
     for name, res in loaded[1:]:
         for field, mine, theirs in [*((k, res.get(k), first.get(k)) for k in MERGE_SAME),
