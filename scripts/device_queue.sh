@@ -11,11 +11,12 @@
 # whose estimate does not fit in the call's time left ends the call's queue (the rest wait for the
 # next call: session 14's queue let a later, smaller job start on a fresh machine, where it paid
 # the kernel JIT its estimate left out and was stopped); a job stopped by the call's end runs again
-# whole next call; after each
-# job, the SGLang servers it started and left running are killed (not others: on a shared
-# machine those may be someone's), so the next job finds the GPU free (session 12:
-# a job stopped by `timeout` left servers that held 100 of 139 GB). `finish` returns $S (models
-# and profiler dumps left out) as a split tar under $OUT: $OUT brings back at most 8 files.
+# whole next call; after each job, the SGLang servers it started and left running are killed
+# (not others: on a shared machine those may be someone's), so the next job finds the GPU free
+# (session 12: a job stopped by `timeout` left servers that held 100 of 139 GB), and $S (models
+# and profiler dumps left out) is packed again as a split tar under $OUT ($OUT brings back at
+# most 8 files): a call the device tool stops before CALL_SECONDS (less device time was left
+# than the call asked for) still returns every job finished before. `finish` packs once more.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${G:-bash scripts/gpu_host.sh}
@@ -62,7 +63,15 @@ job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job
   echo "$name rc=$rc in $((SECONDS - t0))s" >> "$S/logs/queue.txt"
   clear_gpu "$before"
   [ $rc = 0 ] && touch "$S/done/$name"
+  pack
   return 0
+}
+
+pack() {  # $S (models and profiler dumps left out) as a split tar under $OUT, replacing the last
+  local base; base=$(basename "$S")
+  rm -f "$OUT/$base.tgz.part-"*
+  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/*/model" --exclude='*/profiles' --exclude='*.trace.json*' --exclude='trace.json' "$base"
+  split -b 15M "$S.tgz" "$OUT/$base.tgz.part-"
 }
 
 finish() {
@@ -71,8 +80,6 @@ finish() {
     case $f in *queue*|*install*|*nvidia-smi*) continue;; esac
     echo "== $f"; tail -4 "$f"
   done
-  local base; base=$(basename "$S")
-  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/*/model" --exclude='*/profiles' --exclude='*.trace.json*' --exclude='trace.json' "$base"
-  split -b 15M "$S.tgz" "$OUT/$base.tgz.part-"
+  pack
   ls -la "$OUT"
 }
