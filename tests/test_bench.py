@@ -221,11 +221,15 @@ def test_turn_profile_pipeline_on_cpu(models, tmp_path):
         out=str(tmp_path), shape="flash-12", model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         context=512, new=[1, 64], repeats=2, seed=0, mem_fraction=None, chunked_prefill_size=512,
         timeout=900, device="cpu", server_args="--max-running-requests 4", server_env=["SGLANG_DSA_FUSE_TOPK=0"],
-        paged_rows=8192, prefill_graphs="off",
+        paged_rows=8192, prefill_graphs="off", warm_decode=4,
     )
     assert turn.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["prefill_graphs"] == "off"
+    assert results["prefill_graphs"] == "off" and results["warm_decode"] == 4
+    # --warm-decode: one request decoded 4 tokens on 64 prompt tokens, before the cold prefix (the
+    # server's own start-up warm-up request may come first)
+    seen = [(int(m[0]), int(m[2])) for m in common.TIME_STATS.findall((tmp_path / "c-server.log").read_text())]
+    assert (64, 4) in seen and seen.index((64, 4)) < seen.index((512, 1)), seen
     entry = results["configs"]["c"]
     assert entry["full_layers"] == 2 and "--index-cache-pattern FSSFSS" in entry["server_command"]
     assert "--max-running-requests 4" in entry["server_command"]  # --server-args reach every server

@@ -106,6 +106,68 @@ def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
     assert "indexer_layer_calls" not in agentic.server_side({**before, "calls": {}}, {**after, "calls": {}})  # dsa
 
 
+class _ProbeServer:
+    """Stands in for `server.Server` in the probe: each request appends SGLang's ReqTimeStats line
+    (forward time `fwd_ms[i]` for the i-th) to its log; the profiler writes a one-kernel trace."""
+
+    def __init__(self, log, fwd_ms):
+        self.log, self.fwd_ms, self.calls, self.prof = log, list(fwd_ms), [], None
+        log.write_text("[2026-12-03 16:55:00] server started\n")
+
+    def post(self, path, body, timeout=None):
+        import gzip
+
+        self.calls.append(path)
+        if path == "/start_profile":
+            self.prof = body
+        elif path == "/stop_profile":
+            trace = {"traceEvents": [{"ph": "X", "cat": "kernel", "name": "fp8_paged_mqa_logits", "ts": 0, "dur": 40},
+                                     {"ph": "X", "cat": "kernel", "name": "topk_v2", "ts": 100, "dur": 10}]}
+            out = f"{self.prof['output_dir']}/{self.prof['profile_prefix']}-1.trace.json.gz"
+            with gzip.open(out, "wt") as fh:
+                json.dump(trace, fh)
+        elif self.log is not None:
+            n = len(self.fwd_ms) and self.fwd_ms.pop(0)
+            with open(self.log, "a") as fh:
+                fh.write(f"[2026-12-03 16:55:01] ReqTimeStats(rid=r{len(self.calls)}, input_len=124562, cached_input_len="
+                         f"124544, output_len=1, attempts=0, type=unified): queue_duration=1.00ms, "
+                         f"forward_duration={n}ms, entry_time=1796316933.195\n")
+        return {}
+
+
+def test_the_probe_splits_each_door_into_the_servers_forward_and_profiles_on_request(tmp_path):
+    """`turn_probe` reads the server's forward time of each of its requests from the log, in the
+    order sent (cold chat, then chat, text, ids three times), gives the medians per door, refuses to
+    pair a log that does not hold one line per request, and with `profile_dir` records one more
+    token-id request under the profiler; the report prints each server's probe."""
+    from sglang_indexcache.bench.probe import forward_by_door, turn_probe
+
+    fwd = [11000, 80, 60, 50, 82, 81, 84, 81, 86, 80]
+    srv = _ProbeServer(tmp_path / "server.log", fwd)
+    out = turn_probe(srv, tmp_path, ([], "text", [1] * 124562), settle_s=0, profile_dir=tmp_path / "prof")
+    assert out["forward_s"] == pytest.approx({"cold_chat_s": 11.0, "chat_s": 0.081, "text_s": 0.081, "ids_s": 0.080})
+    assert out["forward_all_s"]["text_s"] == pytest.approx([0.06, 0.081, 0.086])
+    assert srv.calls[-3:] == ["/start_profile", "/generate", "/stop_profile"]  # a token-id request, profiled
+    assert srv.prof["activities"] == ["CPU", "GPU"] and out["profile"]["trace"] == "probe-1.trace.json.gz"
+    assert (out["profile"]["busy_us"], out["profile"]["span_us"]) == (50, 110)
+    # a log that lost or gained a line (a health check is not one) is not paired
+    assert forward_by_door("", ["chat_s"]) == {"forward_s": None, "forward_all_s": None}
+    lines = (tmp_path / "server.log").read_text()
+    assert forward_by_door(lines, ["x"] * 10)["forward_s"] is None  # 11 lines (the profiled one), 10 sent
+    health = "ReqTimeStats(rid=HEALTH_CHECK_1, input_len=1, cached_input_len=0, output_len=1, attempts=0, " \
+             "type=unified): queue_duration=0.4ms, forward_duration=25ms, entry_time=1\n"
+    assert forward_by_door(health + lines.splitlines(True)[2], ["ids_s"])["forward_s"] == {"ids_s": pytest.approx(0.08)}
+    # without a log (a server object without one), the client's times only
+    bare = _ProbeServer(tmp_path / "other.log", fwd)
+    bare.log = None
+    assert "forward_s" not in turn_probe(bare, tmp_path, ([], "text", [1, 2]), settle_s=0)
+    entry = {"probe": out}
+    line = agentic_report.probe_lines({"c": entry})[0]
+    assert "(0.081)" in line and "ids " in line and "GPU busy 0.1 ms of span 0.1 ms" in line
+    two = agentic_report.probe_lines({"d": {"per_server": [{"probe": out}, {"probe": {"context": 9, "ids_s": 0.1}}]}})
+    assert [x.split(" at ")[0] for x in two] == ["  probe d0", "  probe d1"] and two[1].endswith("ids 0.100")
+
+
 def test_agentic_ratios_are_speedups_over_dsa_and_native_sharing():
     def level(ttft_long, spm):
         return {"levels": {"1": {"ttft_long_median_s": ttft_long, "sessions_per_min": spm}}, "label": "x"}
@@ -552,7 +614,7 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
         mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=2,
-        servers=2, prefill_graphs="sglang",
+        servers=2, prefill_graphs="sglang", profile_probe=True,
     )
     assert agentic.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -567,6 +629,11 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
     probe = cfg["probe"]  # one long turn through three doors: chat, text, token ids
     assert probe["context"] >= results["trace"]["last_prompt_tokens"][0] - 200
     assert all(probe[k] > 0 for k in ("cold_chat_s", "chat_s", "text_s", "ids_s"))
+    # the server's own forward time of the same requests, from its log: inside the client's time
+    assert all(0 < probe["forward_s"][k] < probe[k] for k in ("cold_chat_s", "chat_s", "text_s", "ids_s"))
+    # --profile-probe: one more token-id request under SGLang's profiler, per server (CPU: no kernels)
+    for n, server in enumerate(cfg["per_server"]):
+        assert (tmp_path / "profiles" / f"c-s{n}" / server["probe"]["profile"]["trace"]).exists()
     for level in ("1", "2"):
         s = cfg["levels"][level]
         assert "sglang.benchmark.serving" in s["command"] and f"--max-concurrency {level}" in s["command"]

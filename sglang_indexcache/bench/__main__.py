@@ -123,7 +123,11 @@ def main(argv=None) -> int:
     g.add_argument("--mtp", action="store_true", help="EAGLE over the model's NextN layer in every config")
     g.add_argument("--prefill-graphs", choices=["sglang", "off"], default="sglang",
                    help="sglang: SGLang's default (CUDA: breakable prefill graphs, replayed by extends of up to "
-                        "2,048 tokens; minutes of capture per server); off: eager extends (the runs up to session 15)")
+                        "8,192 tokens for MLA models; minutes of capture per server); off: eager extends (the runs "
+                        "up to session 15)")
+    g.add_argument("--profile-probe", action="store_true",
+                   help="one more token-id request of each server's probe under SGLang's profiler (the kernel "
+                        "table in the probe's entry, the trace under OUT/profiles/)")
     g.add_argument("--mem-fraction", type=float, default=None,
                    help=f"default: leave {HEADROOM_GIB} GiB of the GPU outside the pool")
     g.add_argument("--chunked-prefill-size", type=int, default=16384)
@@ -156,6 +160,9 @@ def main(argv=None) -> int:
     u.add_argument("--prefill-graphs", choices=("off", "sglang"), default="off",
                    help="off: eager turns (sessions 12, 13); sglang: SGLang's default breakable prefill graphs, "
                         "as the agentic servers run")
+    u.add_argument("--warm-decode", type=int, default=0, metavar="N",
+                   help="first a short request that decodes N tokens (an agentic server has decoded before "
+                        "its turns; a turn server otherwise never runs a decode step)")
     u.add_argument("--repeats", type=int, default=5)
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--mem-fraction", type=float, default=None,

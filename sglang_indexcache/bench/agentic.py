@@ -221,10 +221,11 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
         # first long prefills after startup: one short session, not timed
         warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{tag}-warmup.jsonl", max_turns=2)
         run_bench_serving(warm, out / f"{tag}-warmup.log", out / f"{tag}-warmup.jsonl", args.timeout)
-        entry["probe"] = turn_probe(srv, model, probe)
+        entry["probe"] = turn_probe(srv, model, probe, cuda=args.device == "cuda",
+                                    profile_dir=out / "profiles" / tag if args.profile_probe else None)
         if progress is not None:
             progress.write(f"[{key}] one turn at {entry['probe']['context']} tokens: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in entry["probe"].items() if k != "context"))
+                f"{k} {v:.3f}" for k, v in entry["probe"].items() if k != "context" and isinstance(v, float)))
         for c in args.concurrency:
             n = max(c, args.min_sessions)
             if n > len(trace["conversations"]):

@@ -157,6 +157,7 @@ def agentic_table(results: dict) -> str:
                     lines.append(f"  {key} over {ref}, turn for turn: median {pair['median']:.3f} ({pair['turns']} turns), "
                                  f">=96K {long_} ({pair['long_turns']}), total TTFT {pair['total']:.3f}"
                                  + (f", {pair['unpaired']} unpaired" if pair["unpaired"] else ""))
+    lines += probe_lines(c)
     kernels = {key: " ".join(f"{k}={v}" for k, v in sorted(c[key].get("server_env", {}).items()) if k in KERNEL_ENV_KEYS)
                for key in sorted(c)}
     if any(kernels.values()):  # what the labels do not say: a variable inherited from the environment
@@ -167,6 +168,27 @@ def agentic_table(results: dict) -> str:
         lines.append("  * medians over repeated runs (--repeats on a server, --servers); ratios in [ ]: worst and best "
                      "pairing of the runs")
     return "\n".join(lines)
+
+
+def probe_lines(configs: dict) -> list:
+    """Each server's probe (one long turn, a few new tokens, through each door): the client's time
+    and, where its log had them, the server's forward time (`bench/probe.py`), medians."""
+    lines = []
+    for key in sorted(configs):
+        entry = configs[key]
+        probes = [s.get("probe") for s in entry.get("per_server") or [entry]]
+        for n, p in enumerate(probes):
+            if not p:
+                continue
+            fwd = p.get("forward_s") or {}
+            doors = ", ".join(f"{d[:-2]} {p[d]:.3f}" + (f" ({fwd[d]:.3f})" if d in fwd else "")
+                              for d in ("chat_s", "text_s", "ids_s") if d in p)
+            name = f"{key}{n}" if len(probes) > 1 else key
+            prof = p.get("profile") or {}
+            gpu = (f"; profiled ids: GPU busy {prof['busy_us'] / 1e3:.1f} ms of span {prof['span_us'] / 1e3:.1f} ms"
+                   if prof.get("busy_us") is not None else "")
+            lines.append(f"  probe {name} at {p.get('context')} tokens, s (server forward): {doors}{gpu}")
+    return lines
 
 
 REFERENCE_NAMES = {"a": "dsa, all Full", "d": "dsa native sharing", "c": "indexcache at the pattern"}

@@ -111,11 +111,13 @@ TIME_STATS = re.compile(r"ReqTimeStats\(rid=(?!HEALTH_CHECK)\S+, input_len=(\d+)
                         r"output_len=(\d+),.*?queue_duration=([0-9.]+)(ms|s), forward_duration=([0-9.]+)(ms|s)")
 
 
+def sec(value: str, unit: str) -> float:
+    """A ReqTimeStats duration in seconds."""
+    return float(value) / (1e3 if unit == "ms" else 1.0)
+
+
 def time_stats(text: str) -> dict:
     """input_len -> (cached, output_len, queue_s, forward_s) from ReqTimeStats lines."""
-    def sec(v, unit):
-        return float(v) / (1e3 if unit == "ms" else 1.0)
-
     return {int(m[0]): (int(m[1]), int(m[2]), sec(m[3], m[4]), sec(m[5], m[6])) for m in TIME_STATS.findall(text)}
 
 

@@ -9,13 +9,17 @@ ReqTimeStats forward time), then one more turn is recorded between SGLang's own
 `/start_profile` and `/stop_profile` (CPU + GPU activities) and its trace summarised per
 kernel (`profile.kernel_table`): time, calls, the span from the first kernel to the last and the idle
 gaps inside it. Token ids, not chat: this isolates the forward from the template and the
-tokenizer, which the agentic benchmark's probe measures separately. Our own client because
+tokenizer, which the agentic benchmark's probe measures separately. `--warm-decode N` first
+decodes N tokens of a short request (an agentic server has decoded before its turns; a turn
+server otherwise never runs a decode step), and `--server-args` takes an agentic server's other
+flags, so a difference between the two kinds of server can be taken apart. Our own client because
 bench_serving cannot hold one cached prefix and vary only the new tokens."""
 
 from __future__ import annotations
 
 import json
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -48,10 +52,11 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path, ex
     log = out / f"{key}-server.log"
     srv_args = [*base, *cfg["args"], "--context-length", str(args.context + max(args.new) + 1024),
                 "--chunked-prefill-size", str(args.chunked_prefill_size), "--enable-request-time-stats-logging",
-                "--mem-fraction-static", str(args.mem_fraction), *args.server_args.split()]
+                "--mem-fraction-static", str(args.mem_fraction)]
     cuda = args.device == "cuda"
     if cuda:
         srv_args += graph_flags(args.prefill_graphs)
+    srv_args += shlex.split(args.server_args)  # last: SGLang's parser keeps a flag's last value
     srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
     if cuda:
         srv.env.update(common.dense_prefill_env())
@@ -60,6 +65,10 @@ def run_config(key: str, cfg: dict, model: Path, base: list, args, out: Path, ex
              "server_env": {k: srv.env[k] for k in (*common.SERVER_ENV_KEYS, *extra_env, *cfg.get("env", {}))
                             if k in srv.env}}
     with srv:
+        if args.warm_decode:  # decode steps before the turns, as an agentic server has run them
+            srv.post("/generate", {"input_ids": common.random_ids(random.Random(args.seed + 1), 64, vocab),
+                                   "sampling_params": {"temperature": 0.0, "max_new_tokens": args.warm_decode,
+                                                       "ignore_eos": True}}, timeout=args.timeout)
         t0 = time.perf_counter()
         srv.post("/generate", {"input_ids": prefix, "sampling_params": greedy}, timeout=args.timeout)
         entry["cold_prefill_s"] = time.perf_counter() - t0
@@ -117,6 +126,7 @@ def run(args) -> int:
     results = json.loads(results_path.read_text()) if results_path.exists() else {"configs": {}}
     results.update({"workload": "turn", "model": str(model), "shape": args.shape, "context": args.context,
                     "new": args.new, "device": args.device, "prefill_graphs": args.prefill_graphs,
+                    "warm_decode": args.warm_decode,
                     "gpu": common.gpu_info() if args.device == "cuda" else None, "versions": common.versions(),
                     "invocation": " ".join([sys.executable, "-m", "sglang_indexcache.bench", *sys.argv[1:]])})
     for key in args.configs:
