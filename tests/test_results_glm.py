@@ -110,3 +110,65 @@ def test_session23_indexcache_against_native_sharing_on_two_servers_each_reprodu
     assert [[round(c[k]["per_server"][i]["probe"][d], 3) for d in ("chat_s", "text_s", "ids_s")]
             for k in "cd" for i in (0, 1)] == [[0.141, 0.411, 0.161], [0.125, 0.413, 0.132],
                                                [0.111, 0.308, 0.103], [0.129, 0.363, 0.118]]
+
+
+def probe_forward_ms(log_gz: Path, context: int) -> dict:
+    """A server's probe requests (the first ten at `context` tokens in its log: the cold one, then
+    chat, text, ids three times) split by door: the medians of their server forward times, ms."""
+    import gzip
+
+    from sglang_indexcache.bench import common
+    from sglang_indexcache.bench.probe import forward_by_door
+
+    text = gzip.open(log_gz, "rt", errors="replace").read()
+    lines = [m for m in common.TIME_STATS.finditer(text) if int(m[1]) == context][:10]
+    doors = forward_by_door("".join(m[0] for m in lines), ["cold_chat_s"] + ["chat_s", "text_s", "ids_s"] * 3)
+    return {k: round(v * 1e3, 1) for k, v in doors["forward_s"].items() if k != "cold_chat_s"}
+
+
+def test_session24_concurrency_4_and_the_short_turn_reproduce_the_quoted_figures():
+    """One H200, 2026-12-03 (session 24): (c) indexcache and (d) dsa native sharing at concurrency 4
+    (4 sessions, one server each, joined by `bench merge`); one turn of 18 and of 2,048 new tokens on
+    124,544 cached, timed and profiled through `bench turn` for (c), (d) and (c) without the paged
+    route (p); and the probes split into the server's forward and the rest."""
+    from sglang_indexcache.bench.agentic_runs import merge_results
+
+    s24 = RESULTS / "h200-2026-12-03-session24"
+    files = [s24 / f"glm-{s}4" / "results.json" for s in "cd"]
+    r = json.loads((s24 / "glm4" / "results.json").read_text())
+    c = r["configs"]
+    assert r["shape"] == "glm-5.2-tp8" and r["trace"]["sha256"].startswith("821ea80f")
+    again = merge_results([str(f) for f in files])
+    assert {k: again["configs"][k]["levels"] for k in "cd"} == {k: c[k]["levels"] for k in "cd"}
+    assert [c[k]["levels"]["4"]["sessions"] for k in "cd"] == [4, 4]
+    assert not any("--cuda-graph-backend-prefill" in c[k]["server_command"] for k in "cd")  # SGLang's graphs
+    assert {k: row_figures(c[k]["levels"]["4"]) for k in "cd"} == {
+        "c": [1.913, 2.598, 2.013, 15.73, 1.93], "d": [1.982, 2.672, 2.062, 15.59, 1.93]}
+    ratios = agentic_report.agentic_ratios(r)
+    assert [round(ratios["over_d"]["4"]["c"][f], 3) for f in RATIO_FIGS] == [1.024, 1.007, 1.036, 1.028, 0.991, 1.002]
+    assert min(ratios["over_d"]["4"]["c"].values()) >= 0.99  # issue 14's first target, at concurrency 4
+    paired = ratios["paired_over_d"]["4"]["c"]
+    assert (paired["turns"], paired["long_turns"], paired["unpaired"]) == (94, 28, 0)
+    assert [round(paired[k], 3) for k in ("median", "median_long", "total")] == [1.002, 1.003, 1.004]
+    turns = turns_by_key(c, "cd", "4")
+    assert all(t["error"] is None for k in "cd" for t in turns[k].values())
+    assert [round(c[k]["levels"]["4"]["server"]["decode_tokens_per_s_median"]) for k in "cd"] == [267, 268]
+    # the probes: the client's time per door, then the server's forward time of the same requests
+    assert [[round(c[k]["probe"][d], 3) for d in ("chat_s", "text_s", "ids_s")] for k in "cd"] == [
+        [0.172, 0.351, 0.162], [0.09, 0.224, 0.077]]
+    assert probe_forward_ms(s24 / "glm-c4" / "c-server.log.gz", 124562) == {"chat_s": 81.5, "text_s": 80.0, "ids_s": 80.3}
+    assert probe_forward_ms(s24 / "glm-d4" / "d-server.log.gz", 124562) == {"chat_s": 37.8, "text_s": 37.9, "ids_s": 37.7}
+    s23 = RESULTS / "h200-2026-12-03-session23"
+    assert [probe_forward_ms(s23 / f"glm-{s}" / f"{s[0]}-server.log.gz", 124562)["ids_s"]
+            for s in ("c0", "d0", "d1", "c1")] == [79.5, 43.4, 52.9, 53.2]
+    # one turn, timed (server forward, median of 5) and profiled (GPU busy), per configuration
+    t = json.loads((s24 / "turn" / "results.json").read_text())
+    assert t["context"] == 124544 and t["prefill_graphs"] == "sglang"
+    tc = t["configs"]
+    assert tc["p"]["server_env"]["SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS"] == "0"
+    assert "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS" not in tc["c"]["server_env"]  # the default, 128
+    assert all(x == 124544 for k in "cdp" for n in ("18", "2048") for x in tc[k]["turns"][n]["cached_tokens"])
+    fwd = {k: [round(tc[k]["turns"][n]["forward_median_ms"], 1) for n in ("18", "2048")] for k in "cdp"}
+    assert fwd == {"c": [32.1, 235.4], "d": [37.9, 249.2], "p": [37.4, 236.0]}
+    busy = {k: [round(tc[k]["turns"][n]["kernels"]["busy_us"] / 1e3, 1) for n in ("18", "2048")] for k in "cdp"}
+    assert busy == {"c": [20.8, 228.0], "d": [31.3, 241.8], "p": [30.5, 228.6]}
