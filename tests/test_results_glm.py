@@ -1,4 +1,4 @@
-"""The committed 78-layer (`glm-5.2-tp8`) agentic results of sessions 21 and 23 reproduce the
+"""The committed 78-layer (`glm-5.2-tp8`) agentic results of sessions 21 to 25 reproduce the
 figures the README and the issue notes quote (the earlier sessions' are in `test_results.py`)."""
 
 from __future__ import annotations
@@ -172,3 +172,55 @@ def test_session24_concurrency_4_and_the_short_turn_reproduce_the_quoted_figures
     assert fwd == {"c": [32.1, 235.4], "d": [37.9, 249.2], "p": [37.4, 236.0]}
     busy = {k: [round(tc[k]["turns"][n]["kernels"]["busy_us"] / 1e3, 1) for n in ("18", "2048")] for k in "cdp"}
     assert busy == {"c": [20.8, 228.0], "d": [31.3, 241.8], "p": [30.5, 228.6]}
+
+
+def turn18(results: Path, key: str) -> dict:
+    """A `bench turn` config's +18 turn: server forward (median, ms), GPU busy (ms), graph-launch
+    median (us) and the host time per aten::slice call (us; no GPU work: a measure of the host)."""
+    t = json.loads(results.read_text())["configs"][key]["turns"]["18"]
+    k = t["kernels"]
+    sl = k["host_ops"]["aten::slice"]
+    assert set(t["cached_tokens"]) == {124544}
+    return {"fwd": round(t["forward_median_ms"], 1), "busy": round(k["busy_us"] / 1e3, 1),
+            "launch": round(k["graph_launches"]["median_us"]), "slice": round(sl["us"] / sl["calls"], 1)}
+
+
+def test_session25_all_full_at_concurrency_4_and_the_host_bound_short_turn_reproduce_the_quoted_figures():
+    """One H200, 2026-12-03 (session 25): (a) dsa all Full at concurrency 4 (one server), joined with
+    session 24's (c) and (d) by `bench merge` (across sessions: the same trace, flags and kind of
+    machine); the 18-token turn through turn servers given the agentic servers' flags."""
+    from sglang_indexcache.bench.agentic_runs import merge_results
+
+    s24, s25 = RESULTS / "h200-2026-12-03-session24", RESULTS / "h200-2026-12-03-session25"
+    files = [s24 / "glm-c4" / "results.json", s24 / "glm-d4" / "results.json", s25 / "glm-a4" / "results.json"]
+    r = json.loads((s25 / "acd4" / "results.json").read_text())
+    c = r["configs"]
+    assert r["trace"]["sha256"].startswith("821ea80f")
+    again = merge_results([str(f) for f in files])
+    assert {k: again["configs"][k]["levels"] for k in "acd"} == {k: c[k]["levels"] for k in "acd"}
+    assert row_figures(c["a"]["levels"]["4"]) == [3.155, 4.64, 3.789, 17.8, 1.46]
+    assert round(c["a"]["levels"]["4"]["ttft_long_p90_s"], 3) == 4.963
+    assert all(t["error"] is None for t in turns_by_key(c, "a", "4")["a"].values())
+    ratios = agentic_report.agentic_ratios(r)
+    assert [round(ratios["over_a"]["4"]["c"][f], 3) for f in RATIO_FIGS] == [1.883, 1.712, 1.65, 1.786, 1.132, 1.324]
+    paired = ratios["paired_over_a"]["4"]["c"]
+    assert (paired["turns"], paired["long_turns"]) == (94, 28)
+    assert [round(paired[k], 3) for k in ("median", "median_long", "total")] == [1.678, 1.869, 1.621]
+    # the probe records the server's forward per door itself since session 24
+    fwd = c["a"]["probe"]["forward_s"]
+    assert [round(fwd[d] * 1e3, 1) for d in ("chat_s", "text_s", "ids_s")] == [149.3, 142.4, 138.8]
+    assert round(c["a"]["probe"]["profile"]["graph_launches"]["median_us"]) == 1336
+    # the short turn, one server per row: (c)'s forward follows the host's speed (the same 1,294
+    # aten::slice calls, SGLang's own graph launches); (d)'s stays near its GPU time
+    runs = {name: turn18(s25 / name / "results.json", name[5]) for name in ("turn-c-ag", "turn-d-ag", "turn-c-m", "turn-c-w")}
+    runs.update({f"s24-{k}": turn18(s24 / "turn" / "results.json", k) for k in "cd"})
+    assert runs == {
+        "s24-c": {"fwd": 32.1, "busy": 20.8, "launch": 342, "slice": 1.7},
+        "turn-c-ag": {"fwd": 47.0, "busy": 20.8, "launch": 490, "slice": 2.6},
+        "turn-c-m": {"fwd": 57.9, "busy": 20.8, "launch": 696, "slice": 3.5},
+        "turn-c-w": {"fwd": 72.3, "busy": 20.8, "launch": 838, "slice": 4.3},
+        "s24-d": {"fwd": 37.9, "busy": 31.3, "launch": 398, "slice": 2.0},
+        "turn-d-ag": {"fwd": 38.2, "busy": 31.2, "launch": 410, "slice": 2.3},
+    }
+    cs = [runs[n] for n in ("s24-c", "turn-c-ag", "turn-c-m", "turn-c-w")]
+    assert all(a["fwd"] < b["fwd"] and a["slice"] < b["slice"] for a, b in zip(cs, cs[1:]))
