@@ -322,9 +322,9 @@ def test_a_results_file_gathered_from_several_invocations_reports_every_level():
     assert "concurrency 1:" in table and "concurrency 16:" in table and "p over c: " in table
     assert "kernels: a defaults; c SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0; p SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=128 " \
            "SGLANG_INDEXCACHE_TOPK=v2" in table
-    # since session 21 a run records what "defaults" meant (v2 became the default top-k then)
+    # since session 21 a run records what "defaults" meant (v2 became the default top-k then, v2-paged in 26)
     table = agentic_report.agentic_table({**results, "ratios": r, "kernel_defaults": common.kernel_defaults()})
-    assert table.endswith("(defaults: SGLANG_INDEXCACHE_TOPK=v2 SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=128)")
+    assert table.endswith("(defaults: SGLANG_INDEXCACHE_TOPK=v2-paged SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=128)")
 
 
 def test_repeated_replays_give_medians_their_spread_and_every_turn():

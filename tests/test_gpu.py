@@ -178,43 +178,60 @@ def test_pattern_flag_equals_upstream_native_sharing(servers):
     assert ours_srv.stats()["graph_replays"] > 0  # decode ran under CUDA graphs
 
 
-# SGLANG_INDEXCACHE_TOPK (backend/topk.py; v2 by default since session 21) keeps the same set
-# as SGLang's legacy kernel but may write it in another order, which sparse attention sums in: a
-# bound on the prompt log-probabilities, not bit equality (on an H200, session 21, the largest
-# difference was 0).
+# SGLANG_INDEXCACHE_TOPK (backend/topk.py; v2-paged by default since session 26, v2 from session
+# 21) keeps the same set as SGLang's legacy kernel but may write it in another order, which sparse
+# attention sums in: a bound on the prompt log-probabilities, not bit equality (on an H200, session
+# 21, v2's largest difference was 0).
 EXTEND_TOPK_LOGPROB_TOL = 1e-2
 
 
 def test_v2_extend_topk_equals_sglangs_top_k(servers):
-    """The v2 top-k (the default, and set) on a bf16 KV cache against SGLang's PAGED extend
-    top-k (the legacy kernel, `SGLANG_INDEXCACHE_TOPK=upstream`) and page-table transform.
-    Prompts up to 4,500 tokens on top-k 2,048: most queries are sparse."""
+    """The v2 top-k on a bf16 KV cache, with the page-table map in torch (`v2`, set) and in
+    the kernel (`v2-paged`, the default), against SGLang's PAGED extend top-k (the legacy
+    kernel, `SGLANG_INDEXCACHE_TOPK=upstream`) and page-table transform. Prompts up to 4,500
+    tokens on top-k 2,048: most queries are sparse."""
     args = [*DUMMY, *IC, "--index-cache-pattern", PATTERN]
     legacy = servers("ic_upstream_topk", MODEL, *args, env={"SGLANG_INDEXCACHE_TOPK": "upstream"})
     ref = run_all(legacy, PROMPTS[:3])
+    assert legacy.stats()["extend_topk_calls"] is None
     srv = servers("ic_v2_topk", MODEL, *args, env={"SGLANG_INDEXCACHE_TOPK": "v2"})
     got = run_all(srv, PROMPTS[:3])
     worst = max(abs(x - y) for (_, la), (_, lb) in zip(got, ref) for x, y in zip(la, lb))
     print(f"v2 top-k (bf16 KV) against SGLang's: largest prompt logprob difference {worst:.3g}")
     assert_same(got, ref, logprob_tol=EXTEND_TOPK_LOGPROB_TOL)
     check_counters(srv, PATTERN)
-    assert "SGLANG_INDEXCACHE_TOPK=v2, extends run SGLang's v2 top-k for PAGED calls too (set;" in srv.log.read_text()
-    assert srv.stats()["extend_topk_calls"] > 0  # the extends' Full layers went through the route
-    assert legacy.stats()["extend_topk_calls"] is None
-    default = servers("ic_pattern", MODEL, *args)  # unset: v2, the default
-    assert "SGLANG_INDEXCACHE_TOPK=v2, extends run SGLang's v2 top-k for PAGED calls too (the default;" in default.log.read_text()
-    assert_same(run_all(default, PROMPTS[:3]), got, logprob_tol=0)
-    assert default.stats()["extend_topk_calls"] > 0
+    assert ("SGLANG_INDEXCACHE_TOPK=v2, extends run SGLang's v2 top-k for PAGED calls too, the page-table map "
+            "in torch (set;") in srv.log.read_text()
+    stats = srv.stats()
+    assert stats["extend_topk_calls"] > 0 and stats["extend_topk_fused_calls"] == 0  # the route, its torch map
+    default = servers("ic_pattern", MODEL, *args)  # unset: v2-paged, the default
+    fused = run_all(default, PROMPTS[:3])
+    worst = max(abs(x - y) for (_, la), (_, lb) in zip(fused, ref) for x, y in zip(la, lb))
+    between = max(abs(x - y) for (_, la), (_, lb) in zip(fused, got) for x, y in zip(la, lb))
+    print(f"v2-paged top-k (bf16 KV) against SGLang's: largest prompt logprob difference {worst:.3g}; "
+          f"against v2: {between:.3g}")
+    assert_same(fused, ref, logprob_tol=EXTEND_TOPK_LOGPROB_TOL)
+    assert_same(fused, got, logprob_tol=EXTEND_TOPK_LOGPROB_TOL)
+    check_counters(default, PATTERN)
+    assert ("SGLANG_INDEXCACHE_TOPK=v2-paged, extends run SGLang's v2 top-k for PAGED calls too, the page-table "
+            "map in the same kernel (the default;") in default.log.read_text()
+    stats = default.stats()
+    print("v2-paged extend top-k calls:", stats["extend_topk_calls"], "fused:", stats["extend_topk_fused_calls"])
+    # every extend's Full layers ran the fused kernel: SGLang built the row map for each
+    assert stats["extend_topk_calls"] > 0 and stats["extend_topk_fused_calls"] == stats["extend_topk_calls"]
 
 
-# SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS (backend/paged_extend.py) at its default (128), alone
-# (bf16: SGLang's own PAGED transform after the paged logits, its v2 kernel when each request has
-# one new row, else its legacy one) and with the v2 top-k (bf16-v2: what bench turn n/p ran).
+# SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS (backend/paged_extend.py) at its default (128), with SGLang's
+# own PAGED transform after the paged logits (bf16: its v2 kernel when each request has one new
+# row, else its legacy one), with the v2 top-k and the torch map (bf16-v2: what bench turn n/p ran)
+# and with the fused v2-paged kernel (bf16-v2-paged: the package's defaults since session 26).
 # Heads are whole 64-token pages, so the radix hit is the whole head and the extend is the tail.
 PAGED_EXTEND_ROWS = 128
-PAGED_EXTEND_ENV = {"bf16": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS)},
+PAGED_EXTEND_ENV = {"bf16": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS),
+                             "SGLANG_INDEXCACHE_TOPK": "upstream"},
                     "bf16-v2": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS),
                                 "SGLANG_INDEXCACHE_TOPK": "v2"},
+                    "bf16-v2-paged": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS)},  # the defaults
                     "fp8": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": str(PAGED_EXTEND_ROWS)}}
 TURNS = ((2560, 1), (3072, 5), (4480, 40))
 
@@ -236,12 +253,13 @@ def turn_logprobs(srv: Server) -> list:
     return out
 
 
-@pytest.mark.parametrize("kv", ["bf16", "bf16-v2", "fp8"])
+@pytest.mark.parametrize("kv", ["bf16", "bf16-v2", "bf16-v2-paged", "fp8"])
 def test_short_extends_on_the_paged_kernel_equal_upstream(servers, kv):
     """Turns of 1, 5 and 40 new tokens on a cached head: DeepGEMM's paged kernel scores them
     (then the top-k transform: SGLang's own PAGED one for bf16, v2 and our page-table map for
-    bf16-v2, SGLang's own v2 for fp8's RAGGED) against upstream native sharing with the same
-    pattern, which scores them with the prefill kernel on gathered keys."""
+    bf16-v2, our fused kernel for bf16-v2-paged, SGLang's own v2 for fp8's RAGGED) against
+    upstream native sharing with the same pattern, which scores them with the prefill kernel on
+    gathered keys."""
     fp8 = ["--kv-cache-dtype", "fp8_e4m3"] if kv == "fp8" else []
     base = GPU_ARGS_AUTO_DSA if fp8 else GPU_ARGS
     native = servers("dsa_native" + "_fp8" * bool(fp8), MODEL, *DUMMY, *DSA, *fp8, "--json-model-override-args",
@@ -259,6 +277,9 @@ def test_short_extends_on_the_paged_kernel_equal_upstream(servers, kv):
     # the 3 tails at least (the heads are longer than 128 tokens), on each of the 3 Full layers
     assert calls >= 3 * PATTERN.count("F") and calls % PATTERN.count("F") == 0
     assert f"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS={PAGED_EXTEND_ROWS}, extends of at most" in srv.log.read_text()
+    if kv == "bf16-v2-paged":  # each turn's Full layers ran the fused kernel
+        stats = srv.stats()
+        assert stats["extend_topk_fused_calls"] == stats["extend_topk_calls"] >= calls
 
 
 def test_cuda_graph_off_equals_on(servers):

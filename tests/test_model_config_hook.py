@@ -113,18 +113,19 @@ def test_metadata_glue_graph_is_refused(models, monkeypatch):
 
 def test_topk_choice_is_checked_at_startup(models, monkeypatch):
     """SGLANG_INDEXCACHE_TOPK: an unknown value (`filter` too, since its kernel was removed),
-    or the CUDA `v2` set on CPU, is refused before weights load; `upstream`, or the variable
-    unset (its default, v2, does not apply on CPU), is served."""
+    or a CUDA kernel (`v2`, `v2-paged`) set on CPU, is refused before weights load; `upstream`,
+    or the variable unset (its default, v2-paged, does not apply on CPU), is served."""
     args = dict(attention_backend="indexcache", index_cache_pattern="FSSFSS")
     monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "fastest")
-    with pytest.raises(ScheduleError, match="SGLANG_INDEXCACHE_TOPK='fastest': choose one of upstream, v2"):
+    with pytest.raises(ScheduleError, match="SGLANG_INDEXCACHE_TOPK='fastest': choose one of upstream, v2, v2-paged"):
         model_config(models["deepseek-tiny"], **args)
     monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "filter")
-    with pytest.raises(ScheduleError, match="SGLANG_INDEXCACHE_TOPK='filter': choose one of upstream, v2"):
+    with pytest.raises(ScheduleError, match="SGLANG_INDEXCACHE_TOPK='filter': choose one of upstream, v2, v2-paged"):
         model_config(models["deepseek-tiny"], **args)
-    monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "v2")
-    with pytest.raises(ScheduleError, match="SGLANG_INDEXCACHE_TOPK=v2 with --device cpu"):
-        model_config(models["deepseek-tiny"], **args)
+    for kind in ("v2", "v2-paged"):
+        monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", kind)
+        with pytest.raises(ScheduleError, match=f"SGLANG_INDEXCACHE_TOPK={kind} with --device cpu"):
+            model_config(models["deepseek-tiny"], **args)
     monkeypatch.setenv("SGLANG_INDEXCACHE_TOPK", "upstream")
     assert sglang_pattern(model_config(models["deepseek-tiny"], **args)) == "FSSFSS"
     monkeypatch.delenv("SGLANG_INDEXCACHE_TOPK")

@@ -171,17 +171,19 @@ def test_the_route_keeps_the_reference_top_k_of_every_new_token(prefix_new, padd
         assert surely_in <= kept and not (kept & surely_out), r
 
 
-def test_the_route_then_the_v2_paged_transform_gives_each_new_tokens_kv_slots(monkeypatch):
-    """The path `bench turn` (n, p) ran for bf16 KV: the route's logits, then SGLANG_INDEXCACHE_TOPK=v2's
-    PAGED transform (`backend/topk.py`, a torch selection standing in for the v2 kernel) through
-    the extend's cu_seqlens_q and page_size-1 table: every kept slot is the one its request's
-    table holds at a reference top-k position."""
+@pytest.mark.parametrize("kind", ["v2", "v2-paged"])
+def test_the_route_then_the_v2_paged_transform_gives_each_new_tokens_kv_slots(monkeypatch, kind):
+    """The path `bench turn` (n, p) ran for bf16 KV: the route's logits, then SGLANG_INDEXCACHE_TOPK's
+    PAGED transform (`backend/topk.py`, torch selections standing in for the kernels): `v2` maps
+    through the extend's cu_seqlens_q, `v2-paged` through SGLang's row map (token_to_batch_idx),
+    each into the page_size-1 table: every kept slot is the one its request's table holds at a
+    reference top-k position."""
     from sglang.srt.layers.attention.dsa.dsa_indexer_metadata import DSAIndexerMetadata
     from sglang.srt.layers.attention.dsa.dsa_topk_backend import DSATopKBackend, TopkTransformMethod
     from sglang.srt.model_executor import forward_context
 
     from sglang_indexcache.backend.topk import ExtendTopK
-    from test_topk import _torch_select
+    from test_topk import _torch_select, _torch_select_paged
 
     torch_paged_logits(monkeypatch)
     monkeypatch.setenv("SGLANG_DSA_FUSE_TOPK", "1")
@@ -194,10 +196,10 @@ def test_the_route_then_the_v2_paged_transform_gives_each_new_tokens_kv_slots(mo
     attn = SimpleNamespace(dsa_seqlens_expanded=c.lengths, real_page_table=c.tables, page_table_1=slots,
                            dsa_extend_seq_lens_list=c.extend_lens, token_to_batch_idx=c.owner,
                            indexer_logical_page_table=None, cu_seqlens_q=cu, topk_indices_offset=None)
-    topk = ExtendTopK(DSATopKBackend.SGL_KERNEL, select=_torch_select)
+    topk = ExtendTopK(DSATopKBackend.SGL_KERNEL, kind, select=_torch_select, select_paged=_torch_select_paged)
     md = DSAIndexerMetadata(attn_metadata=attn, topk_transform_method=TopkTransformMethod.PAGED, topk_backend=topk)
     got = paged_extend.topk(FakeIndexer(c.kv), 0, c.q, c.w[:, :, None], md, len(c.lengths))
-    assert topk.calls == 1
+    assert topk.calls == 1 and topk.fused_calls == (kind == "v2-paged")
     k = FakeIndexer.index_topk
     for r in range(len(c.lengths)):
         ref = reference_scores(c, r)

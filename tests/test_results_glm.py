@@ -224,3 +224,47 @@ def test_session25_all_full_at_concurrency_4_and_the_host_bound_short_turn_repro
     }
     cs = [runs[n] for n in ("s24-c", "turn-c-ag", "turn-c-m", "turn-c-w")]
     assert all(a["fwd"] < b["fwd"] and a["slice"] < b["slice"] for a, b in zip(cs, cs[1:]))
+
+
+def test_session26_the_fused_v2_paged_top_k_reproduces_the_quoted_figures():
+    """One H200, 2026-12-04 (session 26): `v2-paged` (backend/csrc/paged_topk.cuh) against `v2`
+    (the torch map) and SGLang's kernels in `bench topk`, and the 18-token turn on 124,544 cached
+    through (c) with each, and (d), one server each, in one session."""
+    s26 = RESULTS / "h200-2026-12-04-session26"
+    r = json.loads((s26 / "topk" / "results.json").read_text())
+    got = {(e["dist"], e["rows"], name): (round(x["ms"], 3), round(x["host_ms"], 3), x["mismatched_rows"])
+           for e in r["shapes"] for name, x in e["impls"].items()}
+    assert {k: v for k, v in got.items() if k[0] == "indexer"} == {
+        ("indexer", 18, "sgl-legacy-paged"): (0.079, 0.022, 0), ("indexer", 18, "sgl-v2-ragged"): (0.037, 0.009, 0),
+        ("indexer", 18, "ours-v2"): (0.156, 0.121, 0), ("indexer", 18, "ours-v2-paged"): (0.039, 0.009, 0),
+        ("indexer", 2048, "sgl-legacy-paged"): (1.018, 0.021, 0), ("indexer", 2048, "sgl-v2-ragged"): (0.501, 0.013, 0),
+        ("indexer", 2048, "ours-v2"): (0.636, 0.135, 0), ("indexer", 2048, "ours-v2-paged"): (0.504, 0.014, 0)}
+    assert [got[("dummy", 2048, n)][:2] for n in ("ours-v2", "ours-v2-paged")] == [(1.205, 0.144), (0.998, 0.013)]
+    assert all(v[2] == 0 for v in got.values()) and all(k[0] in ("indexer", "dummy") for k in got)
+    # the turn: servers in the order run; hosts within 12 % of each other (aten::slice 4.2 to 4.8 us)
+    runs = {n: turn18(s26 / n / "results.json", k) for n, k in
+            (("turn-cp", "c"), ("turn-c2", "c"), ("turn-d", "d"), ("turn-cp2", "c"))}
+    assert runs == {
+        "turn-cp": {"fwd": 52.5, "busy": 20.5, "launch": 871, "slice": 4.2},
+        "turn-c2": {"fwd": 76.4, "busy": 20.8, "launch": 868, "slice": 4.4},
+        "turn-d": {"fwd": 66.6, "busy": 31.3, "launch": 754, "slice": 4.3},
+        "turn-cp2": {"fwd": 78.6, "busy": 20.5, "launch": 972, "slice": 4.8},
+    }
+    split, kernels, env, fused = {}, {}, {}, {}
+    for n, k in (("turn-cp", "c"), ("turn-c2", "c"), ("turn-d", "d"), ("turn-cp2", "c")):
+        c = json.loads((s26 / n / "results.json").read_text())["configs"][k]
+        t = c["turns"]["18"]["kernels"]
+        sp, sl = t["host_ops"]["sglang::pcg_dsa_indexer_prefill_split"], t["host_ops"]["aten::slice"]
+        assert sp["calls"] == 21  # one per Full layer
+        split[n] = (round(sp["us"] / 1e3, 1), round(sp["us"] / (sl["us"] / sl["calls"]) / 1e3, 2))  # ms, k slices
+        kernels[n] = t["kernels"]
+        env[n] = c["server_env"].get("SGLANG_INDEXCACHE_TOPK")
+        fused[n] = sum(v["calls"] for name, v in t["by_kernel"].items() if "topk_ragged_kpool_kernel" in name)
+    assert split == {"turn-cp": (23.4, 5.51), "turn-c2": (36.2, 8.25), "turn-d": (23.5, 5.49), "turn-cp2": (26.7, 5.58)}
+    assert kernels == {"turn-cp": 2726, "turn-c2": 2936, "turn-d": 2684, "turn-cp2": 2726}
+    assert env == {"turn-cp": None, "turn-c2": "v2", "turn-d": None, "turn-cp2": None}  # None: the default, v2-paged
+    assert fused == {"turn-cp": 21, "turn-c2": 0, "turn-d": 0, "turn-cp2": 21}
+    log = (s26 / "logs" / "test-gpu.txt").read_text()
+    assert "v2-paged top-k (bf16 KV) against SGLang's: largest prompt logprob difference 0; against v2: 0" in log
+    assert "v2-paged extend top-k calls: 537 fused: 537" in log and "2 passed" in log
+    assert "4 passed" in (s26 / "logs" / "test-topk.txt").read_text()

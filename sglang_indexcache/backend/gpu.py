@@ -43,6 +43,7 @@ import sglang_indexcache.backend.paged_extend as paged_extend
 from sglang_indexcache.backend.metrics import metrics_for, stats_path_for
 from sglang_indexcache.backend.store import IndexCacheError, TopkStore, check_handed_topk
 from sglang_indexcache.backend.topk import ENV as TOPK_ENV, ExtendTopK, choice_set as topk_set, chosen as chosen_topk
+from sglang_indexcache.backend.topk import paged_kernel as paged_topk_kernel
 from sglang_indexcache.integration.model_config import schedule_of
 from sglang_indexcache.schedule import Role
 
@@ -75,12 +76,16 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
         self.dense_forwards = 0  # forwards on the dense-MHA prefill path: no layer reads a top-k
         self.stats_path = stats_path_for(model_runner)
         self.metrics = metrics_for(model_runner, self.schedule)  # Prometheus, with --enable-metrics
-        # SGLANG_INDEXCACHE_TOPK (default v2): plain PAGED extends run SGLang's v2 top-k too (backend/topk.py)
+        # SGLANG_INDEXCACHE_TOPK (default v2-paged): plain PAGED extends run SGLang's v2 top-k too (backend/topk.py)
         kind = chosen_topk()
         self.extend_topk = ExtendTopK(self.dsa_topk_backend, kind) if kind != "upstream" else None
         if self.extend_topk is not None:
-            logger.info("indexcache CUDA backend: %s=%s, extends run SGLang's v2 top-k for PAGED calls too (%s; "
-                        "upstream keeps SGLang's choice)", TOPK_ENV, kind, "set" if topk_set() else "the default")
+            if kind == "v2-paged":
+                paged_topk_kernel()  # built (or read from the JIT cache) now: a failure stops start-up
+            logger.info("indexcache CUDA backend: %s=%s, extends run SGLang's v2 top-k for PAGED calls too, %s (%s; "
+                        "upstream keeps SGLang's choice)", TOPK_ENV, kind,
+                        "the page-table map in the same kernel" if kind == "v2-paged" else "the page-table map in torch",
+                        "set" if topk_set() else "the default")
         # SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS: short extends scored by the paged kernel (backend/paged_extend.py)
         self.paged_extend_rows = paged_extend.max_rows()
         self.paged_extend_calls = 0
@@ -237,8 +242,10 @@ class IndexCacheDSABackend(DeepseekSparseAttnBackend):
             "prefill_graph_replays": self.prefill_graph_replays,
             "graph_counts": {f"{m}:{bs}": list(v) for (m, bs), v in sorted(self.graph_counts.items(), key=str)},
             "dense_forwards": self.dense_forwards,
-            # SGLANG_INDEXCACHE_TOPK=v2: top-k calls our route served (None: the route is off)
+            # SGLANG_INDEXCACHE_TOPK=v2 or v2-paged: top-k calls our route served (None: the route is off),
+            # and of them those the fused v2-paged kernel served
             "extend_topk_calls": None if self.extend_topk is None else self.extend_topk.calls,
+            "extend_topk_fused_calls": None if self.extend_topk is None else self.extend_topk.fused_calls,
             # SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS: Full-layer extend scorings the paged route served
             "paged_extend_calls": self.paged_extend_calls if self.paged_extend_rows else None,
             "pattern": self.schedule.pattern,

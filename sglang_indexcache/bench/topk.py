@@ -11,11 +11,17 @@ differs, ties compared as values):
   sgl-legacy-ragged   sgl-kernel's fast_topk_transform_ragged_fused
   sgl-v2-ragged       the DeepSeek-V4 v2 JIT kernel (fp8 KV extend, `SGLANG_OPT_USE_TOPK_V2`)
   flashinfer-ragged   flashinfer.top_k_ragged_transform (`--dsa-topk-backend flashinfer`)
+  ours-v2             `SGLANG_INDEXCACHE_TOPK=v2` (`backend/topk.py`): sgl-v2-ragged, then the
+                      page-table map in torch ops
+  ours-v2-paged       `SGLANG_INDEXCACHE_TOPK=v2-paged` (the default): v2's selection and the
+                      map in one kernel (`backend/csrc/paged_topk.cuh`)
 
+The paged ones read one request's page table (the identity, so slots are positions).
 (Our own Triton top-k, `filter`, ran here beside them on an H200 until 2026-12-01, lost to
 sgl-v2-ragged at every size and distribution, and was removed; its figures stay in the
-committed results.) `sgl-v2-ragged` is also what `SGLANG_INDEXCACHE_TOPK=v2` runs for a
-bf16-KV extend (`backend/topk.py`).
+committed results.) Besides the GPU time, each call's host time is timed alone (`host_ms`:
+from the call to its return, the GPU idle before it): a short extend on many layers is
+bound by it.
 
 Scores follow the lightning indexer's form, sum_h w[t, h] * relu(q[t, h] . k[s]) on random
 bf16 q, k and w (`--dist indexer`), or are plain normal (`normal`) or normal rounded to
@@ -45,7 +51,8 @@ from typing import Callable
 import torch
 
 # FlashInfer's last: its first call builds its JIT module (over 4 minutes on an H200 on 2026-12-01)
-IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "flashinfer-ragged")
+IMPLS = ("torch", "sgl-legacy-paged", "sgl-legacy-ragged", "sgl-v2-ragged", "ours-v2", "ours-v2-paged",
+         "flashinfer-ragged")
 DISTS = ("indexer", "normal", "bf16", "dummy", "offset")
 DUMMY_SCALE = 1e-17  # |score| under SGLang's dummy weights (see the module docstring)
 OFFSET = 32.0
@@ -135,11 +142,31 @@ def implementation(name: str, rows: int, width: int, k: int, device: str) -> Cal
             topk_transform_ragged_v2(s, n, out_offsets=zeros, out_indices=out, row_starts=None)
             return out
         return v2
+    if name in ("ours-v2", "ours-v2-paged"):
+        from sglang_indexcache.backend.topk import paged, v2_select, v2_select_paged
+
+        table = torch.arange(width, dtype=torch.int32, device=device)[None, :]  # one request, identity pages
+        if name == "ours-v2":
+            cu = torch.tensor([0, rows], dtype=torch.int32, device=device)
+            return lambda s, n: paged(v2_select(s, n, k), table, cu)
+        return lambda s, n: v2_select_paged(s, n, k, table, zeros)
     if name == "flashinfer-ragged":
         import flashinfer
 
         return lambda s, n: flashinfer.top_k_ragged_transform(s, zeros, n, k, dsa_graph_safe=True)
     raise ValueError(f"unknown implementation {name!r}; choose from {IMPLS}")
+
+
+def _host_time(fn: Callable, repeats: int) -> list:
+    """ms from each call to its return, the GPU idle before it (what the host spends enqueuing)."""
+    out = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    torch.cuda.synchronize()
+    return out
 
 
 def _time(fn: Callable, warmup: int, repeats: int, cuda: bool) -> list:
@@ -176,11 +203,14 @@ def measure(rows: int, prefix: int, k: int, dist: str, impls, *, device: str, re
             rec["mismatched_rows"] = mismatched_rows(scores, lengths, k, idx)
             ms = _time(lambda: fn(scores, lengths), warmup, repeats, device == "cuda")
             rec.update(ms=statistics.median(ms), all_ms=ms, tb_per_s=read / (statistics.median(ms) * 1e-3) / 1e12)
+            if device == "cuda":
+                rec["host_ms"] = statistics.median(_host_time(lambda: fn(scores, lengths), repeats))
         except Exception as e:  # recorded, not raised: one missing kernel must not hide the others
             rec["error"] = f"{type(e).__name__}: {e}"[:500]
         entry["impls"][name] = rec
         print(f"  rows {rows} prefix {prefix} {dist} {name}: "
-              + (f"{rec['ms']:.3f} ms, {rec['tb_per_s']:.2f} TB/s, mismatched rows {rec['mismatched_rows']}"
+              + (f"{rec['ms']:.3f} ms, {rec['tb_per_s']:.2f} TB/s, host {rec.get('host_ms', 0):.3f} ms, "
+                 f"mismatched rows {rec['mismatched_rows']}"
                  if "ms" in rec else rec["error"]), flush=True)
     return entry
 
@@ -218,7 +248,8 @@ def run(args) -> int:
 def table(results: dict) -> str:
     lines = [f"top-k kernels ({results.get('device')}, {(results.get('gpu') or {}).get('name', '')}), "
              f"median of {results.get('repeats')}; mismatched rows against torch.topk",
-             f"  {'dist':8} {'rows':>6} {'prefix':>7} {'impl':18} {'ms':>9} {'TB/s':>6} {'x best':>7} {'bad rows':>8}"]
+             f"  {'dist':8} {'rows':>6} {'prefix':>7} {'impl':18} {'ms':>9} {'TB/s':>6} {'x best':>7} {'bad rows':>8}"
+             f" {'host ms':>8}"]
     for e in results["shapes"]:
         times = [r["ms"] for r in e["impls"].values() if "ms" in r and r.get("mismatched_rows") == 0]
         best = min(times) if times else None
@@ -228,7 +259,8 @@ def table(results: dict) -> str:
                 lines.append(f"{head} {'failed':>9}  {r['error'][:80]}")
                 continue
             rel = f"{r['ms'] / best:.2f}" if best else "-"
-            lines.append(f"{head} {r['ms']:>9.3f} {r['tb_per_s']:>6.2f} {rel:>7} {r['mismatched_rows']:>8}")
+            host = f"{r['host_ms']:>8.3f}" if "host_ms" in r else f"{'-':>8}"
+            lines.append(f"{head} {r['ms']:>9.3f} {r['tb_per_s']:>6.2f} {rel:>7} {r['mismatched_rows']:>8} {host}")
     return "\n".join(lines)
 
 
