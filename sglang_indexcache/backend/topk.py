@@ -122,7 +122,6 @@ class ExtendTopK:
         if kind not in CHOICES[1:]:
             raise ValueError(f"top-k kind {kind!r}: choose one of {', '.join(CHOICES[1:])}")
         self.upstream = upstream
-        self.kind = kind
         self.select = select or v2_select
         self.select_paged = (select_paged or v2_select_paged) if kind == "v2-paged" else None
         self.calls = 0  # top-k calls this backend ran (tests, and the per-forward check in a profile)
