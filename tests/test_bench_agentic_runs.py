@@ -312,3 +312,13 @@ def test_the_ratio_chart_divides_by_the_first_reference_that_ran(keys, ref, tmp_
     assert agentic_report.plot_reference(results) == ref
     agentic_report.agentic_plot(results, tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_tables_and_plots_name_the_shape_not_one_invocations_model_folder(tmp_path):
+    """`bench merge` keeps the first file's model folder (a temporary path of that invocation);
+    the table names the generated shape, and a user's own model folder where no shape was made."""
+    path = _agentic_file(tmp_path / "s1" / "results.json", {"c": {"1": _replay(0.2)}})
+    results = json.loads(open(path).read())
+    assert agentic_report.agentic_table(results).splitlines()[0].startswith("agentic: glm-5.2-tp8 on NVIDIA H200;")
+    results["shape"] = None
+    assert agentic_report.agentic_table(results).splitlines()[0].startswith(f"agentic: {tmp_path}/s1/model on ")

@@ -112,10 +112,16 @@ def paired_turns(ref_rows: list, my_rows: list) -> dict:
             "total": sum(tr for _, tr, _ in pairs) / sum(tm for _, _, tm in pairs)}
 
 
+def model_name(results: dict) -> str:
+    """The generated shape's name (its folder is a temporary path of one invocation; `bench merge`
+    keeps the first file's), else the model folder a user gave."""
+    return results.get("shape") or str(results.get("model"))
+
+
 def agentic_table(results: dict) -> str:
     c = results.get("configs", {})
     t = results.get("trace", {})
-    lines = [f"agentic: {results.get('model')} on {(results.get('gpu') or {}).get('name') or results.get('device')}; "
+    lines = [f"agentic: {model_name(results)} on {(results.get('gpu') or {}).get('name') or results.get('device')}; "
              f"trace {t.get('spec', {}).get('sessions')} sessions, {sum(t.get('turns', []))} turns, "
              f"up to {max(t.get('last_prompt_tokens') or [0])} tokens"]
     # dec tok/s: the server's own decode rate with the level's sessions all running (its log)
@@ -253,6 +259,6 @@ def agentic_plot(results: dict, png: Path) -> None:
     ax.set_title(f"speed-up over {REFERENCE_NAMES[ref]} (hatched: turn for turn)", fontsize=9)
     ax.legend(fontsize=7)
     gpu = (results.get("gpu") or {}).get("name") or results.get("device")
-    fig.suptitle(f"agentic sessions: {results.get('model')} on {gpu}", fontsize=9)
+    fig.suptitle(f"agentic sessions: {model_name(results)} on {gpu}", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
