@@ -32,6 +32,12 @@ def turns_by_key(configs: dict, keys: str, level: str = "1") -> dict:
     return {k: {(t["session"], t["turn"]): t for t in configs[k]["levels"][level]["turns"]} for k in keys}
 
 
+def ttft_and_decode(level: dict) -> tuple:
+    """A level's turns summed: their TTFT, and their decode (tokens after the first at the median ITL), s."""
+    turns = level["turns"]
+    return (sum(t["ttft_s"] for t in turns), sum((t["output_tokens"] - 1) * t["itl_median_s"] for t in turns))
+
+
 def causal_pairs(turn: dict) -> float:
     """The (query, key) pairs a turn's new tokens score causally on its cached prefix."""
     n = turn["context"] - turn["cached"]
@@ -289,9 +295,7 @@ def test_where_the_time_goes_at_concurrency_16_reproduces_the_quoted_figures():
     for k in "ac":
         level = r["configs"][k]["levels"]["16"]
         assert len(level["turns"]) == 424 and all(t["error"] is None for t in level["turns"])
-        ttft = sum(t["ttft_s"] for t in level["turns"])
-        decode = sum((t["output_tokens"] - 1) * t["itl_median_s"] for t in level["turns"])
-        split[k] = (ttft, decode, level["sessions_per_min"])
+        split[k] = (*ttft_and_decode(level), level["sessions_per_min"])
     assert {k: (round(v[0], 1), round(v[1], 1), round(v[0] / (v[0] + v[1]), 2), round(v[2], 2)) for k, v in split.items()} \
         == {"a": (472.0, 276.6, 0.63, 13.02), "c": (335.2, 270.8, 0.55, 15.95)}
     a, c = split["a"], split["c"]

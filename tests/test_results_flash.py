@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_results import RATIO_FIGS, row_figures, turns_by_key
+from test_results import RATIO_FIGS, row_figures, ttft_and_decode, turns_by_key
 
 from sglang_indexcache.bench import agentic_report
+from sglang_indexcache.bench.agentic_report import LONG_CONTEXT as LONG
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-LONG = 96 * 1024
 
 
 def summed_long(turns: dict, x: str, y: str) -> float:
@@ -76,9 +76,7 @@ def test_session27_the_flash_12_matrix_at_concurrency_4_and_16_reproduces_the_qu
     assert len(per_turn) == 112
     assert [round(per_turn[int(q * 111)], 2) for q in (0.1, 0.9)] == [0.23, 2.43]
     # where the time goes at 16: the turns' TTFT and decode (199 tokens at the median ITL), summed
-    split = {k: (sum(t["ttft_s"] for t in c[k]["levels"]["16"]["turns"]),
-                 sum((t["output_tokens"] - 1) * t["itl_median_s"] for t in c[k]["levels"]["16"]["turns"]))
-             for k in "ac"}
+    split = {k: ttft_and_decode(c[k]["levels"]["16"]) for k in "ac"}
     assert {k: (round(x, 1), round(y, 1), round(x / (x + y), 2)) for k, (x, y) in split.items()} == {
         "a": (483.0, 250.1, 0.66), "c": (332.0, 229.7, 0.59)}
     a_, c_ = split["a"], split["c"]
