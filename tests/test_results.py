@@ -216,7 +216,7 @@ def test_session15_78_layer_agentic_reproduces_the_quoted_figures():
     predicted = sum(dropped(turns["a"][k]) for k in later)
     observed = sum(turns["a"][k]["ttft_s"] - turns["c"][k]["ttft_s"] for k in later)
     assert (round(predicted, 2), round(observed, 2)) == (5.4, 5.66)
-    long_ = [k for k in keys if turns["a"][k]["context"] >= 96 * 1024]
+    long_ = [k for k in keys if turns["a"][k]["context"] >= agentic_report.LONG_CONTEXT]
     assert len(long_) == 7 == c["a"]["levels"]["1"]["ttft_long_n"]
     assert round(statistics.median(dropped(turns["a"][k]) for k in long_), 3) == 0.304
     assert round(statistics.median(turns["a"][k]["ttft_s"] - turns["c"][k]["ttft_s"] for k in long_), 3) == 0.28
@@ -252,7 +252,7 @@ def test_session20_78_layer_agentic_with_prefill_graphs_reproduces_the_quoted_fi
     assert turns["a"].keys() == turns["c"].keys() == turns["d"].keys() and len(turns["a"]) == 24
     assert all(t["error"] is None for k in "acd" for t in turns[k].values())
     keys = sorted(turns["a"])
-    long_ = [k for k in keys if turns["a"][k]["context"] >= 96 * 1024]
+    long_ = [k for k in keys if turns["a"][k]["context"] >= agentic_report.LONG_CONTEXT]
     assert len(long_) == 7 == c["a"]["levels"]["1"]["ttft_long_n"]
 
     def over(x, y, ks):
@@ -274,7 +274,7 @@ def test_session20_78_layer_agentic_with_prefill_graphs_reproduces_the_quoted_fi
     # the same bound on flash-12 (session 18, concurrency 1, 14 turns at >= 96K): lower
     f = json.loads((s20.parent / "h200-2026-12-02-session18" / "ag" / "results.json").read_text())["configs"]
     ft = turns_by_key(f, "ac")
-    flong = [k for k in sorted(ft["a"]) if ft["a"][k]["context"] >= 96 * 1024]
+    flong = [k for k in sorted(ft["a"]) if ft["a"][k]["context"] >= agentic_report.LONG_CONTEXT]
     assert len(flong) == 14
     fshare = statistics.median(12 * S13_INDEXER_S_PER_PAIR * causal_pairs(ft["a"][k]) / ft["a"][k]["ttft_s"] for k in flong)
     fbound = statistics.median(ft["a"][k]["ttft_s"]

@@ -12,7 +12,7 @@ from test_results import RATIO_FIGS, row_figures, turns_by_key
 from sglang_indexcache.bench import agentic_report
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-LONG = 96 * 1024
+LONG = agentic_report.LONG_CONTEXT
 
 
 def over(turns: dict, x: str, y: str, keys: list) -> float:
