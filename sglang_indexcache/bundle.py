@@ -38,7 +38,8 @@ CREATED_BY = "sglang-indexcache bundle (bundle.py, format 1)"
 # a part and this checkout travel together in one device call, which carries at most 64 MiB:
 # 40 MiB leaves 24 for the tracked tree, which grows with each session's committed results (60 MiB
 # parts stopped fitting at 5.2 MB of it, 57 MiB pieces at 7.7 MB, both on 2026-12-01; 45 MiB ones
-# at 20.2 MB, on 2026-12-02, by 0.3 MB)
+# at 20.2 MB, on 2026-12-02, by 0.3 MB; 40 MiB ones at 31 MB, on 2026-12-04: `resplit` cuts a built
+# bundle again)
 DEFAULT_PART_SIZE = 40 * 2**20
 
 
@@ -193,6 +194,46 @@ def build(*, out: str, requirements: str | None = None, wheelhouse: str | None =
     return manifest
 
 
+def resplit(sources: list[str], out: str, part_size: int) -> dict:
+    """Cut a built bundle's parts again at `part_size`, without its wheels or a network.
+
+    A part travels with this checkout in one device call (64 MiB at most), and the checkout grows
+    with each session's results, so parts built a session ago can stop fitting. `sources` are the
+    folders holding the parts (the manifest in any of them, each part in any of them); every part
+    is checked against the manifest before it is read. The stream, so the wheels, is unchanged.
+    """
+    found = [d for d in sources if os.path.isfile(os.path.join(d, MANIFEST))]
+    if not found:
+        raise BundleError(f"no {MANIFEST} in {', '.join(sources)}")
+    manifest = bundle_install.load_manifest(found[0])
+    paths = []
+    for p in manifest["parts"]:
+        where = [d for d in sources if os.path.isfile(os.path.join(d, p["file"]))]
+        if not where:
+            raise BundleError(f"{p['file']}: in none of {', '.join(sources)}")
+        paths.append(os.path.join(where[0], p["file"]))
+    with tempfile.TemporaryDirectory() as links:  # one folder for verify_parts
+        for path in paths:
+            os.symlink(os.path.abspath(path), os.path.join(links, os.path.basename(path)))
+        bundle_install.verify_parts(links, manifest)
+    os.makedirs(out, exist_ok=True)
+    if any(PART_RE.match(f) for f in os.listdir(out)) or os.path.exists(os.path.join(out, MANIFEST)):
+        raise BundleError(f"{out}: already holds a bundle; give an empty folder")
+    writer = _PartWriter(out, part_size)
+    with bundle_install._PartReader(paths) as reader:
+        shutil.copyfileobj(reader, writer, 4 * 2**20)
+    writer.close()
+    if sum(p["size"] for p in writer.parts) != manifest["total_size"]:
+        raise BundleError(f"resplit wrote {sum(p['size'] for p in writer.parts)} bytes, "
+                          f"the manifest says {manifest['total_size']}")
+    manifest = dict(manifest, part_size=part_size, parts=writer.parts)
+    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    shutil.copyfile(bundle_install.__file__, os.path.join(out, INSTALLER))
+    return manifest
+
+
 def _min_glibc(entries: list[dict]) -> str | None:
     ns = [n for n in (wheel_min_glibc(e["file"]) for e in entries) if n is not None]
     return f"2.{max(ns)}" if ns else None
@@ -234,6 +275,19 @@ def run_build(args) -> int:
     return 0
 
 
+def add_resplit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="+", metavar="DIR", help="folders holding the bundle's manifest and parts")
+    p.add_argument("--out", required=True, help="an empty folder for the new parts")
+    p.add_argument("--part-size", type=parse_size, required=True, help="e.g. 30MiB")
+
+
+def run_resplit(args) -> int:
+    m = resplit(args.sources, args.out, args.part_size)
+    print(f"bundle {args.out}: {len(m['parts'])} part(s) of at most {mib(m['part_size'])}, "
+          f"{mib(m['total_size'])} in all (the same stream, cut again)")
+    return 0
+
+
 def build_parser(prog: str = "bundle.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="offline wheel bundles: build here, install there")
     sub = p.add_subparsers(dest="action", required=True)
@@ -243,6 +297,9 @@ def build_parser(prog: str = "bundle.py") -> argparse.ArgumentParser:
     i = sub.add_parser("install", help="verify a bundle and pip-install it into a target folder")
     add_install_arguments(i)
     i.set_defaults(fn=run_install)
+    r = sub.add_parser("resplit", help="cut a bundle's parts again at another size (no wheels, no network)")
+    add_resplit_arguments(r)
+    r.set_defaults(fn=run_resplit)
     return p
 
 

@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     bi = bsub.add_parser("install", help="verify a bundle and pip-install it into a target folder")
     bundle.add_install_arguments(bi)
     bi.set_defaults(fn=_bundle, bundle_fn=bundle.run_install)
+    br = bsub.add_parser("resplit", help="cut a bundle's parts again at another size (no wheels, no network)")
+    bundle.add_resplit_arguments(br)
+    br.set_defaults(fn=_bundle, bundle_fn=bundle.run_resplit)
     return p
 
 

@@ -308,3 +308,47 @@ def test_tracked_h200_kernel_cache_holds_only_sglang_cache_files(tmp_path):
     assert restored.returncode == 0, restored.stderr
     n = sum(1 for m in members if m.isfile())
     assert f"jit-restore: {n} files under" in restored.stdout
+
+
+def test_resplit_cuts_the_same_stream_again_and_installs(tmp_path, wheelhouse, capsys):
+    out, m = build(tmp_path, wheelhouse)
+    # as staged for the device: one folder per part, the manifest with the first
+    pieces = []
+    for i, p in enumerate(m["parts"]):
+        d = tmp_path / f"piece-{i:02d}"
+        d.mkdir()
+        (out / p["file"]).rename(d / p["file"])
+        pieces.append(str(d))
+    (out / "manifest.json").rename(Path(pieces[0]) / "manifest.json")
+    again = tmp_path / "again"
+    assert cli.main(["bundle", "resplit", *pieces, "--out", str(again), "--part-size", "40KiB"]) == 0
+    assert "part(s) of at most 0.0 MiB" in capsys.readouterr().out
+    m2 = json.loads((again / "manifest.json").read_text())
+    sizes = [p["size"] for p in m2["parts"]]
+    assert m2["part_size"] == 40960 and len(sizes) > len(m["parts"])
+    assert all(s == 40960 for s in sizes[:-1]) and sum(sizes) == m["total_size"] == m2["total_size"]
+    assert {k: v for k, v in m2.items() if k not in ("part_size", "parts")} == \
+        {k: v for k, v in m.items() if k not in ("part_size", "parts")}
+    assert wheels_in_stream(again, m2) == wheels_in_stream_from(pieces, m)
+    target = tmp_path / "site"
+    assert bundle.main(["install", "--from", str(again), "--target", str(target)]) == 0
+    assert run_py("import gamma; print(gamma.VALUE)", target).split() == ["alpha+gamma"]
+    # refused: a folder that already holds a bundle, a corrupted part, a part nowhere
+    assert bundle.main(["resplit", *pieces, "--out", str(again), "--part-size", "40KiB"]) == 2
+    assert "already holds a bundle" in capsys.readouterr().err
+    part = Path(pieces[1]) / m["parts"][1]["file"]
+    data = bytearray(part.read_bytes())
+    data[7] ^= 0xFF
+    part.write_bytes(bytes(data))
+    assert bundle.main(["resplit", *pieces, "--out", str(tmp_path / "bad"), "--part-size", "40KiB"]) == 2
+    assert f"{m['parts'][1]['file']}: sha256" in capsys.readouterr().err
+    part.unlink()
+    assert bundle.main(["resplit", *pieces, "--out", str(tmp_path / "bad2"), "--part-size", "40KiB"]) == 2
+    assert f"{m['parts'][1]['file']}: in none of" in capsys.readouterr().err
+
+
+def wheels_in_stream_from(folders, manifest) -> dict:
+    data = b"".join(next(Path(d) / p["file"] for d in folders if (Path(d) / p["file"]).exists()).read_bytes()
+                    for p in manifest["parts"])
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}
