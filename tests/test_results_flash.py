@@ -86,3 +86,54 @@ def test_session27_the_flash_12_matrix_at_concurrency_4_and_16_reproduces_the_qu
     assert [round(c[k]["startup_s"]) for k in "cdefa"] == [132, 66, 65, 71, 58]
     # the probe (124,562 tokens + 1 through the chat door): the server's forward, ms
     assert [round(c[k]["probe"]["forward_s"]["chat_s"] * 1e3) for k in "cdaef"] == [15, 17, 25, 25, 18]
+
+
+def test_session28_c_against_d_with_two_servers_each_reproduces_the_quoted_figures():
+    """One H200, 2026-12-04 (session 28): (c) and (d) on flash-12 at concurrency 1 and 16, two
+    servers each in the order c, d, d, c, then (f) at 1, joined by `bench merge`."""
+    from sglang_indexcache.bench.agentic_runs import merge_results
+
+    s28 = RESULTS / "h200-2026-12-04-session28"
+    r = json.loads((s28 / "fl" / "results.json").read_text())
+    c = r["configs"]
+    assert r["shape"] == "flash-12" and r["trace"]["sha256"].startswith("821ea80f")  # session 27's turns
+    again = merge_results([str(s28 / f"fl-{k}" / "results.json") for k in ("c1", "d1", "d2", "c2", "f1")])
+    assert {k: again["configs"][k]["levels"] for k in "cdf"} == {k: c[k]["levels"] for k in "cdf"}
+    assert [c[k]["servers"] for k in "cd"] == [2, 2] and set(c["f"]["levels"]) == {"1"}
+    for level, sessions, rounds in (("1", 2, 46), ("16", 16, 401)):
+        keys = "cdf" if level == "1" else "cd"
+        assert {(c[k]["levels"][level]["sessions"], c[k]["levels"][level]["rounds"],
+                 c[k]["levels"][level]["failed_rounds"]) for k in keys} == {(sessions, rounds, 0)}
+    rows = {(lv, k): row_figures(c[k]["levels"][lv]) for lv in ("1", "16") for k in "cdf" if lv in c[k]["levels"]}
+    assert rows == {
+        ("1", "c"): [0.148, 0.202, 0.178, 2.82, 3.66], ("1", "d"): [0.148, 0.205, 0.182, 2.67, 3.94],
+        ("1", "f"): [0.144, 0.199, 0.165, 2.26, 4.16],
+        ("16", "c"): [0.782, 1.402, 0.92, 6.13, 16.79], ("16", "d"): [0.743, 1.374, 0.613, 5.88, 17.4]}
+    runs = lambda k, lv, f: [round(x[f], 2) for x in c[k]["levels"][lv]["runs"]]  # noqa: E731
+    decode = lambda k, lv: [round(x["server"]["decode_tokens_per_s_median"]) for x in c[k]["levels"][lv]["runs"]]  # noqa: E731
+    assert [decode(k, lv) for lv in ("1", "16") for k in "cd"] == [[309, 370], [474, 305], [4443, 4562], [4836, 4860]]
+    assert [runs(k, "1", "itl_median_ms") for k in "cd"] == [[3.11, 2.53], [2.09, 3.14]]  # 1.5x, server to server
+    assert [[round(x["duration_s"], 1) for x in c[k]["levels"]["16"]["runs"]] for k in "cd"] == [[56.7, 57.6], [55.4, 54.9]]
+    ratios = agentic_report.agentic_ratios(r)
+    fig = lambda pair, lv, k: [round(ratios[pair][lv][k][f], 3) for f in RATIO_FIGS]  # noqa: E731
+    span = lambda lv: [[round(x, 3) for x in ratios["over_d_range"][lv]["c"][f]] for f in RATIO_FIGS]  # noqa: E731
+    assert fig("over_d", "1", "c") == [1.024, 1.028, 0.995, 1.014, 0.949, 0.93]
+    assert span("1") == [[0.879, 1.177], [0.898, 1.173], [0.882, 1.121], [0.894, 1.146], [0.687, 1.271], [0.748, 1.177]]
+    assert fig("over_d", "16", "c") == [0.666, 0.812, 0.951, 0.98, 0.96, 0.965]
+    assert span("16") == [[0.438, 0.923], [0.615, 1.031], [0.795, 1.121], [0.9, 1.062], [0.853, 1.071], [0.954, 0.976]]
+    assert ratios["over_d_range"]["16"]["c"]["sessions_per_min"][1] < 0.99  # every pairing misses the target
+    paired = lambda pair, lv, k: [round(ratios[pair][lv][k][x], 3) for x in ("median", "median_long", "total")]  # noqa: E731
+    assert [paired("paired_over_d", lv, "c") for lv in ("1", "16")] == [[0.984, 0.984, 0.989], [0.973, 0.719, 0.961]]
+    assert fig("over_c", "1", "f")[0] == 1.081 and paired("paired_over_c", "1", "f") == [1.044, 1.08, 1.043]
+    # the >= 96K turns at 16 summed per server: (c)'s agree with session 27's, (d)'s spread
+    def long_sum(path):
+        (entry,) = json.loads(path.read_text())["configs"].values()
+        return round(sum(t["ttft_s"] for t in entry["levels"]["16"]["turns"] if t["context"] >= LONG), 1)
+    assert [long_sum(s28 / f"fl-{k}" / "results.json") for k in ("c1", "c2", "d1", "d2")] == [103.9, 107.7, 59.7, 93.1]
+    s27 = RESULTS / "h200-2026-12-04-session27"
+    assert [long_sum(s27 / f"fl-{k}" / "results.json") for k in "cdefa"] == [106.7, 96.5, 82.0, 88.7, 159.0]
+    # the probe's server forward (chat door, 124,562 + 1 tokens), ms; start-up, s
+    assert [round(s["probe"]["forward_s"]["chat_s"] * 1e3) for k in "cd" for s in c[k]["per_server"]] == [16, 17, 12, 14]
+    assert round(c["f"]["probe"]["forward_s"]["chat_s"] * 1e3) == 17
+    assert [round(s["startup_s"]) for k in "cd" for s in c[k]["per_server"]] + [round(c["f"]["startup_s"])] == [
+        141, 68, 62, 69, 66]
