@@ -128,6 +128,9 @@ def main(argv=None) -> int:
     g.add_argument("--profile-probe", action="store_true",
                    help="one more token-id request of each server's probe under SGLang's profiler (the kernel "
                         "table in the probe's entry, the trace under OUT/profiles/)")
+    g.add_argument("--forward-pass-metrics", action="store_true",
+                   help="every forward's GPU span from SGLang's --enable-forward-pass-metrics (bench/fpm.py): "
+                        "per run, `gpu_spans` in the JSON and the messages in NAME-fpm.jsonl.gz")
     g.add_argument("--mem-fraction", type=float, default=None,
                    help=f"default: leave {HEADROOM_GIB} GiB of the GPU outside the pool")
     g.add_argument("--chunked-prefill-size", type=int, default=16384)

@@ -20,6 +20,7 @@ the trace and fails if the counts disagree.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -29,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from sglang_indexcache.bench import common
+from sglang_indexcache.bench import common, fpm
 from sglang_indexcache.bench.agentic_report import LONG_CONTEXT, agentic_ratios, agentic_table
 from sglang_indexcache.bench.agentic_runs import combine_runs, merge_servers
 from sglang_indexcache.bench.decode import decode_log_lines
@@ -199,6 +200,14 @@ def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
     return out
 
 
+def fpm_base(tag: str) -> str:
+    """Where a server publishes its forward pass metrics: a short IPC path (a Unix socket's
+    name has at most 107 bytes), one per benchmark process and server."""
+    import tempfile
+
+    return f"ipc://{tempfile.gettempdir()}/sgl-fpm-{os.getpid()}-{tag}"
+
+
 def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, base: list, args, out: Path,
                probe: tuple, progress=None, tag: str | None = None) -> dict:
     """One server, every concurrency of `args.concurrency`; returns the config's entry (its
@@ -207,8 +216,10 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
 
     tag = tag or key
     log = out / f"{tag}-server.log"
-    srv = Server(model, server_args(base, cfg["args"], args, trace["metadata"]), log=log, device=args.device,
-                 startup_timeout=args.timeout)
+    srv_args = server_args(base, cfg["args"], args, trace["metadata"])
+    if getattr(args, "forward_pass_metrics", False):
+        srv_args += fpm.endpoint_args(fpm_base(tag))
+    srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
     if args.device == "cuda":
         srv.env.update(common.dense_prefill_env())
     srv.env.update({**common.tokenizer_env(model), **cfg.get("env", {})})
@@ -217,6 +228,8 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
     reply = trace["metadata"]["spec"]["reply_tokens"]
     with srv:
         entry["startup_s"] = srv.startup_s
+        # SGLang binds BASE.<dp_rank>; joined before the warm-up, so every timed forward is heard
+        recorder = fpm.Recorder(fpm_base(tag) + ".0") if getattr(args, "forward_pass_metrics", False) else None
         entry["kv_pool_tokens"] = common.kv_pool_tokens(log.read_text(errors="replace"))
         # first long prefills after startup: one short session, not timed
         warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{tag}-warmup.jsonl", max_turns=2)
@@ -233,7 +246,7 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
             runs = []
             for rep in range(args.repeats):  # each run flushes the radix cache first: the same work
                 name = f"{tag}-c{c}" + (f"-r{rep}" if args.repeats > 1 else "")
-                runs.append(run_level(srv, log, model, trace_path, trace, n, c, reply, out / name, args))
+                runs.append(run_level(srv, log, model, trace_path, trace, n, c, reply, out / name, args, recorder))
                 if progress is not None:
                     progress.update(1)
             entry["levels"][str(c)] = combine_runs(runs)
@@ -244,16 +257,28 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
                                f"{s['ttft_long_median_s'] or float('nan'):.3f} s, TPOT {s['tpot_median_ms']:.2f} ms, "
                                f"{s['sessions_per_min']:.2f} sessions/min, hit {s['cache_hit_rate_pct']}%"
                                + (f" (medians of {len(runs)} runs)" if len(runs) > 1 else ""))
+                for r in runs:
+                    if r.get("gpu_spans"):
+                        g = r["gpu_spans"]
+                        progress.write(f"[{tag}] c={c}: GPU spans {g['gpu_s']:.1f} s in {r['duration_s']:.1f} s "
+                                       f"(prefill {g['prefill']['gpu_s']:.1f} s over {g['prefill']['forwards']} "
+                                       f"forwards, decode {g['decode']['gpu_s']:.1f} s over "
+                                       f"{g['decode']['forwards']}; {g['dropped']} dropped)")
+        if recorder is not None:
+            recorder.close()
     return entry
 
 
 def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessions: int, concurrency: int,
-              reply: int, stem: Path, args) -> dict:
+              reply: int, stem: Path, args, recorder=None) -> dict:
     """One bench_serving replay of `sessions` sessions at `concurrency` against `srv`: its figures
-    (`summarize`), the server's own view of the same turns, and the per-turn rows."""
+    (`summarize`), the server's own view of the same turns, and the per-turn rows; with a
+    `recorder` (`fpm.Recorder`), the GPU span of every forward of the replay (`gpu_spans`, the
+    messages in STEM-fpm.jsonl.gz)."""
     f = stem.with_suffix(".jsonl")
     cmd = bench_serving_cmd(srv.url, model, trace_path, sessions, concurrency, reply, f)
     mark, before = len(log.read_text(errors="replace")), metrics_now(srv)
+    heard = len(recorder.rows) if recorder is not None else 0
     result = run_bench_serving(cmd, stem.with_suffix(".log"), f, args.timeout)
     time.sleep(1.0)  # the last ReqTimeStats line
     text = log.read_text(errors="replace")[mark:]
@@ -272,6 +297,11 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
     # to receive (session 18)
     rates = decode_log_lines(text, concurrency)["gen_throughput"]
     level["server"]["decode_tokens_per_s_median"] = statistics.median(rates) if rates else None
+    if recorder is not None:
+        spans = recorder.rows[heard:]
+        with gzip.open(f"{stem}-fpm.jsonl.gz", "wt") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in spans)
+        level["gpu_spans"] = fpm.summarize(spans)
     return {**level, "turns": rows}
 
 
@@ -306,6 +336,9 @@ def run(args) -> int:
         raise SystemExit(f"no configuration {sorted(unknown)} for this shape; have {sorted(cfgs)}")
     if args.device != "cuda" and set(args.configs) - {"b", "c", "e", "f"}:
         raise SystemExit("--device cpu runs only indexcache configurations (upstream dsa needs CUDA)")
+    if args.device != "cuda" and getattr(args, "forward_pass_metrics", False):
+        # SGLang's DeviceTimer asks torch.cuda for the stream: a CPU server's first forward fails
+        raise SystemExit("--forward-pass-metrics needs CUDA (SGLang times forwards with CUDA events)")
 
     trace_path = Path(args.trace) if args.trace else out / "trace.json"
     if not trace_path.exists():

@@ -1,0 +1,89 @@
+"""Each forward's GPU span, from SGLang's own forward pass metrics, beside the agentic replay.
+
+SGLang 0.5.23's `--enable-forward-pass-metrics` times every forward of the scheduler on the GPU
+(`DeviceTimer`: from the forward's first recorded start to its last end on the stream, gaps
+included) and publishes one `ForwardPassMetrics` per forward over ZMQ PUB
+(`sglang/srt/observability/forward_pass_metrics.py`): that span as `wall_time`, and what the
+forward carried (prefill requests, their new tokens and cached KV tokens, decode requests and
+their KV tokens). Nothing in SGLang records them to a file; `Recorder` is the subscriber, in
+the benchmark's process.
+
+What it is for: at concurrency 16 a server's figures move with its host (session 28: (c) and
+(d), same kernels in decode, differed by 3.5 % on sessions/min). Summed GPU spans of the same
+replay tell GPU work from host time: a configuration whose spans sum to less but whose replay
+takes longer lost it on the host.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Optional
+
+
+def endpoint_args(base: str) -> list:
+    """The server flags that publish on `base` (SGLang binds `base.<dp_rank>`)."""
+    return ["--enable-forward-pass-metrics", "--forward-pass-metrics-ipc-name", base]
+
+
+class Recorder:
+    """Subscribes to `endpoint` until closed; `rows` holds one dict per message received, in
+    order. Connect it before the forwards to record (a ZMQ subscriber misses what was published
+    before it joined)."""
+
+    def __init__(self, endpoint: str):
+        import zmq
+
+        self.endpoint = endpoint
+        self.rows: list = []
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sock.connect(endpoint)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="fpm-recorder")
+        self._thread.start()
+
+    def _run(self) -> None:
+        import msgspec
+        import zmq
+        from sglang.srt.observability.forward_pass_metrics import decode
+
+        while not self._stop.is_set():
+            if not self._sock.poll(100):
+                continue
+            _topic, _seq, payload = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+            row = msgspec.to_builtins(decode(payload))
+            row["received"] = time.monotonic()
+            self.rows.append(row)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close(linger=0)
+        self._ctx.term()
+
+
+def summarize(rows: list) -> Optional[dict]:
+    """GPU spans of a level's forwards, split into forwards with a prefill (extends, mixed or
+    not) and decode-only ones; idle heartbeats (span 0, nothing scheduled) left out. `dropped`:
+    gaps in the publisher's counter (its queue or socket dropped messages)."""
+    if not rows:
+        return None
+    ids = [r["counter_id"] for r in rows]
+    work = [r for r in rows if r["wall_time"] > 0]
+    prefill = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] > 0]
+    decode = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] == 0]
+
+    def part(rs: list) -> dict:
+        spans = [r["wall_time"] for r in rs]
+        s = [r["scheduled_requests"] for r in rs]
+        return {"forwards": len(rs), "gpu_s": sum(spans),
+                "median_ms": statistics.median(spans) * 1e3 if spans else None,
+                "prefill_tokens": sum(x["sum_prefill_tokens"] for x in s),
+                "prefill_kv_tokens": sum(x["sum_prefill_kv_tokens"] for x in s),
+                "decode_requests": sum(x["num_decode_requests"] for x in s)}
+
+    return {"messages": len(rows), "dropped": (max(ids) - min(ids) + 1) - len(set(ids)),
+            "gpu_s": sum(r["wall_time"] for r in work), "prefill": part(prefill), "decode": part(decode)}

@@ -1,0 +1,63 @@
+"""The forward-pass-metrics recorder (`bench/fpm.py`) against SGLang's own publisher thread."""
+
+from __future__ import annotations
+
+import time
+
+from sglang_indexcache.bench import fpm
+
+
+def test_recorder_hears_sglangs_publisher_and_splits_prefill_from_decode(tmp_path):
+    from sglang.srt.observability.forward_pass_metrics import (
+        ForwardPassMetrics, ScheduledRequestMetrics, _FpmPublisherThread)
+
+    base = f"ipc://{tmp_path}/fpm"
+    assert fpm.endpoint_args(base) == ["--enable-forward-pass-metrics", "--forward-pass-metrics-ipc-name", base]
+    pub = _FpmPublisherThread(base + ".0", worker_id="w", dp_rank=0)  # as SGLang's scheduler binds it
+    rec = fpm.Recorder(base + ".0")
+    try:
+        time.sleep(0.5)  # a ZMQ subscriber hears only what is published after it joined
+        sent = [  # (span s, prefill requests, new tokens, cached tokens, decode requests)
+            (0.120, 1, 4096, 98304, 0), (0.004, 0, 0, 0, 16), (0.005, 0, 0, 0, 16),
+            (0.150, 2, 6000, 150000, 14), (0.0, 0, 0, 0, 0)]  # the last: an idle heartbeat
+        for span, n, tok, kv, dec in sent:
+            pub.publish(ForwardPassMetrics(wall_time=span, scheduled_requests=ScheduledRequestMetrics(
+                num_prefill_requests=n, sum_prefill_tokens=tok, sum_prefill_kv_tokens=kv, num_decode_requests=dec)))
+        deadline = time.monotonic() + 10
+        while len(rec.rows) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        rec.close()
+        pub.shutdown()
+    assert [r["wall_time"] for r in rec.rows] == [s[0] for s in sent]
+    g = fpm.summarize(rec.rows)
+    assert g["messages"] == 5 and g["dropped"] == 0
+    assert round(g["gpu_s"], 6) == 0.279
+    assert {k: g["prefill"][k] for k in ("forwards", "prefill_tokens", "prefill_kv_tokens", "decode_requests")} == {
+        "forwards": 2, "prefill_tokens": 10096, "prefill_kv_tokens": 248304, "decode_requests": 14}
+    assert round(g["prefill"]["gpu_s"], 6) == 0.27 and round(g["prefill"]["median_ms"], 3) == 135.0
+    assert (g["decode"]["forwards"], round(g["decode"]["gpu_s"], 6), g["decode"]["decode_requests"]) == (2, 0.009, 32)
+    # a lost message shows as a gap in the publisher's counter
+    assert fpm.summarize([rec.rows[0], *rec.rows[2:]])["dropped"] == 1
+    assert fpm.summarize([]) is None
+
+
+def test_forward_pass_metrics_are_refused_on_cpu_before_any_work(models, tmp_path):
+    """SGLang 0.5.23's DeviceTimer takes torch.cuda's stream: a CPU server with the flag dies at
+    its first forward ("Found no NVIDIA driver"), so the benchmark refuses it up front."""
+    import pytest
+
+    from sglang_indexcache.bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="--forward-pass-metrics needs CUDA"):
+        main(["agentic", "--out", str(tmp_path / "out"), "--device", "cpu", "--model-path", models["deepseek-tiny"],
+              "--pattern", "FSSFSS", "--configs", "c", "--forward-pass-metrics"])
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_servers_publish_where_the_recorder_listens():
+    """The flags go on the server's command line; the recorder joins BASE.0 (SGLang's dp rank 0)."""
+    from sglang_indexcache.bench import agentic
+
+    base = agentic.fpm_base("c-s1")
+    assert base.startswith("ipc://") and base.endswith("-c-s1") and len(base) - len("ipc://") + 2 < 107
