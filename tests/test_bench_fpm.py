@@ -61,3 +61,19 @@ def test_servers_publish_where_the_recorder_listens():
 
     base = agentic.fpm_base("c-s1")
     assert base.startswith("ipc://") and base.endswith("-c-s1") and len(base) - len("ipc://") + 2 < 107
+
+
+def test_the_agentic_table_shows_each_runs_gpu_spans():
+    from sglang_indexcache.bench import agentic_report
+
+    def run(pre, dec, dur):
+        return {"duration_s": dur, "gpu_spans": {"gpu_s": pre + dec, "dropped": 0, "messages": 9,
+                                                 "prefill": {"gpu_s": pre}, "decode": {"gpu_s": dec}}}
+
+    level = {"ttft_median_s": 0.7, "ttft_p90_s": 1.4, "ttft_long_median_s": 0.9, "tpot_median_ms": 6.0,
+             "sessions_per_min": 17.0, "cache_hit_rate_pct": 92.8, "server": {}, "repeats": 2,
+             "run_servers": [0, 1], "runs": [run(30.5, 12.25, 56.7), run(31.0, 12.0, 57.6)]}
+    results = {"model": "m", "shape": "flash-12", "gpu": {"name": "H200"}, "trace": {"sessions": 16, "turns": [1]},
+               "configs": {"c": {"label": "indexcache, FSSSFSSSFSSS", "levels": {"16": level}}}}
+    table = agentic_report.agentic_table(results)
+    assert "c GPU spans, s (prefill + decode-only of the run's length): 30.5 + 12.2 of 56.7, 31.0 + 12.0 of 57.6" in table

@@ -144,6 +144,13 @@ def agentic_table(results: dict) -> str:
                 rates = [r.get("server", {}).get("decode_tokens_per_s_median") for r in s.get("runs", [])]
                 lines.append(f"  {key} dec tok/s by server: " + ", ".join(
                     f"{n}: {rate:.0f}" if rate is not None else f"{n}: nan" for n, rate in zip(s["run_servers"], rates)))
+        for key in sorted(c):  # --forward-pass-metrics: each run's summed GPU spans against its length
+            s = c[key].get("levels", {}).get(level) or {}
+            runs = s.get("runs") or [s]
+            spans = [(r["gpu_spans"], r["duration_s"]) for r in runs if r.get("gpu_spans")]
+            if spans:
+                lines.append(f"  {key} GPU spans, s (prefill + decode-only of the run's length): " + ", ".join(
+                    f"{g['prefill']['gpu_s']:.1f} + {g['decode']['gpu_s']:.1f} of {d:.1f}" for g, d in spans))
         for ref in REFERENCES:
             rows = results.get("ratios", {}).get(f"over_{ref}", {}).get(level, {})
             spans = results.get("ratios", {}).get(f"over_{ref}_range", {}).get(level, {})
