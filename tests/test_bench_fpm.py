@@ -77,3 +77,26 @@ def test_the_agentic_table_shows_each_runs_gpu_spans():
                "configs": {"c": {"label": "indexcache, FSSSFSSSFSSS", "levels": {"16": level}}}}
     table = agentic_report.agentic_table(results)
     assert "c GPU spans, s (prefill + decode-only of the run's length): 30.5 + 12.2 of 56.7, 31.0 + 12.0 of 57.6" in table
+
+
+def test_a_message_the_recorder_cannot_read_is_an_error_not_an_empty_level(tmp_path):
+    import pytest
+    import zmq
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(f"ipc://{tmp_path}/bad.0")
+    rec = fpm.Recorder(f"ipc://{tmp_path}/bad.0")
+    try:
+        time.sleep(0.5)
+        pub.send_multipart((b"", (0).to_bytes(8, "big"), b"not msgpack of ForwardPassMetrics"))
+        deadline = time.monotonic() + 10
+        while rec.error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(RuntimeError, match="forward pass metrics from ipc://"):
+            rec.check()
+        assert rec.rows == []
+    finally:
+        rec.close()
+        pub.close(linger=0)
+        ctx.term()

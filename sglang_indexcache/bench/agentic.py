@@ -298,6 +298,7 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
     rates = decode_log_lines(text, concurrency)["gen_throughput"]
     level["server"]["decode_tokens_per_s_median"] = statistics.median(rates) if rates else None
     if recorder is not None:
+        recorder.check()
         spans = recorder.rows[heard:]
         with gzip.open(f"{stem}-fpm.jsonl.gz", "wt") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in spans)

@@ -37,6 +37,7 @@ class Recorder:
 
         self.endpoint = endpoint
         self.rows: list = []
+        self.error: Optional[BaseException] = None  # what stopped the subscriber, if anything
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -50,13 +51,21 @@ class Recorder:
         import zmq
         from sglang.srt.observability.forward_pass_metrics import decode
 
-        while not self._stop.is_set():
-            if not self._sock.poll(100):
-                continue
-            _topic, _seq, payload = self._sock.recv_multipart(flags=zmq.NOBLOCK)
-            row = msgspec.to_builtins(decode(payload))
-            row["received"] = time.monotonic()
-            self.rows.append(row)
+        try:
+            while not self._stop.is_set():
+                if not self._sock.poll(100):
+                    continue
+                _topic, _seq, payload = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+                row = msgspec.to_builtins(decode(payload))
+                row["received"] = time.monotonic()
+                self.rows.append(row)
+        except Exception as e:  # e.g. a publisher of another schema version: say so, not an empty level
+            self.error = e
+
+    def check(self) -> None:
+        """Raise if the subscriber stopped on an error (its rows end there)."""
+        if self.error is not None:
+            raise RuntimeError(f"forward pass metrics from {self.endpoint}: {self.error!r}") from self.error
 
     def close(self) -> None:
         self._stop.set()
