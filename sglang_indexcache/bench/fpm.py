@@ -6,7 +6,7 @@ included) and publishes one `ForwardPassMetrics` per forward over ZMQ PUB
 (`sglang/srt/observability/forward_pass_metrics.py`): that span as `wall_time`, and what the
 forward carried (prefill requests, their new tokens and cached KV tokens, decode requests and
 their KV tokens). Nothing in SGLang records them to a file; `Recorder` is the subscriber, in
-the benchmark's process.
+the benchmark's process, reading each message with SGLang's own decoder (`integration/fpm.py`).
 
 What it is for: at concurrency 16 a server's figures move with its host (session 28: (c) and
 (d), same kernels in decode, differed by 3.5 % on sessions/min). Summed GPU spans of the same
@@ -47,16 +47,16 @@ class Recorder:
         self._thread.start()
 
     def _run(self) -> None:
-        import msgspec
         import zmq
-        from sglang.srt.observability.forward_pass_metrics import decode
+
+        from sglang_indexcache.integration.fpm import decode
 
         try:
             while not self._stop.is_set():
                 if not self._sock.poll(100):
                     continue
                 _topic, _seq, payload = self._sock.recv_multipart(flags=zmq.NOBLOCK)
-                row = msgspec.to_builtins(decode(payload))
+                row = decode(payload)
                 row["received"] = time.monotonic()
                 self.rows.append(row)
         except Exception as e:  # e.g. a publisher of another schema version: say so, not an empty level
