@@ -217,8 +217,9 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
     tag = tag or key
     log = out / f"{tag}-server.log"
     srv_args = server_args(base, cfg["args"], args, trace["metadata"])
-    if getattr(args, "forward_pass_metrics", False):
-        srv_args += fpm.endpoint_args(fpm_base(tag))
+    fpm_at = fpm_base(tag) if getattr(args, "forward_pass_metrics", False) else None
+    if fpm_at is not None:
+        srv_args += fpm.endpoint_args(fpm_at)
     srv = Server(model, srv_args, log=log, device=args.device, startup_timeout=args.timeout)
     if args.device == "cuda":
         srv.env.update(common.dense_prefill_env())
@@ -229,7 +230,7 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
     with srv:
         entry["startup_s"] = srv.startup_s
         # SGLang binds BASE.<dp_rank>; joined before the warm-up, so every timed forward is heard
-        recorder = fpm.Recorder(fpm_base(tag) + ".0") if getattr(args, "forward_pass_metrics", False) else None
+        recorder = fpm.Recorder(fpm_at + ".0") if fpm_at is not None else None
         entry["kv_pool_tokens"] = common.kv_pool_tokens(log.read_text(errors="replace"))
         # first long prefills after startup: one short session, not timed
         warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{tag}-warmup.jsonl", max_turns=2)
