@@ -45,10 +45,42 @@ def post_json(url: str, body: Optional[dict] = None, *, token: Optional[str] = N
     return json.loads(text) if text.strip().startswith(("{", "[")) else {"text": text}
 
 
+def _ephemeral_range() -> tuple:
+    """The ports the kernel hands out to bind(0) and to outgoing connections (Linux)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port that is free now and that the kernel will not hand to anyone else: outside the
+    ephemeral range. A port from bind(0) lies inside it, so any outgoing connection or
+    bind(0) on the machine (another test's server, a tokenizer's download attempt) can take
+    it before SGLang binds; CI lost a test to that ("address already in use", issue 14).
+    Below 22000: SGLang draws its own NCCL ports from 22000-29999 (the same reasoning, its
+    `get_free_port_below_ephemeral`), and another server's must not take this one."""
+    import random
+
+    lo, hi = _ephemeral_range()
+    candidates = [(a, b) for a, b in ((10000, min(lo, 22000)), (hi + 1, 65536)) if b - a > 2000]
+    rng = random.SystemRandom()
+    for _ in range(200):
+        a, b = rng.choice(candidates) if candidates else (1024, 65536)
+        port = rng.randrange(a, b)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    with socket.socket() as s:  # everything outside the range taken: let the kernel pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+BIND_ERROR = "error while attempting to bind on address"  # uvicorn's words, then SGLang hangs
 
 
 def cpu_env(stats_file: Optional[Path] = None) -> dict:
@@ -76,18 +108,16 @@ class Server:
         startup_timeout: float = 300.0,
         env: Optional[dict] = None,
     ):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(log)
         self.stats_file = stats_file
-        self.cmd = [
+        self.launch = [
             sys.executable, "-m", "sglang.launch_server",
             "--model-path", str(model_path),
             "--device", device,
             "--host", "127.0.0.1",
-            "--port", str(self.port),
             *args,
         ]
+        self._use_port(free_port())
         if device == "cpu":
             self.env = cpu_env(stats_file)
         else:
@@ -103,25 +133,59 @@ class Server:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> "Server":
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.cmd = [*self.launch, "--port", str(port)]
+
+    def start(self, bind_attempts: int = 3) -> "Server":
+        """Launch and wait for /health. Where the HTTP port was taken between free_port() and
+        the server's bind (uvicorn logs it and SGLang then hangs instead of exiting), stop it
+        and launch again on another port, `bind_attempts` times in all (each launch gets the
+        whole startup timeout: SGLang binds its HTTP port only once the engine is up)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.monotonic()
-        self._log_fh = open(self.log, "w")
+        t_first = time.monotonic()
         _stop_on_exit()
-        self.proc = subprocess.Popen(
-            self.cmd, env=self.env, stdout=self._log_fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        _LIVE.add(self)
+        for attempt in range(1, bind_attempts + 1):
+            self._log_fh = open(self.log, "w")
+            self.proc = subprocess.Popen(
+                self.cmd, env=self.env, stdout=self._log_fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            _LIVE.add(self)
+            if self._wait_healthy(time.monotonic()):
+                self.startup_s = time.monotonic() - t_first
+                return self
+            taken = self.port
+            self.stop()
+            if attempt == bind_attempts:
+                raise ServerError(f"port taken on each of {bind_attempts} launches, last {taken}; log {self.log}:\n"
+                                  f"{self.tail()}")
+            self._use_port(free_port())
+            print(f"server: port {taken} was taken before the server bound it; again on {self.port}",
+                  file=sys.stderr)
+        raise AssertionError("unreachable")
+
+    def _wait_healthy(self, t0: float) -> bool:
+        """True once healthy; False where the log says the HTTP port could not be bound;
+        ServerError where the server exits or the startup timeout passes."""
         while time.monotonic() - t0 < self.startup_timeout:
             if self.proc.poll() is not None:
                 self.stop()  # what it started may outlive it, holding CPUs or GPU memory
                 raise ServerError(f"server exited with {self.proc.returncode}; log {self.log}:\n{self.tail()}")
             if self.healthy(timeout=5):
-                self.startup_s = time.monotonic() - t0
-                return self
+                return True
+            if self._bind_failed():
+                return False
             time.sleep(1.0)
         self.stop()
         raise ServerError(f"server not healthy after {self.startup_timeout:.0f} s; log {self.log}:\n{self.tail()}")
+
+    def _bind_failed(self) -> bool:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return False
+        return any(BIND_ERROR in line and f", {self.port})" in line for line in text.splitlines())
 
     def stop(self) -> None:
         """Stop the server and every process of its process group (SGLang's scheduler,

@@ -115,3 +115,61 @@ def test_a_terminated_benchmark_stops_its_server(tmp_path):
     assert bench.wait(timeout=60) == 128 + 15
     assert not _alive(launcher), "the server's launcher outlived the terminated benchmark"
     assert not _alive(child), "a process of the server's group outlived the terminated benchmark"
+
+
+# A launcher like SGLang's when its HTTP port is taken: uvicorn logs the bind error and the
+# process hangs on instead of exiting. Otherwise it answers /health. Writes its pid per port.
+BINDING_LAUNCHER = """
+import http.server, os, sys, time
+port = int(sys.argv[-1])
+open(os.path.join(sys.argv[1], f"pid-{port}"), "w").write(str(os.getpid()))
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a):
+        pass
+try:
+    httpd = http.server.HTTPServer(("127.0.0.1", port), Health)
+except OSError as e:
+    print(f"ERROR:    [Errno {e.errno}] error while attempting to bind on address ('127.0.0.1', {port}): "
+          "address already in use", flush=True)
+    time.sleep(120)
+    sys.exit(0)
+httpd.serve_forever()
+"""
+
+
+def test_a_port_taken_before_the_server_binds_it_is_replaced(tmp_path):
+    """CI, 2026-12-04: another process took the test server's port between free_port() and
+    the server's bind; uvicorn logged 'address already in use', SGLang hung, and the test
+    failed 300 s later. start() now sees the bind error in the log, stops that launch and
+    launches again on another port."""
+    import socket
+
+    srv = Server("unused", log=tmp_path / "server.log", startup_timeout=60)
+    srv.stop_grace_s = 1.0
+    srv.launch = [sys.executable, "-c", BINDING_LAUNCHER, str(tmp_path)]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        srv._use_port(taken)
+        try:
+            srv.start()
+            assert srv.port != taken and srv.healthy(timeout=5)
+            first = int((tmp_path / f"pid-{taken}").read_text())
+            assert not _alive(first), "the launch that could not bind was left running"
+            assert "address already in use" not in srv.log.read_text()
+        finally:
+            srv.stop()
+
+
+def test_free_ports_lie_outside_the_kernels_ephemeral_range():
+    """Ports from bind(0) and outgoing connections come from the ephemeral range; a port
+    outside it can only be taken by an explicit bind."""
+    from sglang_indexcache.server import _ephemeral_range, free_port
+
+    lo, hi = _ephemeral_range()
+    ports = {free_port() for _ in range(50)}
+    assert all(not lo <= p <= hi for p in ports), sorted(ports)
+    assert len(ports) > 40  # random, so two servers started together do not pick the same one
