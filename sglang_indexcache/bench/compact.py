@@ -49,7 +49,8 @@ def compact(path: Path) -> tuple:
     gz = path.suffix == ".gz"
     if not path.name.endswith((".jsonl", ".jsonl.gz")):
         raise ValueError(f"{path}: not a .jsonl or .jsonl.gz file")
-    text = (gzip.open(path, "rt") if gz else open(path)).read()
+    with gzip.open(path, "rt") if gz else open(path) as fh:
+        text = fh.read()
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"{path}: empty")
@@ -60,8 +61,9 @@ def compact(path: Path) -> tuple:
             after = _round_itls(before)
         except ValueError as e:
             raise ValueError(f"{path}: line {n}: {e}") from None
-        _check(before, json.loads(json.dumps(after)))
-        out_lines.append(json.dumps(after))
+        line_out = json.dumps(after)
+        _check(before, json.loads(line_out))  # what is written, read back
+        out_lines.append(line_out)
     target = path if gz else path.with_name(path.name + ".gz")
     tmp = target.with_name(target.name + ".tmp")
     with gzip.open(tmp, "wt") as fh:
