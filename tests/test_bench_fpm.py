@@ -100,3 +100,54 @@ def test_a_message_the_recorder_cannot_read_is_an_error_not_an_empty_level(tmp_p
         rec.close()
         pub.close(linger=0)
         ctx.term()
+
+
+def _row(counter, span, prefill=0, decode=0):
+    return {"counter_id": counter, "wall_time": span,
+            "scheduled_requests": {"num_prefill_requests": prefill, "sum_prefill_tokens": 1000 * prefill,
+                                   "sum_prefill_kv_tokens": 0, "num_decode_requests": decode}}
+
+
+def test_spans_split_decode_into_per_token_time_and_the_largest_batchs_percentiles(tmp_path, capsys):
+    import gzip
+    import json
+
+    from sglang_indexcache.bench.__main__ import main
+
+    # 11 forwards at batch 4 with spans 2.0 .. 3.0 ms, 2 at batch 2 (4 ms each), one prefill, one heartbeat
+    rows = [_row(i, (2.0 + i / 10) / 1e3, decode=4) for i in range(11)]
+    rows += [_row(11, 0.004, decode=2), _row(12, 0.004, decode=2), _row(13, 0.100, prefill=1, decode=3), _row(14, 0.0)]
+    g = fpm.spans(rows)
+    d = g["decode"]
+    assert (d["forwards"], d["decode_requests"]) == (13, 48)
+    assert abs(d["gpu_s"] - (0.0275 + 0.008)) < 1e-12
+    assert abs(d["ms_per_token"] - 35.5 / 48) < 1e-9
+    fb = d["full_batch"]
+    assert (fb["batch"], fb["forwards"]) == (4, 11)
+    assert (round(fb["p10_ms"], 9), round(fb["median_ms"], 9), round(fb["p90_ms"], 9)) == (2.1, 2.5, 2.9)
+    assert g["prefill"]["forwards"] == 1 and fpm.spans([]) is None
+
+    path = tmp_path / "c-c16-fpm.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    assert main(["spans", str(path)]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "0.10 (   1)" in line and "0.04 (   13)" in line and "0.740" in line and "bs 4: 2.10 / 2.50 / 2.90" in line
+
+
+def test_spans_of_a_committed_replay_agree_with_the_summary_the_device_wrote():
+    """Session 30's (d) server: `bench spans` on its per-forward file against results.json's
+    gpu_spans, computed on the device from the messages as they arrived."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    run = Path(__file__).resolve().parents[1] / "benchmarks/results/h200-2026-12-04-session30/fl-d1"
+    with gzip.open(run / "d-c16-fpm.jsonl.gz", "rt") as fh:
+        g = fpm.spans([json.loads(line) for line in fh])
+    device = json.loads((run / "results.json").read_text())["configs"]["d"]["levels"]["16"]["gpu_spans"]
+    for part in ("prefill", "decode"):
+        for k in ("forwards", "prefill_tokens", "decode_requests"):
+            assert g[part][k] == device[part][k]
+        assert abs(g[part]["gpu_s"] - device[part]["gpu_s"]) < 1e-9
+    assert g["decode"]["full_batch"]["batch"] == 16 and g["dropped"] == device["dropped"] == 0

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from sglang_indexcache.bench import agentic, agentic_runs, compact, decode, pp, prefill, report, search, topk, trace, turn
+from sglang_indexcache.bench import agentic, agentic_runs, compact, decode, fpm, pp, prefill, report, search, topk, trace, turn
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
     gpu_total_bytes, inherited_env, mem_fraction_for, server_env_arg, tp_args, versions,
@@ -276,6 +276,10 @@ def main(argv=None) -> int:
     cp = sub.add_parser("compact", help="bench_serving's per-request files, itls rounded to 1 us and gzipped, to commit")
     cp.add_argument("files", nargs="+", help="FILE.jsonl (becomes FILE.jsonl.gz) or FILE.jsonl.gz (rewritten)")
     cp.set_defaults(fn=compact.compact_cmd)
+
+    sp = sub.add_parser("spans", help="agentic --forward-pass-metrics files: GPU spans of prefill and decode, per run")
+    sp.add_argument("files", nargs="+", help="STEM-fpm.jsonl.gz files")
+    sp.set_defaults(fn=fpm.spans_cmd)
 
     rep = sub.add_parser("report", help="print the table (and plot) of a results file")
     rep.add_argument("results")

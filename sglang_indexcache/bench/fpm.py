@@ -16,6 +16,8 @@ takes longer lost it on the host.
 
 from __future__ import annotations
 
+import gzip
+import json
 import statistics
 import threading
 import time
@@ -96,3 +98,47 @@ def summarize(rows: list) -> Optional[dict]:
 
     return {"messages": len(rows), "dropped": (max(ids) - min(ids) + 1) - len(set(ids)),
             "gpu_s": sum(r["wall_time"] for r in work), "prefill": part(prefill), "decode": part(decode)}
+
+
+def spans(rows: list) -> Optional[dict]:
+    """A replay's forwards as a table row (`bench spans`): `summarize`'s totals, plus what tells
+    GPU work from host time in decode, where every server runs the same CUDA graphs: GPU span
+    per decoded token, and the 10th, 50th and 90th percentile span of the forwards at the
+    replay's largest decode batch (the floor is the graph's GPU time; the rest, host time the
+    forward waited on)."""
+    g = summarize(rows)
+    if g is None:
+        return None
+    dec = [r for r in rows if r["wall_time"] > 0 and r["scheduled_requests"]["num_prefill_requests"] == 0]
+    tokens = g["decode"]["decode_requests"]
+    g["decode"]["ms_per_token"] = g["decode"]["gpu_s"] / tokens * 1e3 if tokens else None
+    if dec:
+        top = max(r["scheduled_requests"]["num_decode_requests"] for r in dec)
+        full = sorted(r["wall_time"] * 1e3 for r in dec if r["scheduled_requests"]["num_decode_requests"] == top)
+        q = statistics.quantiles(full, n=10, method="inclusive") if len(full) > 1 else full * 9
+        g["decode"]["full_batch"] = {"batch": top, "forwards": len(full), "p10_ms": q[0],
+                                     "median_ms": statistics.median(full), "p90_ms": q[-1]}
+    return g
+
+
+def spans_table(paths: list) -> str:
+    """`bench spans FILE...`: one line per STEM-fpm.jsonl.gz file the agentic benchmark wrote."""
+    lines = ["prefill s (forwards)  decode s (forwards)  ms/decoded token  largest batch: p10 / median / p90 ms  file"]
+    for path in paths:
+        with gzip.open(path, "rt") as fh:
+            g = spans([json.loads(line) for line in fh if line.strip()])
+        if g is None:
+            raise SystemExit(f"{path}: no forwards")
+        p, d = g["prefill"], g["decode"]
+        fb = d.get("full_batch")
+        batch = f"bs {fb['batch']}: {fb['p10_ms']:.2f} / {fb['median_ms']:.2f} / {fb['p90_ms']:.2f}" if fb else "-"
+        per_token = f"{d['ms_per_token']:.3f}" if d["ms_per_token"] is not None else "-"
+        lines.append(f"{p['gpu_s']:7.2f} ({p['forwards']:4d})       {d['gpu_s']:7.2f} ({d['forwards']:5d})"
+                     f"     {per_token:>8}         {batch}  {path}"
+                     + (f"  ({g['dropped']} dropped)" if g["dropped"] else ""))
+    return "\n".join(lines)
+
+
+def spans_cmd(args) -> int:
+    print(spans_table(args.files))
+    return 0
