@@ -137,3 +137,62 @@ def test_session28_c_against_d_with_two_servers_each_reproduces_the_quoted_figur
     assert round(c["f"]["probe"]["forward_s"]["chat_s"] * 1e3) == 17
     assert [round(s["startup_s"]) for k in "cd" for s in c[k]["per_server"]] + [round(c["f"]["startup_s"])] == [
         141, 68, 62, 69, 66]
+
+
+def test_session30_c_d_and_c_with_sglangs_kernels_at_16_reproduce_the_quoted_figures():
+    """One H200, 2026-12-04 (session 30): (c), (d) and (c0) = (c) with SGLang's own kernels on
+    flash-12 at concurrency 16, in the order c, d, c0, d, c, each forward's GPU span recorded."""
+    import gzip
+
+    from sglang_indexcache.bench import fpm
+    from sglang_indexcache.bench.agentic_runs import merge_results
+
+    s30 = RESULTS / "h200-2026-12-04-session30"
+    order = ("c1", "d1", "c0", "d2", "c2")
+    per = {n: json.loads((s30 / f"fl-{n}" / "results.json").read_text()) for n in order}
+    assert {r["shape"] for r in per.values()} == {"flash-12"}
+    assert {r["trace"]["sha256"][:8] for r in per.values()} == {"821ea80f"}  # session 27's turns
+    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
+    kernels = {n: {k: v for k, v in e["server_env"].items() if k.startswith("SGLANG_INDEXCACHE_") and "WEIGHTS" not in k}
+               for n, e in entry.items()}
+    assert kernels["c0"] == {"SGLANG_INDEXCACHE_TOPK": "upstream", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": "0"}
+    assert all(kernels[n] == {} for n in order if n != "c0")
+    level = {n: e["levels"]["16"] for n, e in entry.items()}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"]) for lv in level.values()} == {(16, 401, 0)}
+    assert [row_figures(level[n]) for n in order] == [
+        [0.632, 1.16, 0.719, 6.41, 17.65], [0.806, 1.381, 0.816, 5.3, 18.12], [0.734, 1.225, 0.797, 5.66, 18.52],
+        [0.725, 1.262, 0.58, 6.18, 17.54], [0.771, 1.319, 0.806, 6.04, 17.37]]
+    assert [round(level[n]["duration_s"], 1) for n in order] == [54.4, 53.0, 51.8, 54.7, 55.3]
+    assert [round(entry[n]["startup_s"]) for n in order] == [100, 48, 49, 50, 64]
+
+    # the merged tables, and their ratios
+    r = json.loads((s30 / "fl" / "results.json").read_text())
+    again = merge_results([str(s30 / f"fl-{n}" / "results.json") for n in ("c1", "d1", "d2", "c2")])
+    assert {k: again["configs"][k]["levels"] for k in "cd"} == {k: r["configs"][k]["levels"] for k in "cd"}
+    ratios = agentic_report.agentic_ratios(r)
+    assert [round(ratios["over_d"]["16"]["c"][f], 3) for f in RATIO_FIGS] == [0.915, 0.947, 1.091, 1.066, 0.922, 0.982]
+    assert [[round(x, 3) for x in ratios["over_d_range"]["16"]["c"][f]] for f in RATIO_FIGS] == [
+        [0.719, 1.136], [0.845, 1.052], [0.941, 1.275], [0.957, 1.191], [0.827, 1.024], [0.958, 1.006]]
+    paired = lambda rt: [round(rt["paired_over_d"]["16"]["c"][x], 3) for x in ("median", "median_long", "total")]  # noqa: E731
+    assert paired(ratios) == [1.116, 0.953, 1.08]
+    r0 = json.loads((s30 / "fl-c0-vs-d" / "results.json").read_text())
+    ratios0 = agentic_report.agentic_ratios(r0)
+    assert [round(ratios0["over_d"]["16"]["c"][f], 3) for f in RATIO_FIGS] == [0.876, 0.955, 1.043, 1.079, 1.014, 1.039]
+    assert paired(ratios0) == [1.049, 0.894, 1.065]
+
+    # `bench spans` on every server's per-forward file
+    def spans(n):
+        (path,) = (s30 / f"fl-{n}").glob("*-c16-fpm.jsonl.gz")
+        with gzip.open(path, "rt") as fh:
+            return fpm.spans([json.loads(line) for line in fh])
+    g = {n: spans(n) for n in order}
+    # the same work on every server: new tokens prefilled, tokens decoded (no forward mixed the two)
+    assert {(x["prefill"]["prefill_tokens"], x["prefill"]["decode_requests"], x["decode"]["decode_requests"],
+             x["dropped"]) for x in g.values()} == {(1979939, 0, 79799, 0)}
+    assert [(round(g[n]["prefill"]["gpu_s"], 2), round(g[n]["decode"]["gpu_s"], 2)) for n in order] == [
+        (31.82, 20.33), (30.68, 18.89), (30.67, 18.99), (30.64, 20.45), (29.21, 22.28)]
+    assert [round(g[n]["decode"]["ms_per_token"], 3) for n in order] == [0.255, 0.237, 0.238, 0.256, 0.279]
+    fb = [g[n]["decode"]["full_batch"] for n in order]
+    assert {f["batch"] for f in fb} == {16}
+    assert [[round(f[k], 2) for k in ("p10_ms", "median_ms", "p90_ms")] for f in fb] == [
+        [2.36, 2.73, 3.31], [2.32, 2.66, 3.18], [2.28, 2.71, 3.34], [2.38, 2.89, 3.34], [2.56, 3.12, 3.36]]
