@@ -24,7 +24,7 @@ def test_a_results_file_gathered_from_several_invocations_reports_every_level():
     results = {"concurrency": [16], "configs": {
         "c": cfg({"1": 0.2, "16": 0.8}, {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": "0"}),
         "p": cfg({"1": 0.25, "16": 0.4}, {"SGLANG_INDEXCACHE_TOPK": "v2", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": "128"}),
-        "a": cfg({"16": 1.6})}}
+        "a": {**cfg({"16": 1.6}), "server_command": "python -m sglang.launch_server --attention-backend dsa"}}}
     assert agentic_report.levels(results) == ["1", "16"]
     r = agentic_report.agentic_ratios(results)
     assert set(r["over_a"]) == {"16"} and set(r["over_a"]["16"]) == {"c", "p"}
@@ -33,7 +33,7 @@ def test_a_results_file_gathered_from_several_invocations_reports_every_level():
     assert set(r["over_c"]["16"]) == {"p"}  # (a) is the baseline, not an after of (c)
     table = agentic_report.agentic_table({**results, "ratios": r})
     assert "concurrency 1:" in table and "concurrency 16:" in table and "p over c: " in table
-    assert "kernels: a defaults; c SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0; p SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=128 " \
+    assert "kernels: a SGLang's (dsa); c SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0; p SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=128 " \
            "SGLANG_INDEXCACHE_TOPK=v2" in table
     # since session 21 a run records what "defaults" meant (v2 became the default top-k then, v2-paged in 26)
     table = agentic_report.agentic_table({**results, "ratios": r, "kernel_defaults": common.kernel_defaults()})

@@ -175,7 +175,11 @@ def agentic_table(results: dict) -> str:
                for key in sorted(c)}
     if any(kernels.values()):  # what the labels do not say: a variable inherited from the environment
         defaults = " ".join(f"{k}={v}" for k, v in (results.get("kernel_defaults") or {}).items())
-        lines.append("  kernels: " + "; ".join(f"{key} {v or 'defaults'}" for key, v in kernels.items())
+        def named(key, v):  # a `dsa` server runs SGLang's kernels whatever our variables say
+            if "--attention-backend dsa" in c[key].get("server_command", ""):
+                return f"{key} SGLang's (dsa)"
+            return f"{key} {v or 'defaults'}"
+        lines.append("  kernels: " + "; ".join(named(key, v) for key, v in kernels.items())
                      + (f" (defaults: {defaults})" if defaults else ""))
     if any(s.get("repeats") for v in c.values() for s in v.get("levels", {}).values()):
         lines.append("  * medians over repeated runs (--repeats on a server, --servers); ratios in [ ]: worst and best "
