@@ -76,6 +76,15 @@ class Recorder:
         self._ctx.term()
 
 
+def split(rows: list) -> tuple:
+    """(forwards that did work, those with a prefill, decode-only ones): idle heartbeats (span 0,
+    nothing scheduled) left out."""
+    work = [r for r in rows if r["wall_time"] > 0]
+    prefill = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] > 0]
+    decode = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] == 0]
+    return work, prefill, decode
+
+
 def summarize(rows: list) -> Optional[dict]:
     """GPU spans of a level's forwards, split into forwards with a prefill (extends, mixed or
     not) and decode-only ones; idle heartbeats (span 0, nothing scheduled) left out. `dropped`:
@@ -83,9 +92,7 @@ def summarize(rows: list) -> Optional[dict]:
     if not rows:
         return None
     ids = [r["counter_id"] for r in rows]
-    work = [r for r in rows if r["wall_time"] > 0]
-    prefill = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] > 0]
-    decode = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] == 0]
+    work, prefill, decode = split(rows)
 
     def part(rs: list) -> dict:
         spans = [r["wall_time"] for r in rs]
@@ -109,7 +116,7 @@ def spans(rows: list) -> Optional[dict]:
     g = summarize(rows)
     if g is None:
         return None
-    dec = [r for r in rows if r["wall_time"] > 0 and r["scheduled_requests"]["num_prefill_requests"] == 0]
+    dec = split(rows)[2]
     tokens = g["decode"]["decode_requests"]
     g["decode"]["ms_per_token"] = g["decode"]["gpu_s"] / tokens * 1e3 if tokens else None
     if dec:
