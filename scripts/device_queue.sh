@@ -70,7 +70,7 @@ job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job
 pack() {  # $S (models and profiler dumps left out) as a split tar under $OUT, replacing the last
   local base; base=$(basename "$S")
   rm -f "$OUT/$base.tgz.part-"*
-  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/*/model" --exclude='*/profiles' --exclude='*.trace.json*' --exclude='trace.json' "$base"
+  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/*/model" --exclude="$base/*/model-nextn" --exclude='*/profiles' --exclude='*.trace.json*' --exclude='trace.json' "$base"
   split -b 15M "$S.tgz" "$OUT/$base.tgz.part-"
 }
 

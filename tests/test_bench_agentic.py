@@ -252,6 +252,23 @@ def test_the_control_config_is_offered_and_refused_on_cpu(models, tmp_path):
               "--pattern", "FSSFSS", "--configs", "c", "i"])
 
 
+def test_mtp_gets_a_model_with_a_nextn_layer_and_refuses_one_without(models, tmp_path):
+    """`--mtp` drafts with the model's NextN layer: `--shape` writes the shape with one (the
+    shapes declare none); a `--model-path` declaring none is refused before any work."""
+    from sglang_indexcache.bench.__main__ import main
+
+    plain = json.loads((common.make_model("flash-12", tmp_path / "model") / "config.json").read_text())
+    mtp = json.loads((common.make_model("flash-12", tmp_path / "model-nextn", nextn=1) / "config.json").read_text())
+    assert plain["num_nextn_predict_layers"] == 0 and mtp.pop("num_nextn_predict_layers") == 1
+    plain.pop("num_nextn_predict_layers")
+    assert mtp == plain  # nothing else of the shape changes
+    assert common.nextn_layers(models["deepseek-tiny"]) == 0
+    with pytest.raises(SystemExit, match="--mtp drafts with the model's NextN layer: .* declares none"):
+        main(["agentic", "--out", str(tmp_path / "out"), "--device", "cpu", "--model-path", models["deepseek-tiny"],
+              "--pattern", "FSSFSS", "--configs", "c", "--mtp"])
+    assert not (tmp_path / "out" / "trace.json").exists()
+
+
 @pytest.mark.parametrize("flag", ["--servers", "--repeats"])
 def test_no_servers_or_no_repeats_is_refused_before_any_work(flag, models, tmp_path):
     from sglang_indexcache.bench.__main__ import main

@@ -323,10 +323,13 @@ def run(args) -> int:
     shape = common.shape_patterns(args.shape) if args.shape else None
     if args.model_path:
         model = Path(args.model_path)
-    elif shape:
-        model = common.make_model(args.shape, out / "model")
+    elif shape:  # --mtp: the shape with one NextN layer, for EAGLE to draft with
+        model = common.make_model(args.shape, out / ("model-nextn" if args.mtp else "model"), nextn=int(args.mtp))
     else:
         raise SystemExit("give --shape or --model-path")
+    if args.mtp and common.nextn_layers(model) < 1:
+        raise SystemExit(f"--mtp drafts with the model's NextN layer: {model}/config.json declares none "
+                         "(num_nextn_predict_layers 0); without --model-path, --shape makes a model with one")
     layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
     pattern = args.pattern or (shape or {}).get("pattern")
     if not pattern or len(pattern) != layers:

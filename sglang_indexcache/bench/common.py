@@ -121,8 +121,9 @@ def time_stats(text: str) -> dict:
     return {int(m[0]): (int(m[1]), int(m[2]), sec(m[3], m[4]), sec(m[5], m[6])) for m in TIME_STATS.findall(text)}
 
 
-def make_model(name: str, out) -> "Path":
-    """Write the config-only folder of SHAPES[name] at `out` (kept if it exists)."""
+def make_model(name: str, out, nextn: int = 0) -> "Path":
+    """Write the config-only folder of SHAPES[name] at `out` (kept if it exists); `nextn` NextN
+    (draft) layers for MTP (the shapes declare none)."""
     from pathlib import Path
 
     from sglang_indexcache.tiny_model import make_shape
@@ -130,9 +131,18 @@ def make_model(name: str, out) -> "Path":
     spec = SHAPES[name]
     out = Path(out)
     if not (out / "config.json").exists():
+        overrides = {**spec["overrides"], **({"num_nextn_predict_layers": nextn} if nextn else {})}
         make_shape(spec["shape"], out, num_layers=spec["num_layers"], num_heads=spec["num_heads"],
-                   overrides=spec["overrides"] or None)
+                   overrides=overrides or None)
     return out
+
+
+def nextn_layers(model) -> int:
+    """The NextN (draft) layers a model folder's config declares (0 when it declares none)."""
+    from pathlib import Path
+
+    cfg = json.loads((Path(model) / "config.json").read_text())
+    return int(cfg.get("num_nextn_predict_layers") or 0)
 
 
 def shape_patterns(name: str) -> dict:
