@@ -269,6 +269,32 @@ def test_mtp_gets_a_model_with_a_nextn_layer_and_refuses_one_without(models, tmp
     assert not (tmp_path / "out" / "trace.json").exists()
 
 
+def test_each_level_is_saved_before_the_server_stops(models, tmp_path, monkeypatch):
+    """A level's figures reach results.json as soon as its replay is done, while the server
+    still runs: session 31's device call ended during a server's stop and took a finished
+    replay's figures with it."""
+    from sglang_indexcache.bench import agentic
+
+    def cut_short(key, cfg, *a, on_level=None, **kw):  # one level done, then the call ends
+        entry = {"label": cfg["label"], "server_command": "S", "levels": {"1": {"sessions_per_min": 7.0}},
+                 "_runs": {"1": [{"sessions_per_min": 7.0}]}}
+        on_level(entry)
+        raise KeyboardInterrupt("the device call's end")
+
+    monkeypatch.setattr(agentic, "run_config", cut_short)
+    args = argparse.Namespace(
+        out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
+        low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
+        mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=1,
+        servers=1, prefill_graphs="sglang", profile_probe=False,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        agentic.run(args)
+    saved = json.loads((tmp_path / "results.json").read_text())["configs"]["c"]
+    assert saved["levels"] == {"1": {"sessions_per_min": 7.0}} and saved["servers"] == 1
+    assert "_runs" not in saved
+
+
 @pytest.mark.parametrize("flag", ["--servers", "--repeats"])
 def test_no_servers_or_no_repeats_is_refused_before_any_work(flag, models, tmp_path):
     from sglang_indexcache.bench.__main__ import main

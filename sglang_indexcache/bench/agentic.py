@@ -209,9 +209,10 @@ def fpm_base(tag: str) -> str:
 
 
 def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, base: list, args, out: Path,
-               probe: tuple, progress=None, tag: str | None = None) -> dict:
+               probe: tuple, progress=None, tag: str | None = None, on_level=None) -> dict:
     """One server, every concurrency of `args.concurrency`; returns the config's entry (its
-    levels' single runs under `_runs`, for `merge_servers`). `tag`: the files' stem (the key)."""
+    levels' single runs under `_runs`, for `merge_servers`). `tag`: the files' stem (the key).
+    `on_level(entry)` after each level, while the server still runs (the caller saves it)."""
     from sglang_indexcache.server import Server
 
     tag = tag or key
@@ -252,6 +253,10 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
                     progress.update(1)
             entry["levels"][str(c)] = combine_runs(runs)
             entry.setdefault("_runs", {})[str(c)] = runs
+            if on_level is not None:
+                # saved before the next level and the server's stop (up to its grace period):
+                # session 31 lost a finished replay's figures to a device call ending in between
+                on_level(entry)
             if progress is not None:
                 s = entry["levels"][str(c)]
                 progress.write(f"[{tag}] c={c}: TTFT median {s['ttft_median_s']:.3f} s, >=96K "
@@ -370,14 +375,18 @@ def run(args) -> int:
     probe = probe_turn(model, trace)  # one tokenizer load for every configuration
     bar = tqdm(total=args.servers * len(args.configs) * len(args.concurrency) * args.repeats, desc="agentic", unit="run")
     served: dict = {key: [] for key in args.configs}
+    def save(key: str, entries: list) -> None:  # the config's servers so far, the last maybe mid-way
+        results["configs"][key] = {**merge_servers(entries), "invocation": invocation, "mtp": args.mtp,
+                                   "repeats": args.repeats, "servers": len(entries)}
+        results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        results_path.write_text(json.dumps(results, indent=1) + "\n")
+
     for n in range(args.servers):  # interleaved: every config's n-th server before any (n+1)-th
         for key in args.configs:
             tag = key if args.servers == 1 else f"{key}-s{n}"
-            served[key].append(run_config(key, cfgs[key], model, trace_path, trace, base, args, out, probe, bar, tag))
-            results["configs"][key] = {**merge_servers(served[key]), "invocation": invocation, "mtp": args.mtp,
-                                       "repeats": args.repeats, "servers": len(served[key])}
-            results["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            results_path.write_text(json.dumps(results, indent=1) + "\n")
+            served[key].append(run_config(key, cfgs[key], model, trace_path, trace, base, args, out, probe, bar, tag,
+                                          on_level=lambda entry, key=key: save(key, [*served[key], entry])))
+            save(key, served[key])
     bar.close()
     results["ratios"] = agentic_ratios(results)
     results_path.write_text(json.dumps(results, indent=1) + "\n")

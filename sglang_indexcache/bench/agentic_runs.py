@@ -62,8 +62,8 @@ def merge_servers(entries: list) -> dict:
     out = {**first, "per_server": [{k: e.get(k) for k in ("server_command", "startup_s", "kv_pool_tokens", "probe")}
                                 for e in entries]}
     out["levels"] = {}
-    for c in first["levels"]:
-        runs = [(i, r) for i, e in enumerate(entries) for r in e["_runs"][c]]
+    for c in first["levels"]:  # a server saved mid-way (`run_config`'s on_level) has fewer levels
+        runs = [(i, r) for i, e in enumerate(entries) for r in e["_runs"].get(c, [])]
         out["levels"][c] = {**combine_runs([r for _, r in runs]), "run_servers": [i for i, _ in runs]}
     return out
 
