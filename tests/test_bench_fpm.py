@@ -132,7 +132,22 @@ def test_spans_split_decode_into_per_token_time_and_the_largest_batchs_percentil
         fh.writelines(json.dumps(r) + "\n" for r in rows)
     assert main(["spans", str(path)]) == 0
     line = capsys.readouterr().out.splitlines()[1]
-    assert "0.10 (   1)" in line and "0.04 (   13)" in line and "0.740" in line and "bs 4: 2.10 / 2.50 / 2.90" in line
+    assert "0.10 (   1)" in line and "0.04 (   13)" in line and "0.740" in line and "bs 4: 2.10 / 2.50 / 2.90  -" in line
+
+
+def test_spans_fit_the_largest_batchs_forwards_against_the_context_they_read():
+    """A forward of the largest batch costs fixed + per-token x context: the fit finds both, so
+    servers whose batches held different contexts compare at equal context; without the
+    context field (older messages) there is no fit and the table says '-'."""
+    def row(i, kv):
+        r = _row(i, (1.5 + 0.5 * kv / 1e6) / 1e3, decode=16)
+        r["scheduled_requests"]["sum_decode_kv_tokens"] = kv
+        return r
+
+    fb = fpm.spans([row(i, 200_000 * (i + 1)) for i in range(9)] + [row(9, 4_000_000)])["decode"]["full_batch"]
+    assert abs(fb["fixed_ms"] - 1.5) < 1e-9 and abs(fb["ms_per_mtoken"] - 0.5) < 1e-9
+    assert fb["context_median"] == 1_100_000
+    assert "fixed_ms" not in fpm.spans([_row(i, 0.002 + i / 1e4, decode=4) for i in range(5)])["decode"]["full_batch"]
 
 
 def test_spans_of_a_committed_replay_agree_with_the_summary_the_device_wrote():

@@ -112,7 +112,9 @@ def spans(rows: list) -> Optional[dict]:
     GPU work from host time in decode, where every server runs the same CUDA graphs: GPU span
     per decoded token, and the 10th, 50th and 90th percentile span of the forwards at the
     replay's largest decode batch (the floor is the graph's GPU time; the rest, host time the
-    forward waited on)."""
+    forward waited on). Those forwards' spans are also fitted against the context they read
+    (least squares on `sum_decode_kv_tokens`): `fixed_ms` at no context and `ms_per_mtoken`, so
+    two servers whose batches held different contexts compare at equal context (session 31)."""
     g = summarize(rows)
     if g is None:
         return None
@@ -121,16 +123,23 @@ def spans(rows: list) -> Optional[dict]:
     g["decode"]["ms_per_token"] = g["decode"]["gpu_s"] / tokens * 1e3 if tokens else None
     if dec:
         top = max(r["scheduled_requests"]["num_decode_requests"] for r in dec)
-        full = sorted(r["wall_time"] * 1e3 for r in dec if r["scheduled_requests"]["num_decode_requests"] == top)
+        at_top = [r for r in dec if r["scheduled_requests"]["num_decode_requests"] == top]
+        full = sorted(r["wall_time"] * 1e3 for r in at_top)
         q = statistics.quantiles(full, n=10, method="inclusive") if len(full) > 1 else full * 9
         g["decode"]["full_batch"] = {"batch": top, "forwards": len(full), "p10_ms": q[0],
                                      "median_ms": statistics.median(full), "p90_ms": q[-1]}
+        context = [r["scheduled_requests"].get("sum_decode_kv_tokens", -1) / 1e6 for r in at_top]
+        if min(context) >= 0 and len(set(context)) > 1:
+            fit = statistics.linear_regression(context, [r["wall_time"] * 1e3 for r in at_top])
+            g["decode"]["full_batch"].update(fixed_ms=fit.intercept, ms_per_mtoken=fit.slope,
+                                             context_median=statistics.median(context) * 1e6)
     return g
 
 
 def spans_table(paths: list) -> str:
     """`bench spans FILE...`: one line per STEM-fpm.jsonl.gz file the agentic benchmark wrote."""
-    lines = ["prefill s (forwards)  decode s (forwards)  ms/decoded token  largest batch: p10 / median / p90 ms  file"]
+    lines = ["prefill s (forwards)  decode s (forwards)  ms/decoded token  largest batch: p10 / median / p90 ms"
+             "  fit: ms + ms per M context tokens (median context)  file"]
     for path in paths:
         with gzip.open(path, "rt") as fh:
             g = spans([json.loads(line) for line in fh if line.strip()])
@@ -139,9 +148,11 @@ def spans_table(paths: list) -> str:
         p, d = g["prefill"], g["decode"]
         fb = d.get("full_batch")
         batch = f"bs {fb['batch']}: {fb['p10_ms']:.2f} / {fb['median_ms']:.2f} / {fb['p90_ms']:.2f}" if fb else "-"
+        fit = (f"{fb['fixed_ms']:.2f} + {fb['ms_per_mtoken']:.2f} ({fb['context_median'] / 1e3:.0f}K)"
+               if fb and "fixed_ms" in fb else "-")
         per_token = f"{d['ms_per_token']:.3f}" if d["ms_per_token"] is not None else "-"
         lines.append(f"{p['gpu_s']:7.2f} ({p['forwards']:4d})       {d['gpu_s']:7.2f} ({d['forwards']:5d})"
-                     f"     {per_token:>8}         {batch}  {path}"
+                     f"     {per_token:>8}         {batch}  {fit}  {path}"
                      + (f"  ({g['dropped']} dropped)" if g["dropped"] else ""))
     return "\n".join(lines)
 
