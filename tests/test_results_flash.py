@@ -196,3 +196,48 @@ def test_session30_c_d_and_c_with_sglangs_kernels_at_16_reproduce_the_quoted_fig
     assert {f["batch"] for f in fb} == {16}
     assert [[round(f[k], 2) for k in ("p10_ms", "median_ms", "p90_ms")] for f in fb] == [
         [2.36, 2.73, 3.31], [2.32, 2.66, 3.18], [2.28, 2.71, 3.34], [2.38, 2.89, 3.34], [2.56, 3.12, 3.36]]
+
+
+def test_session31_c_d_c0_and_mtp_at_16_reproduce_the_quoted_figures():
+    """One H200, 2026-12-04 (session 31): flash-12 at concurrency 16 in the order c, d, (c, d
+    under MTP), c0, d. The second (d) server's replay finished but its results.json was lost
+    (the call ended during the server's stop); its per-forward file is here."""
+    import gzip
+
+    from sglang_indexcache.bench import fpm
+
+    s31 = RESULTS / "h200-2026-12-04-session31"
+    order = ("c1", "d1", "mtp-c", "mtp-d", "c0")
+    per = {n: json.loads((s31 / (n if n.startswith("mtp") else f"fl-{n}") / "results.json").read_text()) for n in order}
+    assert {r["trace"]["sha256"][:8] for r in per.values()} == {"821ea80f"}  # session 27's turns
+    assert [per[n]["mtp"] for n in order] == [False, False, True, True, False]
+    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
+    assert all("--speculative-algorithm EAGLE" in entry[n]["server_command"] for n in ("mtp-c", "mtp-d"))
+    level = {n: e["levels"]["16"] for n, e in entry.items()}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"]) for lv in level.values()} == {(16, 401, 0)}
+    assert [row_figures(level[n]) for n in order] == [
+        [0.833, 1.44, 0.851, 6.72, 15.83], [0.726, 1.288, 0.76, 5.92, 17.35], [0.92, 1.594, 0.74, 9.5, 12.03],
+        [0.662, 1.286, 0.509, 9.41, 13.31], [0.727, 1.262, 0.686, 6.33, 17.23]]
+    assert [level[n]["accept_length"] for n in ("mtp-c", "mtp-d")] == [1.0, 1.0]  # dummy weights: no draft kept
+
+    def ratios(folder):
+        r = agentic_report.agentic_ratios(json.loads((s31 / folder / "results.json").read_text()))
+        paired = [round(r["paired_over_d"]["16"]["c"][x], 3) for x in ("median", "median_long", "total")]
+        return [round(r["over_d"]["16"]["c"][f], 3) for f in RATIO_FIGS], paired
+    assert ratios("fl") == ([0.893, 1.037, 0.872, 0.895, 0.88, 0.912], [0.92, 0.959, 0.9])
+    assert ratios("fl-c0-vs-d") == ([1.107, 1.121, 0.999, 1.021, 0.934, 0.993], [0.998, 1.059, 1.01])
+    assert ratios("mtp") == ([0.688, 0.87, 0.72, 0.807, 0.99, 0.904], [0.79, 0.915, 0.751])
+
+    # `bench spans`, the lost server's file included
+    def spans(n):
+        (path,) = (s31 / f"fl-{n}").glob("*-c16-fpm.jsonl.gz")
+        with gzip.open(path, "rt") as fh:
+            return fpm.spans([json.loads(line) for line in fh])
+    g = {n: spans(n) for n in ("c1", "d1", "c0", "d2")}
+    assert {(x["prefill"]["prefill_tokens"], x["decode"]["decode_requests"], x["dropped"]) for x in g.values()} == {
+        (1979939, 79799, 0)}
+    assert [(round(x["prefill"]["gpu_s"], 2), round(x["decode"]["gpu_s"], 2)) for x in g.values()] == [
+        (28.94, 24.41), (30.39, 22.02), (30.52, 21.6), (30.43, 23.18)]
+    fit = [(round(x["decode"]["full_batch"]["fixed_ms"], 2), round(x["decode"]["full_batch"]["ms_per_mtoken"], 2))
+           for x in g.values()]
+    assert fit == [(3.11, 0.32), (2.58, 0.47), (2.72, 0.43), (2.66, 0.5)]
