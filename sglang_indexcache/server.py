@@ -219,6 +219,19 @@ class Server:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def processes(self) -> list:
+        """(pid, command line) of each live process of the server's group; SGLang's processes
+        name themselves (`sglang::scheduler`, `sglang::detokenizer`) in their command line."""
+        if self.proc is None:
+            return []
+        out = []
+        for pid in _group_members(self.proc.pid):
+            try:
+                out.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()))
+            except OSError:  # gone meanwhile
+                continue
+        return out
+
     def tail(self, n: int = 40) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])

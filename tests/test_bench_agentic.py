@@ -355,7 +355,7 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         out=str(tmp_path), shape=None, model_path=models["deepseek-tiny"], configs=["c"], pattern="FSSFSS",
         low=None, searched=None, concurrency=[1, 2], min_sessions=2, trace=None, size="smoke", seed=0, mtp=False,
         mem_fraction=None, chunked_prefill_size=512, device="cpu", timeout=900, paged_rows=128, repeats=2,
-        servers=2, prefill_graphs="sglang", profile_probe=True,
+        servers=2, prefill_graphs="sglang", profile_probe=True, py_spy=True,
     )
     assert agentic.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -402,5 +402,12 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         calls = s["server"]["indexer_layer_calls"]
         assert calls["EXTEND:run"] > 0 and calls["EXTEND:skipped"] == 2 * calls["EXTEND:run"], calls
         assert calls["DECODE:skipped"] == 2 * calls["DECODE:run"] > 0, calls
+        # --py-spy: each replay's scheduler stacks, in SGLang's event loop
+        for run in s["runs"]:
+            spy = run["py_spy"]
+            assert spy["error"] is None and len(spy["files"]) == 1, spy
+            assert spy["files"][0]["samples"] > 0
+            assert any("event_loop" in name for name, _ in spy["files"][0]["inclusive"]), spy
+        assert all((tmp_path / f"c-s{n}-c{level}-r{i}-pyspy.txt.gz").exists() for n in (0, 1) for i in (0, 1))
     agentic_report.agentic_plot({**results, "ratios": agentic_report.agentic_ratios(results)}, tmp_path / "agentic.png")
     assert (tmp_path / "agentic.png").stat().st_size > 10_000

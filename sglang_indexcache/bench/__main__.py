@@ -9,7 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from sglang_indexcache.bench import agentic, agentic_runs, compact, decode, fpm, pp, prefill, report, search, topk, trace, turn
+from sglang_indexcache.bench import (agentic, agentic_runs, compact, decode, fpm, pp, prefill, pyspy, report, search, topk,
+                                     trace, turn)
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
     gpu_total_bytes, inherited_env, mem_fraction_for, server_env_arg, tp_args, versions,
@@ -131,6 +132,9 @@ def main(argv=None) -> int:
     g.add_argument("--forward-pass-metrics", action="store_true",
                    help="every forward's GPU span from SGLang's --enable-forward-pass-metrics (bench/fpm.py): "
                         "per run, `gpu_spans` in the JSON and the messages in NAME-fpm.jsonl.gz")
+    g.add_argument("--py-spy", action="store_true",
+                   help="sample the server's scheduler processes with py-spy during each timed replay (bench/pyspy.py): "
+                        "per run, `py_spy` in the JSON and the Python stacks in NAME-pyspy.txt.gz")
     g.add_argument("--mem-fraction", type=float, default=None,
                    help=f"default: leave {HEADROOM_GIB} GiB of the GPU outside the pool")
     g.add_argument("--chunked-prefill-size", type=int, default=16384)
@@ -280,6 +284,11 @@ def main(argv=None) -> int:
     sp = sub.add_parser("spans", help="agentic --forward-pass-metrics files: GPU spans of prefill and decode, per run")
     sp.add_argument("files", nargs="+", help="STEM-fpm.jsonl.gz files")
     sp.set_defaults(fn=fpm.spans_cmd)
+
+    ps = sub.add_parser("pyspy", help="agentic --py-spy files side by side: the scheduler's running time per function")
+    ps.add_argument("files", nargs="+", help="STEM-pyspy.txt.gz files")
+    ps.add_argument("--top", type=int, default=20)
+    ps.set_defaults(fn=pyspy.table_cmd)
 
     rep = sub.add_parser("report", help="print the table (and plot) of a results file")
     rep.add_argument("results")

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from sglang_indexcache.bench import common, fpm
+from sglang_indexcache.bench import common, fpm, pyspy
 from sglang_indexcache.bench.agentic_report import LONG_CONTEXT, agentic_ratios, agentic_table
 from sglang_indexcache.bench.agentic_runs import combine_runs, merge_servers
 from sglang_indexcache.bench.decode import decode_log_lines
@@ -233,6 +233,7 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
         # SGLang binds BASE.<dp_rank>; joined before the warm-up, so every timed forward is heard
         recorder = fpm.Recorder(fpm_at + ".0") if fpm_at is not None else None
         entry["kv_pool_tokens"] = common.kv_pool_tokens(log.read_text(errors="replace"))
+        spied = pyspy.scheduler_pids(srv.processes()) if getattr(args, "py_spy", False) else None
         # first long prefills after startup: one short session, not timed
         warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{tag}-warmup.jsonl", max_turns=2)
         run_bench_serving(warm, out / f"{tag}-warmup.log", out / f"{tag}-warmup.jsonl", args.timeout)
@@ -248,7 +249,8 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
             runs = []
             for rep in range(args.repeats):  # each run flushes the radix cache first: the same work
                 name = f"{tag}-c{c}" + (f"-r{rep}" if args.repeats > 1 else "")
-                runs.append(run_level(srv, log, model, trace_path, trace, n, c, reply, out / name, args, recorder))
+                runs.append(run_level(srv, log, model, trace_path, trace, n, c, reply, out / name, args, recorder,
+                                      spied))
                 if progress is not None:
                     progress.update(1)
             entry["levels"][str(c)] = combine_runs(runs)
@@ -276,16 +278,21 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
 
 
 def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessions: int, concurrency: int,
-              reply: int, stem: Path, args, recorder=None) -> dict:
+              reply: int, stem: Path, args, recorder=None, spied=None) -> dict:
     """One bench_serving replay of `sessions` sessions at `concurrency` against `srv`: its figures
     (`summarize`), the server's own view of the same turns, and the per-turn rows; with a
     `recorder` (`fpm.Recorder`), the GPU span of every forward of the replay (`gpu_spans`, the
-    messages in STEM-fpm.jsonl.gz)."""
+    messages in STEM-fpm.jsonl.gz); with `spied` (scheduler pids), their Python stacks sampled
+    during the replay (`py_spy`, the stacks in STEM-pyspy.txt.gz)."""
     f = stem.with_suffix(".jsonl")
     cmd = bench_serving_cmd(srv.url, model, trace_path, sessions, concurrency, reply, f)
     mark, before = len(log.read_text(errors="replace")), metrics_now(srv)
     heard = len(recorder.rows) if recorder is not None else 0
-    result = run_bench_serving(cmd, stem.with_suffix(".log"), f, args.timeout)
+    spy = pyspy.Sampler(spied, stem.with_name(stem.name + "-pyspy.txt")) if spied is not None else None
+    try:
+        result = run_bench_serving(cmd, stem.with_suffix(".log"), f, args.timeout)
+    finally:  # py-spy would sample on until the server stops
+        py_spy = spy.stop() if spy is not None else None
     time.sleep(1.0)  # the last ReqTimeStats line
     text = log.read_text(errors="replace")[mark:]
     stats = common.time_stats(text)
@@ -295,6 +302,8 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
         r["server_queue_s"], r["server_forward_s"] = (st[2], st[3]) if st else (None, None)
     level = {"command": " ".join(cmd), **summarize(result, rows, sessions),
              "server": server_side(before, metrics_now(srv))}
+    if py_spy is not None:
+        level["py_spy"] = py_spy
     fwd = [r["server_forward_s"] for r in rows if r["server_forward_s"] is not None]
     level["server"]["forward_median_s"] = statistics.median(fwd) if fwd else None
     level["server"]["turns_paired"] = len(fwd)

@@ -1,0 +1,127 @@
+"""Where a server's scheduler spends its host time during a replay: `bench agentic --py-spy`.
+
+py-spy (in the lock; the GPU bundle carries it) samples each `sglang::scheduler` process of the
+server at 100 Hz without stopping it (`--nonblocking`), from just before a timed replay to just
+after, and writes the Python stacks it saw, collapsed (`STEM-pyspy.txt.gz`: "frame;frame;...
+count" per line; only samples where the thread was running, not waiting). Session 31 found
+(c)'s decode forwards paced by the host while (c0)'s and (d)'s were not (`bench spans`' fit):
+the GPU spans say that the host is late, this says what it was doing. `bench pyspy FILE...`
+puts several servers' files side by side. A host that refuses py-spy (no ptrace) leaves the
+replay's figures as they are and says why in the level's `py_spy` entry.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+RATE_HZ = 100
+SCHEDULER = "sglang::scheduler"
+_LINE = re.compile(r":\d+\)$")
+
+
+def executable():
+    """py-spy on PATH (the GPU host's `gpu_host.sh` puts the bundle's bin there), else next to
+    this interpreter (a venv run without activating it); None if neither has it."""
+    import sys
+
+    here = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(here) if here.exists() else None)
+
+
+def scheduler_pids(processes) -> list:
+    """The pids of `Server.processes()` that are SGLang schedulers (one per TP/PP rank)."""
+    return sorted(pid for pid, cmd in processes if cmd.startswith(SCHEDULER))
+
+
+class Sampler:
+    """py-spy record of `pids` into OUT (one file per pid: OUT, OUT-1, ...) until `stop()`."""
+
+    def __init__(self, pids: list, out: Path, rate: int = RATE_HZ):
+        self.runs, self.error = [], None
+        exe = executable()
+        if exe is None:
+            self.error = "py-spy not found (PATH, or beside the interpreter)"
+        elif not pids:
+            self.error = f"no {SCHEDULER} process in the server's group"
+        for i, pid in enumerate(pids if exe else []):
+            path = Path(out) if i == 0 else Path(out).with_name(f"{Path(out).stem}-{i}{Path(out).suffix}")
+            cmd = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking", "--format", "raw",
+                   "--output", str(path)]
+            self.runs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), path))
+
+    def stop(self) -> dict:
+        """Stop sampling; each file gzipped and summarized, or the reason there is none."""
+        out = {"files": [], "error": self.error}
+        for proc, path in self.runs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # py-spy writes what it has and exits
+            try:
+                said = proc.communicate(timeout=60)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                said = proc.communicate()[0]
+            if not path.exists():
+                out["error"] = f"py-spy exited {proc.returncode}: {said.strip()[-300:]}"
+                continue
+            gz = path.with_name(path.name + ".gz")
+            with open(path, "rb") as src, gzip.open(gz, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            path.unlink()
+            out["files"].append({"path": gz.name, **summarize(read(gz))})
+        return out
+
+
+def read(path) -> Counter:
+    """Collapsed stacks -> samples (a plain or gzipped py-spy raw file)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    stacks = Counter()
+    with opener(path, "rt") as fh:
+        for line in fh:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if stack and count.isdigit():
+                stacks[stack] += int(count)
+    return stacks
+
+
+def frames(stacks: Counter) -> tuple:
+    """(self, inclusive) samples per function ("name (file)", line numbers dropped)."""
+    own, incl = Counter(), Counter()
+    for stack, n in stacks.items():
+        names = [_LINE.sub(")", f) for f in stack.split(";")]
+        own[names[-1]] += n
+        for name in set(names):
+            incl[name] += n
+    return own, incl
+
+
+def summarize(stacks: Counter, top: int = 25) -> dict:
+    own, incl = frames(stacks)
+    return {"samples": sum(stacks.values()), "rate_hz": RATE_HZ,
+            "self": own.most_common(top), "inclusive": incl.most_common(top)}
+
+
+def table(paths: list, top: int = 20) -> str:
+    """`bench pyspy FILE...`: the functions with the most samples in any file, as seconds of the
+    scheduler's running time in each (samples / rate), self and inclusive."""
+    data = [frames(read(p)) for p in paths]
+    lines = ["files: " + "  ".join(f"[{i}] {p}" for i, p in enumerate(paths)),
+             "running s: " + "  ".join(f"[{i}] {sum(own.values()) / RATE_HZ:.1f}" for i, (own, _) in enumerate(data))]
+    for kind, col in (("self", 0), ("inclusive", 1)):
+        names = []
+        for d in data:
+            names += [n for n, _ in d[col].most_common(top) if n not in names]
+        lines.append(f"{kind} s per file, then function:")
+        for n in sorted(names, key=lambda n: -max(d[col][n] for d in data))[:top]:
+            lines.append("  " + " ".join(f"{d[col][n] / RATE_HZ:7.2f}" for d in data) + f"  {n}")
+    return "\n".join(lines)
+
+
+def table_cmd(args) -> int:
+    print(table(args.files, args.top))
+    return 0
