@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -28,8 +29,6 @@ _LINE = re.compile(r":\d+\)$")
 def executable():
     """py-spy on PATH (the GPU host's `gpu_host.sh` puts the bundle's bin there), else next to
     this interpreter (a venv run without activating it); None if neither has it."""
-    import sys
-
     here = Path(sys.executable).parent / "py-spy"
     return shutil.which("py-spy") or (str(here) if here.exists() else None)
 
@@ -69,11 +68,12 @@ class Sampler:
             if not path.exists():
                 out["error"] = f"py-spy exited {proc.returncode}: {said.strip()[-300:]}"
                 continue
+            stacks = read(path)  # summarized from the file py-spy wrote, then kept gzipped
             gz = path.with_name(path.name + ".gz")
             with open(path, "rb") as src, gzip.open(gz, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             path.unlink()
-            out["files"].append({"path": gz.name, **summarize(read(gz))})
+            out["files"].append({"path": gz.name, **summarize(stacks)})
         return out
 
 
