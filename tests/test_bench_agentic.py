@@ -73,7 +73,7 @@ def test_turns_pair_bench_serving_rounds_with_the_trace():
 
 
 def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
-    from sglang_indexcache.bench import agentic
+    from sglang_indexcache.bench import server_metrics
 
     # lines as SGLang 0.5.23 logs them with --enable-request-time-stats-logging (CPU run, 2026-11-30)
     log = """\
@@ -88,9 +88,9 @@ def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
     metrics = ('sglang:time_to_first_token_seconds_sum{model_name="m"} 3.0\n'
                'sglang:time_to_first_token_seconds_count{model_name="m"} 2.0\n'
                'sglang:time_to_first_token_seconds_bucket{le="0.1",model_name="m"} 1.0\n')
-    before = agentic.histogram_sums("")
-    after = agentic.histogram_sums(metrics)
-    assert agentic.server_side(before, after) == {"time_to_first_token_mean_s": 1.5}
+    before = server_metrics.histogram_sums("")
+    after = server_metrics.histogram_sums(metrics)
+    assert server_metrics.server_side(before, after) == {"time_to_first_token_mean_s": 1.5}
     # the indexcache backend's counter (backend/metrics.py), summed over ranks, as a delta
     calls = ('sglang:indexcache_indexer_layer_calls_total{forward_mode="EXTEND",model_name="m",outcome="run",'
              'pp_rank="0",tp_rank="0"} 12.0\n'
@@ -100,11 +100,11 @@ def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
              'pp_rank="0",tp_rank="0"} 1.7e9\n'
              'sglang:indexcache_indexer_layer_calls_total{forward_mode="DECODE",model_name="m",outcome="skipped",'
              'pp_rank="0",tp_rank="0"} 30.0\n')
-    assert agentic.indexer_calls(calls) == {"EXTEND:run": 24.0, "DECODE:skipped": 30.0}
+    assert server_metrics.indexer_calls(calls) == {"EXTEND:run": 24.0, "DECODE:skipped": 30.0}
     before = {**before, "calls": {"EXTEND:run": 4.0}}
-    after = {**after, "calls": agentic.indexer_calls(calls)}
-    assert agentic.server_side(before, after)["indexer_layer_calls"] == {"EXTEND:run": 20.0, "DECODE:skipped": 30.0}
-    assert "indexer_layer_calls" not in agentic.server_side({**before, "calls": {}}, {**after, "calls": {}})  # dsa
+    after = {**after, "calls": server_metrics.indexer_calls(calls)}
+    assert server_metrics.server_side(before, after)["indexer_layer_calls"] == {"EXTEND:run": 20.0, "DECODE:skipped": 30.0}
+    assert "indexer_layer_calls" not in server_metrics.server_side({**before, "calls": {}}, {**after, "calls": {}})  # dsa
 
 
 class _ProbeServer:

@@ -100,3 +100,10 @@ def test_the_wheel_lists_every_package_and_the_data_the_code_reads():
 
     assert f"{PKG}.data" in st["packages"] and tiny_model.CORPUS.parent == ROOT / "data"
     assert any(fnmatch.fnmatch(tiny_model.CORPUS.name, pat) for pat in st["package-data"][f"{PKG}.data"])
+
+
+def test_every_module_stays_readable_in_size():
+    """The house's direction: files under about 400 lines (`bench/agentic.py` reached 403 in
+    session 31 and gave its `/metrics` readers to `bench/server_metrics.py`)."""
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 400}
+    assert long == {}, f"split these modules: {long}"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from sglang_indexcache.bench.agentic_report import LONG_CONTEXT, agentic_ratios,
 from sglang_indexcache.bench.agentic_runs import combine_runs, merge_servers
 from sglang_indexcache.bench.decode import decode_log_lines
 from sglang_indexcache.bench.probe import probe_turn, turn_probe
+from sglang_indexcache.bench.server_metrics import metrics_now, server_side
 
 # turn context bins for "TTFT against context length": [lo, hi) in tokens
 BIN = 16384
@@ -125,57 +125,6 @@ def summarize(result: dict, rows: list, sessions: int) -> dict:
         "ttft_first_turn_median_s": statistics.median(first) if first else None,
         "ttft_later_turns_median_s": statistics.median(later) if later else None,
     }
-
-
-# SGLang's Prometheus histograms (`--enable-metrics`), summed over label sets
-HISTOGRAMS = ("sglang:time_to_first_token_seconds", "sglang:e2e_request_latency_seconds", "sglang:queue_time_seconds")
-
-
-def histogram_sums(metrics_text: str) -> dict:
-    out = {}
-    for name in HISTOGRAMS:
-        for part in ("sum", "count"):
-            total = 0.0
-            for line in metrics_text.splitlines():
-                if line.startswith(f"{name}_{part}"):
-                    total += float(line.rsplit(" ", 1)[1])
-            out[f"{name}_{part}"] = total
-    return out
-
-
-# IndexCache's own counter (`backend/metrics.py`), one series per forward mode and outcome
-INDEXER_CALLS = re.compile(r'^sglang:indexcache_indexer_layer_calls_total\{([^}]*)\} (\S+)$', re.M)
-
-
-def indexer_calls(metrics_text: str) -> dict:
-    """Indexer layer-calls by "forward mode:outcome" (run: Full layers, skipped: Shared), summed
-    over ranks; empty for a server without the indexcache backend."""
-    out = {}
-    for labels, value in INDEXER_CALLS.findall(metrics_text):
-        d = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        key = f"{d.get('forward_mode')}:{d.get('outcome')}"
-        out[key] = out.get(key, 0.0) + float(value)
-    return out
-
-
-def server_side(before: dict, after: dict) -> dict:
-    """Means over one level from the histogram deltas: what the server measured itself; and the
-    indexer layer-calls the level made, where the backend counts them (`indexer_calls`)."""
-    out = {}
-    for name in HISTOGRAMS:
-        n = after[f"{name}_count"] - before[f"{name}_count"]
-        if n > 0:
-            out[name.split(":")[1].replace("_seconds", "_mean_s")] = (after[f"{name}_sum"] - before[f"{name}_sum"]) / n
-    calls = {k: v - before.get("calls", {}).get(k, 0.0) for k, v in after.get("calls", {}).items()}
-    if calls:
-        out["indexer_layer_calls"] = calls
-    return out
-
-
-def metrics_now(srv) -> dict:
-    """One read of the server's `/metrics`: the histogram sums and the indexer calls."""
-    text = srv.text("/metrics")
-    return {**histogram_sums(text), "calls": indexer_calls(text)}
 
 
 def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Issue 14's open question at concurrency 16, for the next session with one H200: what costs
+# (c) host time. Session 31 (benchmarks/results/h200-2026-12-04-session31/README.md, "Not yet
+# settled") found (c)'s decode forwards paced by the host, and (c0) (= (c) with
+# SGLANG_INDEXCACHE_TOPK=upstream and SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0) not. This queue
+# separates the two settings, alternating servers, each replay sampled by py-spy and every
+# forward's GPU span recorded:
+#   c: the defaults; u: only the top-k upstream (config u); r: only the paged route off; d: dsa
+#   with upstream native sharing.
+# Afterwards: `bench merge`, `bench report --png`, `bench spans` (decode fit), `bench pyspy`.
+#
+#   S=/tmp/s32 bash benchmarks/jobs/c-host-cost.sh CALL_SECONDS [install]
+#
+# The model and trace: made on the CPU machine and carried in .bundle-fl (the staging call copies
+# it to $S/fl); the trace is session 27's (its "sha256" field 821ea80f):
+#   python -c "from sglang_indexcache.bench import common; common.make_model('flash-12', DIR/model)"
+#   python -m sglang_indexcache.bench trace --tokenizer DIR/model --size 128k --sessions 16 --seed 0 --out DIR/trace.json
+S=${S:-/tmp/s32}; . scripts/device_queue.sh "$1" "${2:-}"
+FL=$S/fl
+
+ag() {  # ag NAME ESTIMATE CONFIG [bench flags...] -- [ENV=VALUE...]
+  local name=$1 est=$2 cfg=$3; shift 3
+  local flags=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do flags+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  job $name $est env SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit "$@" $G bench agentic --out $S/$name \
+    --shape flash-12 --trace $FL/trace.json --configs $cfg --concurrency 16 --prefill-graphs sglang "${flags[@]}"
+}
+F=(--model-path $FL/model --forward-pass-metrics --py-spy)
+ROWS0=(-- SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0)
+ag fl-c1 230 c "${F[@]}"   # first: pays the kernel JIT the tracked cache lacks
+ag fl-d1 175 d "${F[@]}"
+ag fl-u1 175 u "${F[@]}"
+ag fl-r1 175 c "${F[@]}" "${ROWS0[@]}"
+ag fl-c2 180 c "${F[@]}"
+ag fl-d2 175 d "${F[@]}"
+ag fl-u2 175 u "${F[@]}"
+ag fl-r2 175 c "${F[@]}" "${ROWS0[@]}"
+# spares, should the budget allow: issue 14's (a) at concurrency 1
+ag fl-a-1 200 a "${F[@]}" --concurrency 1
+finish
