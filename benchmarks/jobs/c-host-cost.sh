@@ -29,6 +29,9 @@ ag() {  # ag NAME ESTIMATE CONFIG [bench flags...] -- [ENV=VALUE...]
 F=(--model-path $FL/model --forward-pass-metrics --py-spy)
 ROWS0=(-- SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0)
 ag fl-c1 230 c "${F[@]}"   # first: pays the kernel JIT the tracked cache lacks
+# the kernel cache after a (c) server: benchmarks/jit/ (session 21's) lacks the v2-paged top-k
+# (indexcache_paged_topk, session 26), which every fresh host compiled at the first (c) start
+job jit-pack 30 $G jit-pack $S/jit-cache.tgz
 ag fl-d1 175 d "${F[@]}"
 ag fl-u1 175 u "${F[@]}"
 ag fl-r1 175 c "${F[@]}" "${ROWS0[@]}"
