@@ -150,6 +150,31 @@ def test_spans_fit_the_largest_batchs_forwards_against_the_context_they_read():
     assert "fixed_ms" not in fpm.spans([_row(i, 0.002 + i / 1e4, decode=4) for i in range(5)])["decode"]["full_batch"]
 
 
+def test_host_gap_is_the_loop_period_beyond_the_gpu_span_of_consecutive_full_batch_steps():
+    """SGLang publishes once per loop step: the arrival interval of two consecutive decode steps
+    at the largest batch, minus the later step's span, is time the GPU waited for the host. Pairs
+    broken by a prefill, a smaller batch, a dropped message or an idle wait are left out."""
+    rows, t = [], 100.0
+    for i, (span_ms, extra_ms) in enumerate([(2.0, 0.0), (2.0, 0.5), (3.0, 1.0), (2.5, 0.0), (2.0, 2.0)]):
+        t += (span_ms + extra_ms) / 1e3
+        rows.append({**_row(i, span_ms / 1e3, decode=16), "received": t})
+    gaps = fpm.host_gaps(rows, 16)
+    assert [round(g, 9) for g in gaps] == [0.5, 1.0, 0.0, 2.0]
+    fb = fpm.spans(rows)["decode"]["full_batch"]
+    assert fb["gap_pairs"] == 4 and round(fb["gap_median_ms"], 9) == 0.75 and round(fb["gap_p90_ms"], 9) == 1.7
+    broken = [
+        rows[0],
+        {**_row(1, 0.1, prefill=1, decode=16), "received": rows[0]["received"] + 0.1005},  # a prefill step
+        {**_row(2, 0.002, decode=16), "received": rows[0]["received"] + 0.1030},  # after the prefill
+        {**_row(4, 0.002, decode=16), "received": rows[0]["received"] + 0.1055},  # counter 3 dropped
+        {**_row(5, 0.002, decode=8), "received": rows[0]["received"] + 0.1080},  # a smaller batch
+        {**_row(6, 0.002, decode=16), "received": rows[0]["received"] + 0.1105},  # after the smaller batch
+        {**_row(7, 0.002, decode=16), "received": rows[0]["received"] + 0.3},  # the server waited for work
+    ]
+    assert fpm.host_gaps(broken, 16) == []
+    assert fpm.host_gaps([{k: v for k, v in r.items() if k != "received"} for r in rows], 16) == []
+
+
 def test_spans_of_a_committed_replay_agree_with_the_summary_the_device_wrote():
     """Session 30's (d) server: `bench spans` on its per-forward file against results.json's
     gpu_spans, computed on the device from the messages as they arrived."""

@@ -241,3 +241,7 @@ def test_session31_c_d_c0_and_mtp_at_16_reproduce_the_quoted_figures():
     fit = [(round(x["decode"]["full_batch"]["fixed_ms"], 2), round(x["decode"]["full_batch"]["ms_per_mtoken"], 2))
            for x in g.values()]
     assert fit == [(3.11, 0.32), (2.58, 0.47), (2.72, 0.43), (2.66, 0.5)]
+    # the loop's period beyond the GPU span at batch 16 (`fpm.host_gaps`, added in session 32):
+    # only c1, the session's first server, left the GPU waiting on the host for long
+    gap = [round(x["decode"]["full_batch"]["gap_median_ms"], 2) for x in g.values()]
+    assert gap == [0.57, 0.09, 0.19, 0.14]

@@ -3,10 +3,8 @@
 # (c) host time. Session 31 (benchmarks/results/h200-2026-12-04-session31/README.md, "Not yet
 # settled") found (c)'s decode forwards paced by the host, and (c0) (= (c) with
 # SGLANG_INDEXCACHE_TOPK=upstream and SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0) not. This queue
-# separates the two settings, alternating servers, each replay sampled by py-spy and every
-# forward's GPU span recorded:
-#   c: the defaults; u: only the top-k upstream (config u); r: only the paged route off; d: dsa
-#   with upstream native sharing.
+# separates the top-k setting, each replay sampled by py-spy and every forward's GPU span recorded:
+#   c: the defaults; u: only the top-k upstream (config u); d: dsa with upstream native sharing.
 # Afterwards: `bench merge`, `bench report --png`, `bench spans` (decode fit), `bench pyspy`.
 #
 #   S=/tmp/s32 bash benchmarks/jobs/c-host-cost.sh CALL_SECONDS [install]
@@ -27,18 +25,23 @@ ag() {  # ag NAME ESTIMATE CONFIG [bench flags...] -- [ENV=VALUE...]
     --shape flash-12 --trace $FL/trace.json --configs $cfg --concurrency 16 --prefill-graphs sglang "${flags[@]}"
 }
 F=(--model-path $FL/model --forward-pass-metrics --py-spy)
-ROWS0=(-- SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0)
-ag fl-c1 230 c "${F[@]}"   # first: pays the kernel JIT the tracked cache lacks
+# The first server of sessions 28, 30 and 31 was always (c), to pay the kernel JIT; session 31's
+# was its slowest server and the only one whose loop left the GPU waiting (`bench spans`, host
+# gap 0.57 ms against 0.09 to 0.19). Here a (d) server goes first and is reported apart; then
+# c d u u d c, so that a drift over the session weighs on every configuration alike. The paged
+# route is not a setting to separate at this concurrency: it served 1 of (c)'s 222 prefill
+# forwards in session 31 (<= 128 new tokens); its server is a spare.
+ag fl-w1 260 d "${F[@]}"   # first: pays SGLang's kernel JIT the tracked cache lacks
+ag fl-c1 200 c "${F[@]}"   # the v2-paged top-k's JIT, at start-up
 # the kernel cache after a (c) server: benchmarks/jit/ (session 21's) lacks the v2-paged top-k
 # (indexcache_paged_topk, session 26), which every fresh host compiled at the first (c) start
 job jit-pack 30 $G jit-pack $S/jit-cache.tgz
 ag fl-d1 175 d "${F[@]}"
 ag fl-u1 175 u "${F[@]}"
-ag fl-r1 175 c "${F[@]}" "${ROWS0[@]}"
-ag fl-c2 180 c "${F[@]}"
-ag fl-d2 175 d "${F[@]}"
 ag fl-u2 175 u "${F[@]}"
-ag fl-r2 175 c "${F[@]}" "${ROWS0[@]}"
-# spares, should the budget allow: issue 14's (a) at concurrency 1
+ag fl-d2 175 d "${F[@]}"
+ag fl-c2 175 c "${F[@]}"
+# spares, should the budget allow: issue 14's (a) at concurrency 1; (c) with the paged route off
 ag fl-a-1 200 a "${F[@]}" --concurrency 1
+ag fl-r1 175 c "${F[@]}" -- SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0
 finish

@@ -133,13 +133,44 @@ def spans(rows: list) -> Optional[dict]:
             fit = statistics.linear_regression(context, [r["wall_time"] * 1e3 for r in at_top])
             g["decode"]["full_batch"].update(fixed_ms=fit.intercept, ms_per_mtoken=fit.slope,
                                              context_median=statistics.median(context) * 1e6)
+        gap = host_gaps(rows, top)
+        if gap:
+            q = statistics.quantiles(gap, n=10, method="inclusive") if len(gap) > 1 else gap * 9
+            g["decode"]["full_batch"].update(gap_pairs=len(gap), gap_median_ms=statistics.median(gap), gap_p90_ms=q[-1])
     return g
+
+
+GAP_LIMIT_S = 0.05  # a longer interval is the server waiting for work, not a step
+
+
+def host_gaps(rows: list, batch: int) -> list:
+    """What the scheduler's loop took beyond the GPU, in ms, at decode batch `batch`: for each
+    pair of consecutive decode-only forwards of that batch (consecutive counter ids), the time
+    between their messages' arrival minus the later one's span. SGLang publishes once per loop
+    step, after processing the step's result (`Scheduler.process_batch_result`), so the interval
+    is the loop's period: near the span when the GPU paces the loop, longer by the host time the
+    GPU waited for. Needs the recorder's `received` stamps (absent: no pairs). A host that is late
+    inside the forward, after its first GPU timestamp, lengthens the span instead (the
+    `fixed_ms` of the fit), so this is a lower bound on host time (session 31's first (c) server:
+    0.57 ms median at batch 16, others 0.03 to 0.19)."""
+    out = []
+    for a, b in zip(rows, rows[1:]):
+        if b["counter_id"] != a["counter_id"] + 1 or "received" not in a or "received" not in b:
+            continue
+        sa, sb = a["scheduled_requests"], b["scheduled_requests"]
+        if (sa["num_prefill_requests"] or sb["num_prefill_requests"] or sa["num_decode_requests"] != batch
+                or sb["num_decode_requests"] != batch or b["wall_time"] <= 0):
+            continue
+        interval = b["received"] - a["received"]
+        if 0 <= interval < GAP_LIMIT_S:
+            out.append((interval - b["wall_time"]) * 1e3)
+    return out
 
 
 def spans_table(paths: list) -> str:
     """`bench spans FILE...`: one line per STEM-fpm.jsonl.gz file the agentic benchmark wrote."""
     lines = ["prefill s (forwards)  decode s (forwards)  ms/decoded token  largest batch: p10 / median / p90 ms"
-             "  fit: ms + ms per M context tokens (median context)  file"]
+             "  fit: ms + ms per M context tokens (median context)  host gap: median / p90 ms  file"]
     for path in paths:
         with gzip.open(path, "rt") as fh:
             g = spans([json.loads(line) for line in fh if line.strip()])
@@ -150,9 +181,10 @@ def spans_table(paths: list) -> str:
         batch = f"bs {fb['batch']}: {fb['p10_ms']:.2f} / {fb['median_ms']:.2f} / {fb['p90_ms']:.2f}" if fb else "-"
         fit = (f"{fb['fixed_ms']:.2f} + {fb['ms_per_mtoken']:.2f} ({fb['context_median'] / 1e3:.0f}K)"
                if fb and "fixed_ms" in fb else "-")
+        gap = f"{fb['gap_median_ms']:.2f} / {fb['gap_p90_ms']:.2f}" if fb and "gap_median_ms" in fb else "-"
         per_token = f"{d['ms_per_token']:.3f}" if d["ms_per_token"] is not None else "-"
         lines.append(f"{p['gpu_s']:7.2f} ({p['forwards']:4d})       {d['gpu_s']:7.2f} ({d['forwards']:5d})"
-                     f"     {per_token:>8}         {batch}  {fit}  {path}"
+                     f"     {per_token:>8}         {batch}  {fit}  {gap}  {path}"
                      + (f"  ({g['dropped']} dropped)" if g["dropped"] else ""))
     return "\n".join(lines)
 
