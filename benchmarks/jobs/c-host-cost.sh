@@ -13,6 +13,11 @@
 # it to $S/fl); the trace is session 27's (its "sha256" field 821ea80f):
 #   python -c "from sglang_indexcache.bench import common; common.make_model('flash-12', DIR/model)"
 #   python -m sglang_indexcache.bench trace --tokenizer DIR/model --size 128k --sessions 16 --seed 0 --out DIR/trace.json
+# Device time: staging 42 parts of 30 MiB took about 225 s of the 1,800; the servers below need
+# about 1,365. The checkout without benchmarks/results/ is 5.5 MB (34.1 MB with it), so with
+# benchmarks/results/ moved out of the work tree during the device calls (nothing here reads it),
+# parts of 56 MiB fit (about 23 calls instead of 43). Untried: if the device tool will not send a
+# tree whose tracked files are missing, put the folder back and stage 30 MiB parts.
 S=${S:-/tmp/s32}; . scripts/device_queue.sh "$1" "${2:-}"
 FL=$S/fl
 
