@@ -46,6 +46,11 @@ clear_gpu() {  # kill the servers a job started and left running (none it found 
 }
 
 HELD=""  # the first job that did not fit this call; every later one waits behind it
+# Sampled every GPU_EVERY_S seconds while a job runs, into logs/NAME-gpu.csv: sessions 30 and
+# 31 saw the same decode graphs' GPU spans grow over a session, server after server; these say
+# whether the GPU's clocks or power moved with them.
+GPU_FIELDS=timestamp,index,temperature.gpu,clocks.sm,clocks.mem,power.draw,utilization.gpu
+GPU_EVERY_S=${GPU_EVERY_S:-5}
 
 job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job that did not fit
   local name=$1 est=$2; shift 2
@@ -56,10 +61,15 @@ job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job
     HELD=$name; echo "$name: ${left}s left < ${est}s, next call" >> "$S/logs/queue.txt"; return 0
   fi
   echo "$name start ($(date +%T), ${left}s left)" >> "$S/logs/queue.txt"
-  local t0=$SECONDS before
+  local t0=$SECONDS before smi=""
   before=$(servers)
+  if command -v nvidia-smi > /dev/null; then  # the GPU's clocks, heat and power through the job
+    nvidia-smi --query-gpu=$GPU_FIELDS --format=csv -l "$GPU_EVERY_S" > "$S/logs/$name-gpu.csv" 2>&1 &
+    smi=$!
+  fi
   timeout "$left" "$@" > "$S/logs/$name.txt" 2>&1
   local rc=$?
+  [ -n "$smi" ] && { kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null; }
   echo "$name rc=$rc in $((SECONDS - t0))s" >> "$S/logs/queue.txt"
   clear_gpu "$before"
   [ $rc = 0 ] && touch "$S/done/$name"

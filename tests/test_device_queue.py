@@ -1,0 +1,81 @@
+"""`scripts/device_queue.sh`, the queue every GPU session's jobs run through, on this machine: a
+session script sourcing it, stand-in jobs, and a stand-in `nvidia-smi` on PATH."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SESSION = """\
+S=$STATE; . scripts/device_queue.sh "$1" "${2:-}"
+job quick 5 bash -c 'echo ran quick; sleep 1'
+job fails 5 bash -c 'echo failing; exit 3'
+job big 600 bash -c 'echo never'
+job after 1 bash -c 'echo never either'
+finish
+"""
+
+FAKE_SMI = """#!/usr/bin/env bash
+# prints a header and one row a second until killed, as `nvidia-smi --query-gpu=... -l N` does
+echo "args: $*"
+while true; do echo "2026/12/04 23:00:00.000, 0, 41, 1980, 3201, 120.5 W, 97 %"; sleep 1; done
+"""
+
+
+def run_session(tmp_path, seconds: int = 60):
+    bin_dir, out, state, sg = tmp_path / "bin", tmp_path / "out", tmp_path / "s99", tmp_path / "sg"
+    for d in (bin_dir, out, sg / "sglang"):
+        d.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "nvidia-smi").write_text(FAKE_SMI)
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    script = tmp_path / "jobs.sh"
+    script.write_text(SESSION)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "STATE": str(state),
+           "SG": str(sg), "GPU_EVERY_S": "1"}
+    # the script is sourced from the checkout's root, as on the device (`bash benchmarks/jobs/X.sh N`)
+    proc = subprocess.run(["bash", str(script), str(seconds)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    return proc, state, out
+
+
+def test_the_queue_runs_in_order_holds_what_does_not_fit_and_logs_the_gpu(tmp_path):
+    proc, state, out = run_session(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    queue = (state / "logs" / "queue.txt").read_text()
+    assert "quick rc=0" in queue and "fails rc=3" in queue
+    assert "big: " in queue and "next call" in queue and "after: behind big, next call" in queue
+    assert (state / "logs" / "quick.txt").read_text() == "ran quick\n"
+    assert sorted(p.name for p in (state / "done").iterdir()) == ["quick"]  # a failed job runs again
+    # the GPU sampled through each job that ran, and the sampler stopped with it
+    gpu = (state / "logs" / "quick-gpu.csv").read_text().splitlines()
+    assert gpu[0].startswith("args: --query-gpu=timestamp,index,temperature.gpu,clocks.sm") and "-l 1" in gpu[0]
+    assert len(gpu) >= 2 and gpu[1].endswith("97 %")
+    assert not (state / "logs" / "big-gpu.csv").exists()
+    assert subprocess.run(["pgrep", "-f", str(tmp_path / "bin" / "nvidia-smi")], capture_output=True).returncode == 1
+    # what comes back: the state folder, logs included, as a split tar under OUT
+    parts = sorted(out.glob("s99.tgz.part-*"))
+    assert parts
+    joined = tmp_path / "joined.tgz"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(joined) as tar:
+        assert "s99/logs/quick-gpu.csv" in tar.getnames()
+
+    # the next call skips what is done and runs the rest that fits
+    proc, state, _ = run_session(tmp_path)
+    queue = (state / "logs" / "queue.txt").read_text()
+    assert queue.count("quick start") == 1 and queue.count("fails start") == 2
+
+
+def test_a_bare_machine_is_refused_before_any_job(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = tmp_path / "jobs.sh"
+    script.write_text(SESSION)
+    env = {**os.environ, "OUT": str(tmp_path), "STATE": str(tmp_path / "s99"), "SG": str(tmp_path / "nothing")}
+    proc = subprocess.run(["bash", str(script), "60"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "a fresh machine" in proc.stderr
+    assert not (tmp_path / "s99" / "logs" / "queue.txt").exists()
