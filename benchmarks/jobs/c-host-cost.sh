@@ -46,7 +46,11 @@ ag fl-u1 175 u "${F[@]}"
 ag fl-u2 175 u "${F[@]}"
 ag fl-d2 175 d "${F[@]}"
 ag fl-c2 175 c "${F[@]}"
-# spares, should the budget allow: issue 14's (a) at concurrency 1; (c) with the paged route off
+# spares, should the budget allow: issue 14's (a) at concurrency 1; (c) with the paged route off;
+# the MTP pair again, (d) first this time and with the loop recorded (session 31's mtp-c had its
+# longer TTFT through the whole replay; `--mtp --shape` writes the shape with a NextN layer)
 ag fl-a-1 200 a "${F[@]}" --concurrency 1
 ag fl-r1 175 c "${F[@]}" -- SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0
+ag mtp-d1 260 d --mtp --forward-pass-metrics --py-spy
+ag mtp-c1 230 c --mtp --forward-pass-metrics --py-spy
 finish
