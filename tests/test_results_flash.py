@@ -4,6 +4,7 @@ README and the issue notes quote (sessions 11 to 18's are in `test_results.py`).
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from test_results import RATIO_FIGS, row_figures, ttft_and_decode, turns_by_key
@@ -196,6 +197,11 @@ def test_session30_c_d_and_c_with_sglangs_kernels_at_16_reproduce_the_quoted_fig
     assert {f["batch"] for f in fb} == {16}
     assert [[round(f[k], 2) for k in ("p10_ms", "median_ms", "p90_ms")] for f in fb] == [
         [2.36, 2.73, 3.31], [2.32, 2.66, 3.18], [2.28, 2.71, 3.34], [2.38, 2.89, 3.34], [2.56, 3.12, 3.36]]
+    # session 32's reading: the mean decode-only forward, in server order (c1 d1 c0 d2 c2), and
+    # the host gap at batch 16 (the loop's period beyond the span)
+    assert [round(g[n]["decode"]["gpu_s"] / g[n]["decode"]["forwards"] * 1e3, 3) for n in order] == [
+        2.833, 2.674, 2.769, 2.993, 3.034]
+    assert [round(f["gap_median_ms"], 2) for f in fb] == [0.04, 0.06, 0.03, 0.13, 0.17]
 
 
 def test_session31_c_d_c0_and_mtp_at_16_reproduce_the_quoted_figures():
@@ -245,3 +251,18 @@ def test_session31_c_d_c0_and_mtp_at_16_reproduce_the_quoted_figures():
     # only c1, the session's first server, left the GPU waiting on the host for long
     gap = [round(x["decode"]["full_batch"]["gap_median_ms"], 2) for x in g.values()]
     assert gap == [0.57, 0.09, 0.19, 0.14]
+    assert [round(x["decode"]["gpu_s"] / x["decode"]["forwards"] * 1e3, 3) for x in g.values()] == [
+        3.397, 3.049, 3.094, 3.135]
+
+    # session 32's reading: the median TTFT of each quarter of a replay's requests (bench_serving's
+    # `ttfts`, in request order): (c)'s longer TTFT runs through each replay, not a warm-up
+    def quarters(folder, stem):
+        with gzip.open(s31 / folder / f"{stem}-c16.jsonl.gz", "rt") as fh:
+            ttft = json.loads(fh.read())["ttfts"]
+        k = len(ttft)
+        return [round(statistics.median(ttft[i * k // 4:(i + 1) * k // 4]), 3) for i in range(4)]
+    assert quarters("fl-c1", "c") == [0.9, 0.788, 0.775, 0.858]
+    assert quarters("fl-d1", "d") == [0.726, 0.727, 0.527, 0.847]
+    assert quarters("fl-c0", "c") == [0.752, 0.642, 0.661, 0.815]
+    assert quarters("mtp-c", "c") == [0.957, 1.067, 0.749, 0.801]
+    assert quarters("mtp-d", "d") == [0.783, 0.773, 0.519, 0.602]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# After c-host-cost.sh: DIR is the results folder the session's tar unpacked into
+# (benchmarks/results/h200-DATE-sessionNN, holding fl-w1, fl-c1, ...). Makes what the session
+# commits and reads: server logs gzipped, per-request files compacted, the paired servers merged
+# (c, d, u: two each, in the order they ran) with their report and plot, and the side-by-side
+# tables of every server's GPU spans and host gap (`bench spans`) and scheduler stacks (`bench pyspy`).
+#
+#   bash benchmarks/jobs/c-host-cost-report.sh DIR [PYTHON]
+set -euo pipefail
+DIR=${1:?results folder}
+PY=${2:-.venv/bin/python}
+B="$PY -m sglang_indexcache.bench"
+cd "$(dirname "$0")/../.."
+shopt -s nullglob
+
+for f in "$DIR"/*/*-server.log; do gzip -f "$f"; done
+plain=("$DIR"/*/*.jsonl)  # bench_serving's (the per-forward files are written gzipped)
+[ ${#plain[@]} -gt 0 ] && $B compact "${plain[@]}"
+
+merge() {  # merge NAME RUN...: the runs present, in the order given
+  local name=$1; shift
+  local files=()
+  for run in "$@"; do [ -f "$DIR/$run/results.json" ] && files+=("$DIR/$run/results.json"); done
+  [ ${#files[@]} -ge 2 ] || { echo "$name: fewer than two of $* have results; not merged"; return 0; }
+  $B merge "${files[@]}" --out "$DIR/$name" --png "$DIR/$name/ag.png" || { echo "$name: not merged"; return 0; }
+  $B report "$DIR/$name/results.json" --png "$DIR/$name/ag.png" > "$DIR/$name/report.txt"
+}
+merge fl fl-c1 fl-d1 fl-u1 fl-u2 fl-d2 fl-c2
+merge mtp mtp-d1 mtp-c1
+
+fpm=("$DIR"/fl-*/*-fpm.jsonl.gz "$DIR"/mtp-*/*-fpm.jsonl.gz)
+[ ${#fpm[@]} -gt 0 ] && $B spans "${fpm[@]}" > "$DIR/spans.txt"
+spy=("$DIR"/fl-*/*-pyspy.txt.gz "$DIR"/mtp-*/*-pyspy.txt.gz)
+[ ${#spy[@]} -gt 0 ] && $B pyspy "${spy[@]}" --top 30 > "$DIR/pyspy.txt"
+ls "$DIR"
