@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Issue 14's open question at concurrency 16, for the next session with one H200: what costs
-# (c) host time. Session 31 (benchmarks/results/h200-2026-12-04-session31/README.md, "Not yet
-# settled") found (c)'s decode forwards paced by the host, and (c0) (= (c) with
-# SGLANG_INDEXCACHE_TOPK=upstream and SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0) not. This queue
-# separates the top-k setting, each replay sampled by py-spy and every forward's GPU span recorded:
+# Issue 14's open question at concurrency 16, for the next session with one H200: what makes
+# (c)'s decode forwards slower than (d)'s. Sessions 30 and 31 (read again in session 32:
+# benchmarks/results/h200-2026-12-04-session31/README.md, last section): each (c) server's
+# decode-only forwards, the same graphs everywhere, took 1.4 to 11 % longer than those of the
+# (d) server beside it; (c0) (= (c) with SGLANG_INDEXCACHE_TOPK=upstream and
+# SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0) lay between its (d) neighbours; (c) always ran first.
+# This queue separates the top-k setting in a balanced order, each replay sampled by py-spy,
+# every forward's GPU span recorded, the GPU's clocks logged (device_queue.sh):
 #   c: the defaults; u: only the top-k upstream (config u); d: dsa with upstream native sharing.
-# Afterwards: `bench merge`, `bench report --png`, `bench spans` (decode fit), `bench pyspy`.
+# Afterwards: `bash benchmarks/jobs/c-host-cost-report.sh DIR` (merge, report, spans, pyspy).
 #
 #   S=/tmp/s32 bash benchmarks/jobs/c-host-cost.sh CALL_SECONDS [install]
 #
