@@ -124,10 +124,10 @@ def spans(rows: list) -> Optional[dict]:
     if dec:
         top = max(r["scheduled_requests"]["num_decode_requests"] for r in dec)
         at_top = [r for r in dec if r["scheduled_requests"]["num_decode_requests"] == top]
-        full = sorted(r["wall_time"] * 1e3 for r in at_top)
-        q = statistics.quantiles(full, n=10, method="inclusive") if len(full) > 1 else full * 9
-        g["decode"]["full_batch"] = {"batch": top, "forwards": len(full), "p10_ms": q[0],
-                                     "median_ms": statistics.median(full), "p90_ms": q[-1]}
+        full = [r["wall_time"] * 1e3 for r in at_top]
+        p10, p90 = _p10_p90(full)
+        g["decode"]["full_batch"] = {"batch": top, "forwards": len(full), "p10_ms": p10,
+                                     "median_ms": statistics.median(full), "p90_ms": p90}
         context = [r["scheduled_requests"].get("sum_decode_kv_tokens", -1) / 1e6 for r in at_top]
         if min(context) >= 0 and len(set(context)) > 1:
             fit = statistics.linear_regression(context, [r["wall_time"] * 1e3 for r in at_top])
@@ -135,9 +135,17 @@ def spans(rows: list) -> Optional[dict]:
                                              context_median=statistics.median(context) * 1e6)
         gap = host_gaps(rows, top)
         if gap:
-            q = statistics.quantiles(gap, n=10, method="inclusive") if len(gap) > 1 else gap * 9
-            g["decode"]["full_batch"].update(gap_pairs=len(gap), gap_median_ms=statistics.median(gap), gap_p90_ms=q[-1])
+            g["decode"]["full_batch"].update(gap_pairs=len(gap), gap_median_ms=statistics.median(gap),
+                                             gap_p90_ms=_p10_p90(gap)[1])
     return g
+
+
+def _p10_p90(values: list) -> tuple:
+    """The 10th and 90th percentiles (inclusive method; one value is both)."""
+    if len(values) == 1:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=10, method="inclusive")
+    return q[0], q[-1]
 
 
 GAP_LIMIT_S = 0.05  # a longer interval is the server waiting for work, not a step
