@@ -191,3 +191,69 @@ def test_spans_of_a_committed_replay_agree_with_the_summary_the_device_wrote():
             assert g[part][k] == device[part][k]
         assert abs(g[part]["gpu_s"] - device[part]["gpu_s"]) < 1e-9
     assert g["decode"]["full_batch"]["batch"] == 16 and g["dropped"] == device["dropped"] == 0
+
+
+def _replay(factor: float, seed: int, batch: int = 16) -> list:
+    """A replay whose forwards follow one cost model times `factor`, with its own schedule:
+    prefill-only forwards of 64 to 8,192 new tokens on 0 to 128K cached, decode-only ones at
+    `batch` on 0.2M to 2M context, a few smaller batches, mixed forwards and idle heartbeats."""
+    import random
+
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(400):
+        kind = rnd.random()
+        if kind < 0.2:
+            n, kv = rnd.randint(64, 8192), rnd.randint(0, 131072)
+            span = 0.02 + 1e-5 * n + 1.2e-5 * n * (kv + n / 2) / 1e6
+            sched = {"num_prefill_requests": 1, "sum_prefill_tokens": n, "sum_prefill_kv_tokens": kv,
+                     "num_decode_requests": 0, "sum_decode_kv_tokens": 0}
+        elif kind < 0.9:
+            ctx = rnd.randint(200_000, 2_000_000)
+            span = 2.3e-3 + 4e-4 * ctx / 1e6
+            sched = {"num_prefill_requests": 0, "sum_prefill_tokens": 0, "sum_prefill_kv_tokens": 0,
+                     "num_decode_requests": batch, "sum_decode_kv_tokens": ctx}
+        elif kind < 0.95:  # a smaller batch and a mixed forward: left out of both fits
+            span, sched = 1.0, {"num_prefill_requests": 0, "sum_prefill_tokens": 0, "sum_prefill_kv_tokens": 0,
+                                "num_decode_requests": batch // 2, "sum_decode_kv_tokens": 10}
+            if rnd.random() < 0.5:
+                sched = {**sched, "num_prefill_requests": 1, "sum_prefill_tokens": 100}
+        else:
+            span, sched = 0.0, {"num_prefill_requests": 0, "sum_prefill_tokens": 0, "sum_prefill_kv_tokens": 0,
+                                "num_decode_requests": 0, "sum_decode_kv_tokens": 0}
+        rows.append({"counter_id": i, "wall_time": span * (factor if span < 1.0 else 1.0), "scheduled_requests": sched})
+    return rows
+
+
+def test_equal_work_ratios_tell_a_slower_server_from_one_that_was_given_more_work():
+    """Session 33: replays of one trace differed in how the scheduler cut them (187 to 219
+    prefill forwards, 783K to 926K median decode context), so raw GPU seconds compare schedules
+    as much as servers. Against one model fitted over all replays, a server 10 % slower at every
+    forward shows 1.10 times the others' ratio whatever its schedule; a replay with no partner at
+    its batch size, or alone, gets none."""
+    base, slow, other = _replay(1.0, 1), _replay(1.10, 2), _replay(1.0, 3)
+    assert sum(r["wall_time"] for r in slow) != 1.1 * sum(r["wall_time"] for r in base)  # schedules differ
+    ra, rb, rc = fpm.work_ratios([base, slow, other])
+    for part in ("prefill", "decode"):
+        assert abs(rb[part] / ra[part] - 1.10) < 0.01 and abs(rc[part] / ra[part] - 1.0) < 0.01
+        assert abs((ra[part] + rb[part] + rc[part]) / 3 - 1.0) < 0.02  # the group is the yardstick
+    # at batch 8 the decode model is fitted only among batch-8 replays: none here, so no ratio
+    lone = fpm.work_ratios([base, slow, _replay(1.0, 4, batch=8)])
+    assert lone[2]["decode"] is None and lone[2]["prefill"] is not None and lone[0]["decode"] is not None
+    assert fpm.work_ratios([base]) == [{"prefill": None, "decode": None}]
+
+
+def test_spans_table_gives_each_file_its_ratio_at_equal_work(tmp_path):
+    import gzip
+    import json
+
+    paths = []
+    for name, factor, seed in (("d", 1.0, 1), ("c", 1.10, 2)):
+        path = tmp_path / f"{name}-c16-fpm.jsonl.gz"
+        with gzip.open(path, "wt") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in _replay(factor, seed))
+        paths.append(str(path))
+    lines = fpm.spans_table(paths).splitlines()
+    assert "at equal work: prefill / decode" in lines[0]
+    (pd, dd), (pc, dc) = [[float(x) for x in line.split(paths[i])[0].split()[-3::2]] for i, line in enumerate(lines[1:])]
+    assert abs(pc / pd - 1.10) < 0.01 and abs(dc / dd - 1.10) < 0.01

@@ -25,11 +25,16 @@ merge() {  # merge NAME RUN...: the runs present, in the order given
   $B merge "${files[@]}" --out "$DIR/$name" --png "$DIR/$name/ag.png" || { echo "$name: not merged"; return 0; }
   $B report "$DIR/$name/results.json" --png "$DIR/$name/ag.png" > "$DIR/$name/report.txt"
 }
-merge fl fl-c1 fl-d1 fl-u1 fl-u2 fl-d2 fl-c2
+merge fl fl-c1 fl-d1 fl-u1 fl-d2 fl-c2 fl-u2
 merge mtp mtp-d1 mtp-c1
 
-fpm=("$DIR"/fl-*/*-fpm.jsonl.gz "$DIR"/mtp-*/*-fpm.jsonl.gz)
-[ ${#fpm[@]} -gt 0 ] && $B spans "${fpm[@]}" > "$DIR/spans.txt"
+# one table per group of like replays: `bench spans` fits its equal-work model over the files it
+# is given, so servers of one concurrency and one decode kind are compared among themselves
+: > "$DIR/spans.txt"
+for group in "fl-*/*-c16" "fl-*/*-c1" "fl-*/*-c4" "mtp-*/*"; do
+  fpm=("$DIR"/$group-fpm.jsonl.gz)
+  [ ${#fpm[@]} -gt 0 ] && { echo "== $group"; $B spans "${fpm[@]}"; } >> "$DIR/spans.txt"
+done
 spy=("$DIR"/fl-*/*-pyspy.txt.gz "$DIR"/mtp-*/*-pyspy.txt.gz)
 [ ${#spy[@]} -gt 0 ] && $B pyspy "${spy[@]}" --top 30 > "$DIR/pyspy.txt"
 ls "$DIR"

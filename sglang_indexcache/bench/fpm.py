@@ -175,13 +175,78 @@ def host_gaps(rows: list, batch: int) -> list:
     return out
 
 
+def _prefill_work(r: dict) -> tuple:
+    """A prefill-only forward's regressors: 1, its new tokens, and the query-key pairs its
+    indexer and attention score in millions (each new token reads the cached context and the new
+    tokens before it: new x (cached + new / 2))."""
+    s = r["scheduled_requests"]
+    n, kv = s["sum_prefill_tokens"], s["sum_prefill_kv_tokens"]
+    return 1.0, float(n), n * (kv + n / 2) / 1e6
+
+
+def work_ratios(replays: list) -> list:
+    """Each replay's GPU time against a work model fitted over all of them: a list of
+    {"prefill": r, "decode": r} (None where it does not apply). Replays of one trace at one
+    concurrency still differ in how the scheduler cut their work: session 33's eight servers ran
+    187 to 219 prefill forwards and 6,321 to 7,151 decode forwards with 783K to 926K median
+    context. Least squares over every replay's prefill-only forwards (span = a + b new +
+    c pairs, `_prefill_work`) and over the decode-only forwards at each replay's largest batch
+    (span = a + b context, per batch size, only where two or more replays share it) give what
+    each forward should have taken on a server of the group's average speed; a replay's ratio is
+    its summed spans over their summed prediction: 1.05 is 5 % slower than the group at equal
+    work. Forwards mixing prefill and decode are left out of both."""
+    import numpy as np
+
+    parts = []
+    for rows in replays:
+        work = [r for r in rows if r["wall_time"] > 0]
+        pre = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] > 0
+               and r["scheduled_requests"]["num_decode_requests"] == 0]
+        dec = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] == 0]
+        top = max((r["scheduled_requests"]["num_decode_requests"] for r in dec), default=0)
+        dec = [r for r in dec if r["scheduled_requests"]["num_decode_requests"] == top and top > 0]
+        parts.append((pre, dec, top))
+
+    def ratios(groups: list, regressors) -> list:
+        fit_rows = [r for g in groups for r in g]
+        x = np.array([regressors(r) for r in fit_rows])
+        if len(fit_rows) <= x.shape[1] or np.linalg.matrix_rank(x) < x.shape[1]:
+            return [None] * len(groups)
+        coef = np.linalg.lstsq(x, np.array([r["wall_time"] for r in fit_rows]), rcond=None)[0]
+        out = []
+        for g in groups:
+            predicted = float((np.array([regressors(r) for r in g]) @ coef).sum()) if g else 0.0
+            out.append(sum(r["wall_time"] for r in g) / predicted if g and predicted > 0 else None)
+        return out
+
+    result = [{"prefill": None, "decode": None} for _ in replays]
+    usable = [i for i, (pre, _, _) in enumerate(parts) if pre]
+    if len(usable) >= 2:
+        for i, ratio in zip(usable, ratios([parts[i][0] for i in usable], _prefill_work)):
+            result[i]["prefill"] = ratio
+    for top in {t for _, _, t in parts if t > 0}:
+        same = [i for i, (_, dec, t) in enumerate(parts) if t == top and dec]
+        if len(same) < 2:
+            continue
+        context = lambda r: (1.0, r["scheduled_requests"].get("sum_decode_kv_tokens", 0) / 1e6)
+        for i, ratio in zip(same, ratios([parts[i][1] for i in same], context)):
+            result[i]["decode"] = ratio
+    return result
+
+
 def spans_table(paths: list) -> str:
-    """`bench spans FILE...`: one line per STEM-fpm.jsonl.gz file the agentic benchmark wrote."""
+    """`bench spans FILE...`: one line per STEM-fpm.jsonl.gz file the agentic benchmark wrote;
+    with two or more files, each one's GPU time against the group's at equal work (`work_ratios`)."""
     lines = ["prefill s (forwards)  decode s (forwards)  ms/decoded token  largest batch: p10 / median / p90 ms"
-             "  fit: ms + ms per M context tokens (median context)  host gap: median / p90 ms  file"]
+             "  fit: ms + ms per M context tokens (median context)  host gap: median / p90 ms"
+             "  at equal work: prefill / decode  file"]
+    replays = []
     for path in paths:
         with gzip.open(path, "rt") as fh:
-            g = spans([json.loads(line) for line in fh if line.strip()])
+            replays.append([json.loads(line) for line in fh if line.strip()])
+    equal = work_ratios(replays)
+    for path, rows, eq in zip(paths, replays, equal):
+        g = spans(rows)
         if g is None:
             raise SystemExit(f"{path}: no forwards")
         p, d = g["prefill"], g["decode"]
@@ -191,8 +256,9 @@ def spans_table(paths: list) -> str:
                if fb and "fixed_ms" in fb else "-")
         gap = f"{fb['gap_median_ms']:.2f} / {fb['gap_p90_ms']:.2f}" if fb and "gap_median_ms" in fb else "-"
         per_token = f"{d['ms_per_token']:.3f}" if d["ms_per_token"] is not None else "-"
+        work = " / ".join(f"{eq[k]:.3f}" if eq[k] is not None else "-" for k in ("prefill", "decode"))
         lines.append(f"{p['gpu_s']:7.2f} ({p['forwards']:4d})       {d['gpu_s']:7.2f} ({d['forwards']:5d})"
-                     f"     {per_token:>8}         {batch}  {fit}  {gap}  {path}"
+                     f"     {per_token:>8}         {batch}  {fit}  {gap}  {work}  {path}"
                      + (f"  ({g['dropped']} dropped)" if g["dropped"] else ""))
     return "\n".join(lines)
 
