@@ -266,3 +266,88 @@ def test_session31_c_d_c0_and_mtp_at_16_reproduce_the_quoted_figures():
     assert quarters("fl-c0", "c") == [0.752, 0.642, 0.661, 0.815]
     assert quarters("mtp-c", "c") == [0.957, 1.067, 0.749, 0.801]
     assert quarters("mtp-d", "d") == [0.783, 0.773, 0.519, 0.602]
+
+
+def test_session33_c_d_u_balanced_at_16_reproduce_the_quoted_figures():
+    """One H200, 2026-12-05 (session 33): flash-12 at concurrency 16 with (d) first and reported
+    apart (w1), then c d u d c in a balanced order, then spares u, (a) at concurrency 1 and r1 =
+    (c) with the paged route off. (u) = (c) with SGLang's top-k (`SGLANG_INDEXCACHE_TOPK=upstream`)."""
+    import gzip
+
+    from sglang_indexcache.bench import fpm
+    from sglang_indexcache.bench.agentic_runs import merge_results
+
+    s33 = RESULTS / "h200-2026-12-05-session33"
+    order = ("w1", "c1", "d1", "u1", "d2", "c2", "u2", "r1")
+    per = {n: json.loads((s33 / f"fl-{n}" / "results.json").read_text()) for n in order}
+    assert {(r["shape"], r["trace"]["sha256"][:8]) for r in per.values()} == {("flash-12", "821ea80f")}
+    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
+    kernels = {n: {k: v for k, v in e["server_env"].items() if k.startswith("SGLANG_INDEXCACHE_") and "WEIGHTS" not in k}
+               for n, e in entry.items()}
+    assert kernels == {**{n: {} for n in ("w1", "c1", "d1", "d2", "c2")},
+                       "u1": {"SGLANG_INDEXCACHE_TOPK": "upstream"}, "u2": {"SGLANG_INDEXCACHE_TOPK": "upstream"},
+                       "r1": {"SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS": "0"}}
+    assert [next(iter(r["configs"])) for r in per.values()] == ["d", "c", "d", "u", "d", "c", "u", "c"]
+    level = {n: e["levels"]["16"] for n, e in entry.items()}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"]) for lv in level.values()} == {(16, 401, 0)}
+    assert [row_figures(level[n]) for n in order] == [
+        [0.784, 1.303, 0.816, 5.56, 18.22], [0.709, 1.201, 0.723, 5.4, 18.95], [0.742, 1.344, 0.653, 4.93, 19.04],
+        [0.689, 1.274, 0.713, 5.79, 18.7], [0.69, 1.209, 0.546, 5.94, 17.91], [0.75, 1.24, 0.61, 4.74, 19.96],
+        [0.672, 1.221, 0.465, 5.3, 18.71], [0.75, 1.281, 0.733, 5.36, 19.04]]
+    assert [round(level[n]["duration_s"], 1) for n in order] == [52.7, 50.7, 50.4, 51.3, 53.6, 48.1, 51.3, 50.4]
+    assert [round(entry[n]["startup_s"]) for n in order] == [77, 63, 47, 45, 57, 42, 42, 53]
+
+    # the merged table (w1 and r1 left out), and its ratios: (c) and (u) over (d)
+    r = json.loads((s33 / "fl" / "results.json").read_text())
+    again = merge_results([str(s33 / f"fl-{n}" / "results.json") for n in ("c1", "d1", "u1", "d2", "c2", "u2")])
+    assert {k: again["configs"][k]["levels"] for k in "cdu"} == {k: r["configs"][k]["levels"] for k in "cdu"}
+    ratios = agentic_report.agentic_ratios(r)
+    over = lambda k: [round(ratios["over_d"]["16"][k][f], 3) for f in RATIO_FIGS]  # noqa: E731
+    span = lambda k: [[round(x, 3) for x in ratios["over_d_range"]["16"][k][f]] for f in RATIO_FIGS]  # noqa: E731
+    paired = lambda k: [round(ratios["paired_over_d"]["16"][k][x], 3) for x in ("median", "median_long", "total")]  # noqa: E731
+    assert over("c") == [0.899, 1.036, 0.981, 1.046, 1.071, 1.053]
+    assert span("c") == [[0.755, 1.07], [0.913, 1.182], [0.92, 1.046], [0.975, 1.119], [0.912, 1.253], [0.995, 1.115]]
+    assert paired("c") == [1.02, 0.925, 1.007]
+    assert over("u") == [1.017, 1.058, 1.052, 1.023, 0.98, 1.013]
+    assert paired("u") == [1.066, 1.035, 1.044]
+
+    # every forward's GPU span: the same work on every server, cut differently by the scheduler
+    def rows(n):
+        (path,) = (s33 / f"fl-{n}").glob("*-c16-fpm.jsonl.gz")
+        with gzip.open(path, "rt") as fh:
+            return [json.loads(line) for line in fh]
+    replay = {n: rows(n) for n in order}
+    g = {n: fpm.spans(replay[n]) for n in order}
+    assert {(x["prefill"]["prefill_tokens"], x["decode"]["decode_requests"], x["dropped"]) for x in g.values()} == {
+        (1979939, 79799, 0)}
+    assert [(round(g[n]["prefill"]["gpu_s"], 2), round(g[n]["decode"]["gpu_s"], 2)) for n in order] == [
+        (30.9, 19.33), (29.32, 19.14), (30.82, 17.12), (30.81, 18.96), (30.92, 20.19), (29.19, 16.24),
+        (32.27, 17.46), (29.31, 18.83)]
+    assert [(g[n]["prefill"]["forwards"], g[n]["decode"]["forwards"]) for n in order] == [
+        (211, 7038), (211, 7151), (189, 6444), (216, 6890), (219, 7087), (187, 6321), (207, 6437), (209, 6780)]
+    assert [round(g[n]["decode"]["full_batch"]["gap_median_ms"], 2) for n in order] == [
+        0.05, 0.03, 0.03, 0.03, 0.07, 0.03, 0.04, 0.04]
+    # at equal work (`fpm.work_ratios` over the eight): the v2-paged top-k's servers (c1, c2, r1)
+    # prefill in 4 % less GPU time than every server with SGLang's top-k; decode does not sort
+    # by configuration
+    work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in order])]
+    assert work == [(1.011, 1.024), (0.959, 1.012), (1.017, 0.965), (1.01, 1.016), (1.017, 1.048), (0.962, 0.949),
+                    (1.064, 0.994), (0.961, 1.006)]
+
+    # sessions 30 and 31 read the same way, each session's servers as one group
+    def earlier(session, names):
+        folder = RESULTS / f"h200-2026-12-04-session{session}"
+        out = []
+        for n in names:
+            (path,) = (folder / f"fl-{n}").glob("*-c16-fpm.jsonl.gz")
+            with gzip.open(path, "rt") as fh:
+                out.append([json.loads(line) for line in fh])
+        return [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios(out)]
+    assert earlier(30, ("c1", "d1", "c0", "d2", "c2")) == [
+        (1.035, 0.988), (1.008, 0.95), (1.0, 0.977), (1.005, 1.024), (0.952, 1.064)]
+    assert earlier(31, ("c1", "d1", "c0", "d2")) == [(0.961, 1.077), (1.011, 0.952), (1.015, 0.983), (1.013, 0.986)]
+
+    # the spare at concurrency 1: (a) dsa all Full, two sessions
+    a = next(iter(json.loads((s33 / "fl-a-1" / "results.json").read_text())["configs"].values()))["levels"]["1"]
+    assert (a["sessions"], a["rounds"], a["failed_rounds"]) == (2, 46, 0)
+    assert row_figures(a) == [0.166, 0.261, 0.199, 2.27, 4.07]

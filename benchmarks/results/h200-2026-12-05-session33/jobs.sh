@@ -8,9 +8,10 @@
 # This queue separates the top-k setting in a balanced order, each replay sampled by py-spy,
 # every forward's GPU span recorded, the GPU's clocks logged (device_queue.sh):
 #   c: the defaults; u: only the top-k upstream (config u); d: dsa with upstream native sharing.
-# Afterwards: `bash benchmarks/jobs/c-host-cost-report.sh DIR` (merge, report, spans, pyspy).
+# Afterwards: `bash benchmarks/jobs/report.sh DIR fl=fl-c1,fl-d1,fl-u1,fl-d2,fl-c2,fl-u2` (merge, report, spans, pyspy;
+# written as c-host-cost-report.sh, renamed in session 33).
 #
-#   S=/tmp/s32 bash benchmarks/jobs/c-host-cost.sh CALL_SECONDS [install]
+#   S=/tmp/s33 bash benchmarks/jobs/c-host-cost.sh CALL_SECONDS [install]
 #
 # The model and trace: made on the CPU machine and carried in .bundle-fl (the staging call copies
 # it to $S/fl); the trace is session 27's (its "sha256" field 821ea80f):
@@ -21,7 +22,7 @@
 # benchmarks/results/ moved out of the work tree during the device calls (nothing here reads it),
 # parts of 56 MiB fit (about 23 calls instead of 43). Untried: if the device tool will not send a
 # tree whose tracked files are missing, put the folder back and stage 30 MiB parts.
-S=${S:-/tmp/s32}; . scripts/device_queue.sh "$1" "${2:-}"
+S=${S:-/tmp/s33}; . scripts/device_queue.sh "$1" "${2:-}"
 FL=$S/fl
 
 ag() {  # ag NAME ESTIMATE CONFIG [bench flags...] -- [ENV=VALUE...]
@@ -39,19 +40,22 @@ F=(--model-path $FL/model --forward-pass-metrics --py-spy)
 # c d u u d c, so that a drift over the session weighs on every configuration alike. The paged
 # route is not a setting to separate at this concurrency: it served 1 of (c)'s 222 prefill
 # forwards in session 31 (<= 128 new tokens); its server is a spare.
-ag fl-w1 260 d "${F[@]}"   # first: pays SGLang's kernel JIT the tracked cache lacks
-ag fl-c1 200 c "${F[@]}"   # the v2-paged top-k's JIT, at start-up
-# the kernel cache after a (c) server: benchmarks/jit/ (session 21's) lacks the v2-paged top-k
+ag fl-w1 300 d "${F[@]}"   # first: pays SGLang's kernel JIT the tracked cache lacks
+ag fl-c1 240 c "${F[@]}"   # the v2-paged top-k's JIT, at start-up
+# Session 33: estimates from session 31's queue (fl-d1 took 200 s; fl-d2, given 178 s, was
+# stopped), and so one (u) server in the middle, c d u d c, which a linear drift over the
+# session weighs on alike; the second (u) is the first spare.
+ag fl-d1 210 d "${F[@]}"
+ag fl-u1 210 u "${F[@]}"
+ag fl-d2 210 d "${F[@]}"
+ag fl-c2 210 c "${F[@]}"
+# after the last server, ahead of the spares: the kernel cache after a (c) server: benchmarks/jit/ (session 21's) lacks the v2-paged top-k
 # (indexcache_paged_topk, session 26), which every fresh host compiled at the first (c) start
 job jit-pack 30 $G jit-pack $S/jit-cache.tgz
-ag fl-d1 175 d "${F[@]}"
-ag fl-u1 175 u "${F[@]}"
-ag fl-u2 175 u "${F[@]}"
-ag fl-d2 175 d "${F[@]}"
-ag fl-c2 175 c "${F[@]}"
-# spares, should the budget allow: issue 14's (a) at concurrency 1; (c) with the paged route off;
+# spares, should the budget allow: (u) again; issue 14's (a) at concurrency 1; (c) with the paged route off;
 # the MTP pair again, (d) first this time and with the loop recorded (session 31's mtp-c had its
 # longer TTFT through the whole replay; `--mtp --shape` writes the shape with a NextN layer)
+ag fl-u2 210 u "${F[@]}"
 ag fl-a-1 200 a "${F[@]}" --concurrency 1
 ag fl-r1 175 c "${F[@]}" -- SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS=0
 ag mtp-d1 260 d --mtp --forward-pass-metrics --py-spy
