@@ -77,6 +77,17 @@ job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job
   return 0
 }
 
+ag() {  # ag NAME ESTIMATE [ENV=VALUE...] -- FLAGS...: a `bench agentic` job writing $S/NAME, with
+  # indexer scores of a real scale on dummy weights (SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit,
+  # bench/common.py), as every agentic session has run since session 27
+  local name=$1 est=$2; shift 2
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  job "$name" "$est" env SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit ${envs[@]+"${envs[@]}"} $G bench agentic \
+    --out "$S/$name" "$@"
+}
+
 pack() {  # $S (models and profiler dumps left out) as a split tar under $OUT, replacing the last
   local base; base=$(basename "$S")
   rm -f "$OUT/$base.tgz.part-"*

@@ -79,3 +79,53 @@ def test_a_bare_machine_is_refused_before_any_job(tmp_path):
     proc = subprocess.run(["bash", str(script), "60"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and "a fresh machine" in proc.stderr
     assert not (tmp_path / "s99" / "logs" / "queue.txt").exists()
+
+
+def test_the_report_script_merges_the_runs_it_is_named_and_compares_like_replays(tmp_path):
+    """`benchmarks/jobs/report.sh DIR NAME=RUN,...` on two of session 33's servers: the named merge
+    with its report, and one `bench spans` table for the concurrency-16 group with each server's
+    GPU time at equal work."""
+    import shutil
+    import sys
+
+    s33 = ROOT / "benchmarks" / "results" / "h200-2026-12-05-session33"
+    d = tmp_path / "s"
+    for run in ("fl-c1", "fl-d1"):
+        shutil.copytree(s33 / run, d / run)
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "jobs" / "report.sh"), str(d),
+                           "fl=fl-c1,fl-d1", "none=fl-x1,fl-c1", sys.executable],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "none: fewer than two of fl-x1 fl-c1 have results; not merged" in proc.stdout
+    report = (d / "fl" / "report.txt").read_text()
+    assert "c over d:" in report and (d / "fl" / "ag.png").stat().st_size > 0
+    spans = (d / "spans.txt").read_text().splitlines()
+    assert spans[0] == "== fl-*/*-c16" and len(spans) == 4
+    # the pair's equal-work ratios lie either side of 1, and differ from the eight-server group's
+    ratios = [tuple(float(x) for x in line.split()[-4:-1:2]) for line in spans[2:]]
+    assert all(0.9 < r < 1.1 for pair in ratios for r in pair) and ratios[0][0] < 1 < ratios[1][0]
+    assert (d / "pyspy.txt").exists()
+
+
+def test_an_agentic_job_carries_its_environment_and_flags_to_the_benchmark(tmp_path):
+    """`ag NAME EST [ENV=V...] -- FLAGS`: the job runs `$G bench agentic --out $S/NAME FLAGS` with
+    the unit indexer weights and the job's own environment; without `--`, no environment."""
+    stand_in = tmp_path / "g.sh"
+    stand_in.write_text('echo "weights=$SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS topk=${SGLANG_INDEXCACHE_TOPK:-unset} args=$*"\n')
+    script = tmp_path / "jobs.sh"
+    script.write_text('S=$STATE; . scripts/device_queue.sh "$1"\n'
+                      'ag one 5 SGLANG_INDEXCACHE_TOPK=upstream -- --configs u --concurrency 16\n'
+                      'ag two 5 -- --configs d "--trace" "/a b/trace.json"\n'
+                      'finish\n')
+    sg, out = tmp_path / "sg", tmp_path / "out"
+    (sg / "sglang").mkdir(parents=True)
+    out.mkdir()
+    state = tmp_path / "s98"
+    env = {**os.environ, "OUT": str(out), "STATE": str(state), "SG": str(sg), "G": f"bash {stand_in}",
+           "PATH": "/usr/bin:/bin"}  # no nvidia-smi
+    proc = subprocess.run(["bash", str(script), "60"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (state / "logs" / "one.txt").read_text() == (
+        f"weights=unit topk=upstream args=bench agentic --out {state}/one --configs u --concurrency 16\n")
+    assert (state / "logs" / "two.txt").read_text() == (
+        f"weights=unit topk=unset args=bench agentic --out {state}/two --configs d --trace /a b/trace.json\n")

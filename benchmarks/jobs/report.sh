@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# After c-host-cost.sh: DIR is the results folder the session's tar unpacked into
-# (benchmarks/results/h200-DATE-sessionNN, holding fl-w1, fl-c1, ...). Makes what the session
-# commits and reads: server logs gzipped, per-request files compacted, the paired servers merged
-# (c, d, u: two each, in the order they ran) with their report and plot, and the side-by-side
-# tables of every server's GPU spans and host gap (`bench spans`) and scheduler stacks (`bench pyspy`).
+# After a session's queue (benchmarks/jobs/*.sh, moved into the results folder it ran for): DIR is
+# the folder its tar unpacked into (benchmarks/results/h200-DATE-sessionNN, holding one folder per
+# server). Makes what the session commits and reads: server logs gzipped, per-request files
+# compacted, each NAME=RUN,RUN,... merged into DIR/NAME (the runs present, in the order given:
+# each configuration's servers in the order they ran) with its report and plot, and the
+# side-by-side tables of every server's GPU spans, host gap and GPU time at equal work
+# (`bench spans`, one table per group of like replays) and scheduler stacks (`bench pyspy`).
 #
-#   bash benchmarks/jobs/c-host-cost-report.sh DIR [PYTHON]
+#   bash benchmarks/jobs/report.sh DIR [NAME=RUN,RUN,... ...] [PYTHON]
+#   e.g. session 33: bash benchmarks/jobs/report.sh DIR fl=fl-c1,fl-d1,fl-u1,fl-d2,fl-c2,fl-u2
 set -euo pipefail
-DIR=${1:?results folder}
-PY=${2:-.venv/bin/python}
+DIR=${1:?results folder}; shift
+MERGES=()
+while [ $# -gt 0 ] && [[ $1 == *=* ]]; do MERGES+=("$1"); shift; done
+PY=${1:-.venv/bin/python}
 B="$PY -m sglang_indexcache.bench"
 cd "$(dirname "$0")/../.."
 shopt -s nullglob
@@ -25,8 +30,7 @@ merge() {  # merge NAME RUN...: the runs present, in the order given
   $B merge "${files[@]}" --out "$DIR/$name" --png "$DIR/$name/ag.png" || { echo "$name: not merged"; return 0; }
   $B report "$DIR/$name/results.json" --png "$DIR/$name/ag.png" > "$DIR/$name/report.txt"
 }
-merge fl fl-c1 fl-d1 fl-u1 fl-d2 fl-c2 fl-u2
-merge mtp mtp-d1 mtp-c1
+for m in ${MERGES[@]+"${MERGES[@]}"}; do runs=${m#*=}; merge "${m%%=*}" ${runs//,/ }; done
 
 # one table per group of like replays: `bench spans` fits its equal-work model over the files it
 # is given, so servers of one concurrency and one decode kind are compared among themselves
