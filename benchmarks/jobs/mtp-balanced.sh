@@ -17,7 +17,7 @@
 #   python -m sglang_indexcache.bench trace --tokenizer DIR/model --size 128k --sessions 16 --seed 0 --out DIR/trace.json
 # ) and running `mkdir -p $S && cp -r .bundle-fl $S/fl && S=$S bash benchmarks/jobs/mtp-balanced.sh 590 install`.
 # Device time, from sessions 31 and 33: staging 175 s, install 120 s, the MTP servers 210 to 255 s
-# each (the first more), so about 1,600 of the 1,800 s; `jobs.sh 595` for the next calls, the
+# each (the first more), so about 1,600 of the 1,800 s; `mtp-balanced.sh 595` for the next calls, the
 # last one sized to what `lease.budget_left_s` says is left.
 S=${S:-/tmp/s34}; . scripts/device_queue.sh "$1" "${2:-}"
 FL=$S/fl
