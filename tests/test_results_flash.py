@@ -312,11 +312,11 @@ def test_session33_c_d_u_balanced_at_16_reproduce_the_quoted_figures():
     assert paired("u") == [1.066, 1.035, 1.044]
 
     # every forward's GPU span: the same work on every server, cut differently by the scheduler
-    def rows(n):
-        (path,) = (s33 / f"fl-{n}").glob("*-c16-fpm.jsonl.gz")
+    def rows(folder):
+        (path,) = folder.glob("*-c16-fpm.jsonl.gz")
         with gzip.open(path, "rt") as fh:
             return [json.loads(line) for line in fh]
-    replay = {n: rows(n) for n in order}
+    replay = {n: rows(s33 / f"fl-{n}") for n in order}
     g = {n: fpm.spans(replay[n]) for n in order}
     assert {(x["prefill"]["prefill_tokens"], x["decode"]["decode_requests"], x["dropped"]) for x in g.values()} == {
         (1979939, 79799, 0)}
@@ -337,12 +337,8 @@ def test_session33_c_d_u_balanced_at_16_reproduce_the_quoted_figures():
     # sessions 30 and 31 read the same way, each session's servers as one group
     def earlier(session, names):
         folder = RESULTS / f"h200-2026-12-04-session{session}"
-        out = []
-        for n in names:
-            (path,) = (folder / f"fl-{n}").glob("*-c16-fpm.jsonl.gz")
-            with gzip.open(path, "rt") as fh:
-                out.append([json.loads(line) for line in fh])
-        return [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios(out)]
+        work = fpm.work_ratios([rows(folder / f"fl-{n}") for n in names])
+        return [(round(x["prefill"], 3), round(x["decode"], 3)) for x in work]
     assert earlier(30, ("c1", "d1", "c0", "d2", "c2")) == [
         (1.035, 0.988), (1.008, 0.95), (1.0, 0.977), (1.005, 1.024), (0.952, 1.064)]
     assert earlier(31, ("c1", "d1", "c0", "d2")) == [(0.961, 1.077), (1.011, 0.952), (1.015, 0.983), (1.013, 0.986)]

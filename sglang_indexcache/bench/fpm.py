@@ -122,8 +122,7 @@ def spans(rows: list) -> Optional[dict]:
     tokens = g["decode"]["decode_requests"]
     g["decode"]["ms_per_token"] = g["decode"]["gpu_s"] / tokens * 1e3 if tokens else None
     if dec:
-        top = max(r["scheduled_requests"]["num_decode_requests"] for r in dec)
-        at_top = [r for r in dec if r["scheduled_requests"]["num_decode_requests"] == top]
+        top, at_top = largest_batch(dec)
         full = [r["wall_time"] * 1e3 for r in at_top]
         p10, p90 = _p10_p90(full)
         g["decode"]["full_batch"] = {"batch": top, "forwards": len(full), "p10_ms": p10,
@@ -138,6 +137,12 @@ def spans(rows: list) -> Optional[dict]:
             g["decode"]["full_batch"].update(gap_pairs=len(gap), gap_median_ms=statistics.median(gap),
                                              gap_p90_ms=_p10_p90(gap)[1])
     return g
+
+
+def largest_batch(decode: list) -> tuple:
+    """(the largest decode batch among decode-only forwards, the forwards of that batch)."""
+    top = max(r["scheduled_requests"]["num_decode_requests"] for r in decode)
+    return top, [r for r in decode if r["scheduled_requests"]["num_decode_requests"] == top]
 
 
 def _p10_p90(values: list) -> tuple:
@@ -184,6 +189,11 @@ def _prefill_work(r: dict) -> tuple:
     return 1.0, float(n), n * (kv + n / 2) / 1e6
 
 
+def _decode_work(r: dict) -> tuple:
+    """A decode-only forward's regressors: 1 and the context its batch reads, in millions."""
+    return 1.0, r["scheduled_requests"].get("sum_decode_kv_tokens", 0) / 1e6
+
+
 def work_ratios(replays: list) -> list:
     """Each replay's GPU time against a work model fitted over all of them: a list of
     {"prefill": r, "decode": r} (None where it does not apply). Replays of one trace at one
@@ -197,27 +207,20 @@ def work_ratios(replays: list) -> list:
     work. Forwards mixing prefill and decode are left out of both."""
     import numpy as np
 
-    parts = []
+    parts = []  # (prefill-only forwards, decode-only forwards at the largest batch, that batch)
     for rows in replays:
-        work = [r for r in rows if r["wall_time"] > 0]
-        pre = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] > 0
-               and r["scheduled_requests"]["num_decode_requests"] == 0]
-        dec = [r for r in work if r["scheduled_requests"]["num_prefill_requests"] == 0]
-        top = max((r["scheduled_requests"]["num_decode_requests"] for r in dec), default=0)
-        dec = [r for r in dec if r["scheduled_requests"]["num_decode_requests"] == top and top > 0]
-        parts.append((pre, dec, top))
+        _, prefill, decode = split(rows)
+        top, at_top = largest_batch(decode) if decode else (0, [])
+        parts.append(([r for r in prefill if r["scheduled_requests"]["num_decode_requests"] == 0], at_top, top))
 
     def ratios(groups: list, regressors) -> list:
-        fit_rows = [r for g in groups for r in g]
-        x = np.array([regressors(r) for r in fit_rows])
-        if len(fit_rows) <= x.shape[1] or np.linalg.matrix_rank(x) < x.shape[1]:
+        x = [np.array([regressors(r) for r in g], dtype=float) for g in groups]
+        fit_x = np.vstack(x)
+        if fit_x.shape[0] <= fit_x.shape[1] or np.linalg.matrix_rank(fit_x) < fit_x.shape[1]:
             return [None] * len(groups)
-        coef = np.linalg.lstsq(x, np.array([r["wall_time"] for r in fit_rows]), rcond=None)[0]
-        out = []
-        for g in groups:
-            predicted = float((np.array([regressors(r) for r in g]) @ coef).sum()) if g else 0.0
-            out.append(sum(r["wall_time"] for r in g) / predicted if g and predicted > 0 else None)
-        return out
+        coef = np.linalg.lstsq(fit_x, np.array([r["wall_time"] for g in groups for r in g]), rcond=None)[0]
+        predicted = [float((xg @ coef).sum()) for xg in x]
+        return [sum(r["wall_time"] for r in g) / p if p > 0 else None for g, p in zip(groups, predicted)]
 
     result = [{"prefill": None, "decode": None} for _ in replays]
     usable = [i for i, (pre, _, _) in enumerate(parts) if pre]
@@ -225,12 +228,10 @@ def work_ratios(replays: list) -> list:
         for i, ratio in zip(usable, ratios([parts[i][0] for i in usable], _prefill_work)):
             result[i]["prefill"] = ratio
     for top in {t for _, _, t in parts if t > 0}:
-        same = [i for i, (_, dec, t) in enumerate(parts) if t == top and dec]
-        if len(same) < 2:
-            continue
-        context = lambda r: (1.0, r["scheduled_requests"].get("sum_decode_kv_tokens", 0) / 1e6)
-        for i, ratio in zip(same, ratios([parts[i][1] for i in same], context)):
-            result[i]["decode"] = ratio
+        same = [i for i, (_, _, t) in enumerate(parts) if t == top]
+        if len(same) >= 2:
+            for i, ratio in zip(same, ratios([parts[i][1] for i in same], _decode_work)):
+                result[i]["decode"] = ratio
     return result
 
 
