@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from sglang_indexcache.bench import agentic_report, common
+from sglang_indexcache.bench import agentic_report, common, ttft_split
 
 
 def _load_with_sglang(path, sessions):
@@ -402,12 +402,26 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
         calls = s["server"]["indexer_layer_calls"]
         assert calls["EXTEND:run"] > 0 and calls["EXTEND:skipped"] == 2 * calls["EXTEND:run"], calls
         assert calls["DECODE:skipped"] == 2 * calls["DECODE:run"] > 0, calls
-        # --py-spy: each replay's scheduler stacks, in SGLang's event loop
+        # --py-spy: each replay's scheduler stacks, in SGLang's event loop, and its HTTP process's
         for run in s["runs"]:
             spy = run["py_spy"]
-            assert spy["error"] is None and len(spy["files"]) == 1, spy
-            assert spy["files"][0]["samples"] > 0
+            assert spy["error"] is None and [f["path"].rsplit("-", 1)[1] for f in spy["files"]] == [
+                "pyspy.txt.gz", "http.txt.gz"], spy
+            assert all(f["samples"] > 0 for f in spy["files"])
             assert any("event_loop" in name for name, _ in spy["files"][0]["inclusive"]), spy
-        assert all((tmp_path / f"c-s{n}-c{level}-r{i}-pyspy.txt.gz").exists() for n in (0, 1) for i in (0, 1))
+        assert all((tmp_path / f"c-s{n}-c{level}-r{i}-pyspy{h}.txt.gz").exists()
+                   for n in (0, 1) for i in (0, 1) for h in ("", "-http"))
+        # where each turn's TTFT went, from the server's request log: stages that add up to the
+        # client's TTFT, with the prefill inside the server's forward time of the same turn
+        for r in s["turns"]:
+            st = r["stages"]
+            assert sum(st.values()) == pytest.approx(r["ttft_s"], abs=1e-5), r
+            assert 0 < st["prefill"] < r["server_forward_s"] and st["tokenize"] > 0 and st["queue"] >= 0, r
+            assert min(st.values()) > -0.005, r  # stamps of two processes: no stage below clock skew
+            assert r["outside_s"] + r["sched_ttft_s"] == pytest.approx(r["ttft_s"])
+        assert s["parts_turns"] == s["rounds"]
+        for i, run in enumerate(s["runs"]):  # each run's stage means add up to its mean TTFT
+            mean_ttft = sum(t["ttft_s"] for t in s["turns"] if t["run"] == i) / s["rounds"]
+            assert sum(run[f"part_{k}_mean_s"] for k in ttft_split.STAGES) == pytest.approx(mean_ttft, abs=1e-5)
     agentic_report.agentic_plot({**results, "ratios": agentic_report.agentic_ratios(results)}, tmp_path / "agentic.png")
     assert (tmp_path / "agentic.png").stat().st_size > 10_000

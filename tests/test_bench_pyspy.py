@@ -47,6 +47,29 @@ def test_the_scheduler_is_found_by_its_title_and_its_stacks_are_sampled(tmp_path
     assert "hot_loop (<string>)" in table and "running s: [0]" in table
 
 
+def test_the_http_process_is_found_by_its_command_and_sampled_beside_the_scheduler(tmp_path):
+    """The server's own process (`python -m sglang.launch_server`: HTTP, tokenizer manager) is
+    told from its children by its command line and recorded into OUT-http beside OUT."""
+    procs = [(10, "/v/bin/python -m sglang.launch_server --model-path m"), (11, "sglang::scheduler_TP0"),
+             (12, "/v/bin/python -B -c from multiprocessing.resource_tracker import main"), (13, "sglang::detokenizer")]
+    assert pyspy.http_pid(procs) == 10 and pyspy.scheduler_pids(procs) == [11]
+    assert pyspy.http_pid(procs[1:]) is None
+    a = subprocess.Popen([sys.executable, "-c", HOT], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    b = subprocess.Popen([sys.executable, "-c", HOT], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert a.stdout.readline().strip() == b.stdout.readline().strip() == "ready"
+        spy = pyspy.Sampler([a.pid], tmp_path / "c-c16-pyspy.txt", http=b.pid)
+        time.sleep(2.0)
+        got = spy.stop()
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
+    assert got["error"] is None
+    assert [f["path"] for f in got["files"]] == ["c-c16-pyspy.txt.gz", "c-c16-pyspy-http.txt.gz"]
+    assert all(f["samples"] >= 50 for f in got["files"])
+
+
 def test_no_scheduler_or_no_py_spy_is_said_not_raised(tmp_path, monkeypatch):
     assert pyspy.Sampler([], tmp_path / "x.txt").stop() == {
         "files": [], "error": "no sglang::scheduler process in the server's group"}

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from sglang_indexcache.bench import (agentic, agentic_runs, compact, decode, fpm, pp, prefill, pyspy, report, search, topk,
-                                     trace, turn)
+                                     trace, ttft_split, turn)
 from sglang_indexcache.bench.common import (
     BASE_ARGS, CPU_ARGS, DEFAULT_PATTERN, HEADROOM_GIB, MULTI_GPU_ENV, SHAPES, configs, dense_prefill_env, gpu_info,
     gpu_total_bytes, inherited_env, mem_fraction_for, server_env_arg, tp_args, versions,
@@ -284,6 +284,11 @@ def main(argv=None) -> int:
     sp = sub.add_parser("spans", help="agentic --forward-pass-metrics files: GPU spans of prefill and decode, per run")
     sp.add_argument("files", nargs="+", help="STEM-fpm.jsonl.gz files")
     sp.set_defaults(fn=fpm.spans_cmd)
+
+    sl = sub.add_parser("split", help="agentic replays' TTFT split: the scheduler's queue and prefill, and the time "
+                                      "outside it (client, HTTP, chat template, tokenization, hand-over)")
+    sl.add_argument("files", nargs="+", help="bench_serving files (TAG-cN.jsonl[.gz]), each beside its TAG-server.log[.gz]")
+    sl.set_defaults(fn=ttft_split.table_cmd)
 
     ps = sub.add_parser("pyspy", help="agentic --py-spy files side by side: the scheduler's running time per function")
     ps.add_argument("files", nargs="+", help="STEM-pyspy.txt.gz files")

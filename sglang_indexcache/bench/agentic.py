@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from sglang_indexcache.bench import common, fpm, pyspy
+from sglang_indexcache.bench import common, fpm, pyspy, ttft_split
 from sglang_indexcache.bench.agentic_report import LONG_CONTEXT, agentic_ratios, agentic_table
 from sglang_indexcache.bench.agentic_runs import combine_runs, merge_servers
 from sglang_indexcache.bench.decode import decode_log_lines
@@ -79,6 +79,7 @@ def turns(result: dict, trace: dict, sessions: int, max_turns: int | None = None
         rows.append({"session": s, "turn": t, "context": result["input_lens"][i],
                      "cached": (result.get("cached_tokens") or [0] * n)[i], "ttft_s": result["ttfts"][i],
                      "itl_median_s": statistics.median(itl) if itl else None,
+                     "decode_s": sum(itl),  # the client's first to last token
                      "output_tokens": result["output_lens"][i], "error": result["errors"][i] or None})
     return rows
 
@@ -137,7 +138,9 @@ def server_args(base: list, cfg_args: list, args, trace_meta: dict) -> list:
            "--enable-cache-report",
            # the server's own view of each turn, next to bench_serving's: per-request queue
            # and forward times in the log, TTFT/e2e/queue histograms on /metrics
-           "--enable-request-time-stats-logging", "--enable-metrics"]
+           "--enable-request-time-stats-logging", "--enable-metrics",
+           # and each finished request's timestamps: where a turn's TTFT goes (`ttft_split`)
+           *ttft_split.REQUEST_LOG_ARGS]
     if args.mem_fraction is not None:
         out += ["--mem-fraction-static", str(args.mem_fraction)]
     if args.device == "cuda":
@@ -182,7 +185,8 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
         # SGLang binds BASE.<dp_rank>; joined before the warm-up, so every timed forward is heard
         recorder = fpm.Recorder(fpm_at + ".0") if fpm_at is not None else None
         entry["kv_pool_tokens"] = common.kv_pool_tokens(log.read_text(errors="replace"))
-        spied = pyspy.scheduler_pids(srv.processes()) if getattr(args, "py_spy", False) else None
+        procs = srv.processes() if getattr(args, "py_spy", False) else None
+        spied = (pyspy.scheduler_pids(procs), pyspy.http_pid(procs)) if procs is not None else None
         # first long prefills after startup: one short session, not timed
         warm = bench_serving_cmd(srv.url, model, trace_path, 1, 1, reply, out / f"{tag}-warmup.jsonl", max_turns=2)
         run_bench_serving(warm, out / f"{tag}-warmup.log", out / f"{tag}-warmup.jsonl", args.timeout)
@@ -231,13 +235,13 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
     """One bench_serving replay of `sessions` sessions at `concurrency` against `srv`: its figures
     (`summarize`), the server's own view of the same turns, and the per-turn rows; with a
     `recorder` (`fpm.Recorder`), the GPU span of every forward of the replay (`gpu_spans`, the
-    messages in STEM-fpm.jsonl.gz); with `spied` (scheduler pids), their Python stacks sampled
-    during the replay (`py_spy`, the stacks in STEM-pyspy.txt.gz)."""
+    messages in STEM-fpm.jsonl.gz); with `spied` (scheduler pids, HTTP pid), their Python stacks
+    sampled during the replay (`py_spy`, the stacks in STEM-pyspy[-http].txt.gz)."""
     f = stem.with_suffix(".jsonl")
     cmd = bench_serving_cmd(srv.url, model, trace_path, sessions, concurrency, reply, f)
     mark, before = len(log.read_text(errors="replace")), metrics_now(srv)
     heard = len(recorder.rows) if recorder is not None else 0
-    spy = pyspy.Sampler(spied, stem.with_name(stem.name + "-pyspy.txt")) if spied is not None else None
+    spy = pyspy.Sampler(spied[0], stem.with_name(stem.name + "-pyspy.txt"), http=spied[1]) if spied else None
     try:
         result = run_bench_serving(cmd, stem.with_suffix(".log"), f, args.timeout)
     finally:  # py-spy would sample on until the server stops
@@ -249,7 +253,8 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
     for r in rows:  # paired by prompt length (unique per turn in practice); None if absent
         st = stats.get(r["context"])
         r["server_queue_s"], r["server_forward_s"] = (st[2], st[3]) if st else (None, None)
-    level = {"command": " ".join(cmd), **summarize(result, rows, sessions),
+    ttft_split.annotate(rows, text)
+    level = {"command": " ".join(cmd), **summarize(result, rows, sessions), **ttft_split.summary(rows),
              "server": server_side(before, metrics_now(srv))}
     if py_spy is not None:
         level["py_spy"] = py_spy

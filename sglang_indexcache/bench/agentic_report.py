@@ -8,14 +8,16 @@ import re
 import statistics
 from pathlib import Path
 
-from sglang_indexcache.bench.common import KERNEL_ENV_KEYS
-
-LONG_CONTEXT = 98304  # "a turn at >= 96K context" (the TTFT target)
+from sglang_indexcache.bench.common import KERNEL_ENV_KEYS, LONG_CONTEXT
+from sglang_indexcache.bench.ttft_split import part_line
 
 # figure: (key in a level's summary, higher is better)
 AGENTIC_FIGURES = {
     "ttft_long_median_s": False, "ttft_long_p90_s": False, "ttft_median_s": False, "ttft_p90_s": False,
     "tpot_median_ms": False, "sessions_per_min": True, "output_tokens_per_s": True,
+    # the scheduler's part of the TTFT: queue and prefill, without the host time outside it
+    # (client, HTTP, chat template, tokenization: `ttft_split`), which no configuration runs
+    "sched_ttft_long_median_s": False, "sched_ttft_median_s": False,
 }
 
 
@@ -151,6 +153,10 @@ def agentic_table(results: dict) -> str:
             if spans:
                 lines.append(f"  {key} GPU spans, s (prefill + decode-only of the run's length): " + ", ".join(
                     f"{g['prefill']['gpu_s']:.1f} + {g['decode']['gpu_s']:.1f} of {d:.1f}" for g, d in spans))
+        for key in sorted(c):  # where the TTFT goes, from the server's per-request log (`ttft_split`)
+            s = c[key].get("levels", {}).get(level) or {}
+            if s.get("parts_turns"):
+                lines.append(f"  {key} TTFT by stage, mean s (>= 96K): {part_line(s)}")
         for ref in REFERENCES:
             rows = results.get("ratios", {}).get(f"over_{ref}", {}).get(level, {})
             spans = results.get("ratios", {}).get(f"over_{ref}_range", {}).get(level, {})

@@ -268,6 +268,7 @@ PADDED_TOKENIZER_ADDED = 10000  # more added tokens than any real checkpoint's t
 # environment passes to every server, e.g. SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit for
 # indexer scores of a real scale on dummy weights), recorded with each configuration
 # the CUDA kernel choices of backend/topk.py and backend/paged_extend.py
+LONG_CONTEXT = 98304  # "a turn at >= 96K context" (issue 14's TTFT target)
 KERNEL_ENV_KEYS = ("SGLANG_INDEXCACHE_TOPK", "SGLANG_INDEXCACHE_PAGED_EXTEND_ROWS")
 
 

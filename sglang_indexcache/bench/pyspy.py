@@ -1,7 +1,8 @@
 """Where a server's scheduler spends its host time during a replay: `bench agentic --py-spy`.
 
 py-spy (in the lock; the GPU bundle carries it) samples each `sglang::scheduler` process of the
-server at 100 Hz without stopping it (`--nonblocking`), from just before a timed replay to just
+server, and its HTTP server (the `sglang.launch_server` process: chat template, tokenization,
+the tokenizer manager's loop; `STEM-pyspy-http.txt.gz`, since session 34), at 100 Hz without stopping it (`--nonblocking`), from just before a timed replay to just
 after, and writes the Python stacks it saw, collapsed (`STEM-pyspy.txt.gz`: "frame;frame;...
 count" per line; only samples where the thread was running, not waiting). Session 31 found
 (c)'s decode forwards paced by the host while (c0)'s and (d)'s were not (`bench spans`' fit):
@@ -23,6 +24,7 @@ from pathlib import Path
 
 RATE_HZ = 100
 SCHEDULER = "sglang::scheduler"
+HTTP = "sglang.launch_server"
 _LINE = re.compile(r":\d+\)$")
 
 
@@ -38,18 +40,26 @@ def scheduler_pids(processes) -> list:
     return sorted(pid for pid, cmd in processes if cmd.startswith(SCHEDULER))
 
 
-class Sampler:
-    """py-spy record of `pids` into OUT (one file per pid: OUT, OUT-1, ...) until `stop()`."""
+def http_pid(processes):
+    """The pid of the server's HTTP process (`python -m sglang.launch_server`), else None."""
+    return next((pid for pid, cmd in processes if f"-m {HTTP} " in f"{cmd} "), None)
 
-    def __init__(self, pids: list, out: Path, rate: int = RATE_HZ):
+
+class Sampler:
+    """py-spy record of the scheduler `pids` into OUT (one file per pid: OUT, OUT-1, ...), and of
+    the `http` pid into OUT-http, until `stop()`."""
+
+    def __init__(self, pids: list, out: Path, rate: int = RATE_HZ, http=None):
         self.runs, self.error = [], None
         exe = executable()
         if exe is None:
             self.error = "py-spy not found (PATH, or beside the interpreter)"
         elif not pids:
             self.error = f"no {SCHEDULER} process in the server's group"
-        for i, pid in enumerate(pids if exe else []):
-            path = Path(out) if i == 0 else Path(out).with_name(f"{Path(out).stem}-{i}{Path(out).suffix}")
+        out = Path(out)
+        named = [(pid, f"-{i}" if i else "") for i, pid in enumerate(pids)] + ([(http, "-http")] if http else [])
+        for pid, suffix in (named if exe else []):
+            path = out.with_name(f"{out.stem}{suffix}{out.suffix}")
             cmd = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking", "--format", "raw",
                    "--output", str(path)]
             self.runs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), path))
