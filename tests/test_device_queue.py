@@ -105,6 +105,8 @@ def test_the_report_script_merges_the_runs_it_is_named_and_compares_like_replays
     ratios = [tuple(float(x) for x in line.split()[-4:-1:2]) for line in spans[2:]]
     assert all(0.9 < r < 1.1 for pair in ratios for r in pair) and ratios[0][0] < 1 < ratios[1][0]
     assert (d / "pyspy.txt").exists()
+    split = (d / "split.txt").read_text()  # `bench split` on the same group
+    assert split.startswith("== fl-*/*-c16\n") and "c (1 replays)" in split and "over d:" in split
 
 
 def test_an_agentic_job_carries_its_environment_and_flags_to_the_benchmark(tmp_path):

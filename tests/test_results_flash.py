@@ -347,3 +347,56 @@ def test_session33_c_d_u_balanced_at_16_reproduce_the_quoted_figures():
     a = next(iter(json.loads((s33 / "fl-a-1" / "results.json").read_text())["configs"].values()))["levels"]["1"]
     assert (a["sessions"], a["rounds"], a["failed_rounds"]) == (2, 46, 0)
     assert row_figures(a) == [0.166, 0.261, 0.199, 2.27, 4.07]
+
+
+def test_sessions_28_to_33_ttft_split_reproduces_the_quoted_figures():
+    """`bench split` on the committed replays at concurrency 16 (session 34, no GPU): each turn's
+    TTFT split into the scheduler's part (queue and prefill, from the server's ReqTimeStats lines
+    and the client's first-to-last-token time) and the host time outside the scheduler. The
+    outside time ranks the servers' >= 96K TTFT medians in every session."""
+    from sglang_indexcache.bench import ttft_split
+
+    def split(session, names):
+        folder = next(RESULTS.glob(f"h200-*-session{session}"))
+        out = {}
+        for n in names:
+            (path,) = (folder / f"fl-{n}").glob("*-c16.jsonl.gz")
+            rows = ttft_split.rows_from_files(path, ttft_split.server_log(path))
+            assert sum(r["outside_s"] is not None for r in rows) == 401  # every turn paired with its log line
+            long_ = [r["ttft_s"] for r in rows if r["context"] >= LONG]
+            out[n] = {**ttft_split.summary(rows), "ttft_long": statistics.median(long_),
+                      "ttft": statistics.median(r["ttft_s"] for r in rows)}
+        return out
+
+    def figs(s, names, *keys):
+        return [[round(s[n][k], 3) for k in keys] for n in names]
+
+    def rank(s, names):
+        return round(ttft_split.spearman([s[n]["outside_long_median_s"] for n in names],
+                                         [s[n]["ttft_long"] for n in names]), 2)
+
+    def over_d(s, c, d, key):  # medians over each side's servers, (d)'s over (c)'s
+        return round(statistics.median(s[n][key] for n in d) / statistics.median(s[n][key] for n in c), 3)
+
+    s33 = split(33, ("w1", "c1", "d1", "u1", "d2", "c2", "u2", "r1"))
+    six = ("c1", "d1", "u1", "d2", "c2", "u2")
+    assert figs(s33, six, "outside_median_s", "outside_long_median_s", "sched_ttft_median_s", "sched_ttft_long_median_s") == [
+        [0.236, 0.438, 0.394, 0.284], [0.26, 0.374, 0.483, 0.296], [0.219, 0.391, 0.405, 0.297],
+        [0.249, 0.288, 0.394, 0.244], [0.259, 0.325, 0.436, 0.27], [0.193, 0.251, 0.382, 0.252]]
+    assert figs(s33, ("w1", "r1"), "outside_median_s", "outside_long_median_s") == [[0.284, 0.419], [0.26, 0.419]]
+    assert rank(s33, six) == 1.0 and rank(s33, tuple(s33)) == 0.9
+    c, d, u = ("c1", "c2"), ("d1", "d2"), ("u1", "u2")
+    assert [over_d(s33, c, d, k) for k in ("ttft", "ttft_long", "sched_ttft_median_s", "sched_ttft_long_median_s")] == [
+        0.981, 0.899, 1.058, 0.973]
+    assert [over_d(s33, u, d, k) for k in ("sched_ttft_median_s", "sched_ttft_long_median_s")] == [1.113, 0.983]
+
+    # sessions 28, 30 and 31: (c) and (d) as their notes compared them
+    # (c)'s servers had more host time outside the scheduler at >= 96K than (d)'s in all four
+    for session, c, d, ttft_long, sched_long, sched, rk, outside in (
+            (28, ("c1", "c2"), ("d1", "d2"), 0.666, 0.78, 1.045, 1.0, [0.594, 0.629, 0.256, 0.457]),
+            (30, ("c1", "c2"), ("d1", "d2"), 0.915, 1.006, 1.235, 0.8, [0.414, 0.564, 0.488, 0.339]),
+            (31, ("c1",), ("d1", "d2"), 0.927, 1.107, 1.147, 1.0, [0.593, 0.478, 0.53])):
+        s = split(session, c + d)
+        assert [over_d(s, c, d, "ttft_long"), over_d(s, c, d, "sched_ttft_long_median_s"),
+                over_d(s, c, d, "sched_ttft_median_s"), rank(s, c + d)] == [ttft_long, sched_long, sched, rk], session
+        assert [x for (x,) in figs(s, c + d, "outside_long_median_s")] == outside, session

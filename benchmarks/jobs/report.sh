@@ -5,7 +5,9 @@
 # compacted, each NAME=RUN,RUN,... merged into DIR/NAME (the runs present, in the order given:
 # each configuration's servers in the order they ran) with its report and plot, and the
 # side-by-side tables of every server's GPU spans, host gap and GPU time at equal work
-# (`bench spans`, one table per group of like replays) and scheduler stacks (`bench pyspy`).
+# (`bench spans`, one table per group of like replays), of each replay's TTFT split into the
+# scheduler's part and the host time outside it (`bench split`: split.txt), and of the
+# scheduler's and the HTTP process's stacks (`bench pyspy`: pyspy.txt, pyspy-http.txt).
 #
 #   bash benchmarks/jobs/report.sh DIR [NAME=RUN,RUN,... ...] [PYTHON]
 #   e.g. session 33: bash benchmarks/jobs/report.sh DIR fl=fl-c1,fl-d1,fl-u1,fl-d2,fl-c2,fl-u2
@@ -35,10 +37,15 @@ for m in ${MERGES[@]+"${MERGES[@]}"}; do runs=${m#*=}; merge "${m%%=*}" ${runs//
 # one table per group of like replays: `bench spans` fits its equal-work model over the files it
 # is given, so servers of one concurrency and one decode kind are compared among themselves
 : > "$DIR/spans.txt"
-for group in "fl-*/*-c16" "fl-*/*-c1" "fl-*/*-c4" "mtp-*/*"; do
+: > "$DIR/split.txt"
+for group in "fl-*/*-c16" "fl-*/*-c1" "fl-*/*-c4" "mtp-*/*-c16"; do
   fpm=("$DIR"/$group-fpm.jsonl.gz)
   [ ${#fpm[@]} -gt 0 ] && { echo "== $group"; $B spans "${fpm[@]}"; } >> "$DIR/spans.txt"
+  served=("$DIR"/$group.jsonl.gz)
+  [ ${#served[@]} -gt 0 ] && { echo "== $group"; $B split "${served[@]}"; } >> "$DIR/split.txt"
 done
 spy=("$DIR"/fl-*/*-pyspy.txt.gz "$DIR"/mtp-*/*-pyspy.txt.gz)
 [ ${#spy[@]} -gt 0 ] && $B pyspy "${spy[@]}" --top 30 > "$DIR/pyspy.txt"
+spy=("$DIR"/fl-*/*-pyspy-http.txt.gz "$DIR"/mtp-*/*-pyspy-http.txt.gz)
+[ ${#spy[@]} -gt 0 ] && $B pyspy "${spy[@]}" --top 30 > "$DIR/pyspy-http.txt"
 ls "$DIR"
