@@ -5,7 +5,11 @@
 # slowest to first token whatever its configuration, and with (d) first and the order balanced,
 # (c) over (d) 1.053 on sessions/min. Here: an MTP (d) server first, reported apart (it also pays
 # the draft model's kernel JIT, which benchmarks/jit/ lacks: no MTP server ran in session 33),
-# then c d d c, every forward's GPU span and the scheduler's stacks recorded.
+# then c d d c, every forward's GPU span and the scheduler's stacks recorded. Since session 34
+# every server also logs SGLang's per-request timestamps and py-spy samples its HTTP process:
+# report.sh's split.txt then says where each configuration's TTFT goes (tokenize, handover, queue,
+# prefill, return, client), which sessions 28 to 33 could only split into the scheduler's part
+# and the rest (the rest ranked the >= 96K TTFT medians; (c)'s servers had more of it).
 #
 #   S=/tmp/s34 bash benchmarks/jobs/mtp-balanced.sh CALL_SECONDS [install]
 #   afterwards: bash benchmarks/jobs/report.sh DIR mtp=mtp-c1,mtp-d1,mtp-d2,mtp-c2 fl=fl-c3,fl-u3,fl-u4,fl-c4
