@@ -5,6 +5,7 @@
 #   S=/tmp/s13; . scripts/device_queue.sh "$1" "${2:-}"    # CALL_SECONDS [install]
 #   job test-kernels 100 $G test tests/test_paged_extend.py -k deepgemm
 #   job turn-a 300 $G bench turn --out $S/turn --configs a
+#   long glm-c16 900 $G bench agentic ...    # a job longer than one call (see `long`)
 #   finish
 #
 # A job with a done-marker in $S/done is skipped; jobs run in the order listed, and the first one
@@ -52,6 +53,21 @@ HELD=""  # the first job that did not fit this call; every later one waits behin
 GPU_FIELDS=timestamp,index,temperature.gpu,clocks.sm,clocks.mem,power.draw,utilization.gpu
 GPU_EVERY_S=${GPU_EVERY_S:-5}
 
+sampled() {  # sampled NAME LIMIT_S command...: the command under `timeout` into logs/NAME.txt, the
+  # GPU's clocks beside it; returns the command's status
+  local name=$1 limit=$2 smi="" rc; shift 2
+  if command -v nvidia-smi > /dev/null; then  # the GPU's clocks, heat and power through the job
+    nvidia-smi --query-gpu=$GPU_FIELDS --format=csv -l "$GPU_EVERY_S" > "$S/logs/$name-gpu.csv" 2>&1 &
+    smi=$!
+  fi
+  timeout "$limit" "$@" > "$S/logs/$name.txt" 2>&1
+  rc=$?
+  [ -n "$smi" ] && { kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null; }
+  return $rc
+}
+export S GPU_FIELDS GPU_EVERY_S
+export -f sampled
+
 job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job that did not fit
   local name=$1 est=$2; shift 2
   [ -e "$S/done/$name" ] && return 0
@@ -61,15 +77,10 @@ job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job
     HELD=$name; echo "$name: ${left}s left < ${est}s, next call" >> "$S/logs/queue.txt"; return 0
   fi
   echo "$name start ($(date +%T), ${left}s left)" >> "$S/logs/queue.txt"
-  local t0=$SECONDS before smi=""
+  local t0=$SECONDS before
   before=$(servers)
-  if command -v nvidia-smi > /dev/null; then  # the GPU's clocks, heat and power through the job
-    nvidia-smi --query-gpu=$GPU_FIELDS --format=csv -l "$GPU_EVERY_S" > "$S/logs/$name-gpu.csv" 2>&1 &
-    smi=$!
-  fi
-  timeout "$left" "$@" > "$S/logs/$name.txt" 2>&1
+  sampled "$name" "$left" "$@"
   local rc=$?
-  [ -n "$smi" ] && { kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null; }
   echo "$name rc=$rc in $((SECONDS - t0))s" >> "$S/logs/queue.txt"
   clear_gpu "$before"
   [ $rc = 0 ] && touch "$S/done/$name"
@@ -77,21 +88,60 @@ job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job
   return 0
 }
 
+long() {  # long NAME ESTIMATE_S command...: a job longer than one call (a 78-layer server at
+  # concurrency 16). It starts in its own process session, which the device tool leaves running
+  # when a call returns (its README, Notes) as long as the next call follows at once; each call
+  # waits for it until it ends or the call does, and nothing listed after it starts meanwhile. It
+  # is stopped at twice its estimate; a failed one starts again next call.
+  local name=$1 est=$2; shift 2
+  [ -e "$S/done/$name" ] && return 0
+  if [ -n "$HELD" ]; then echo "$name: behind $HELD, next call" >> "$S/logs/queue.txt"; return 0; fi
+  local at="$S/running/$name" rc
+  mkdir -p "$S/running"
+  if [ ! -e "$at.pid" ]; then
+    servers > "$at.before"
+    date +%s > "$at.t0"
+    echo "$name start, long ($(date +%T), estimate ${est}s)" >> "$S/logs/queue.txt"
+    setsid bash -c 'sampled "$@"; echo $? > "$0.rc"' "$at" "$name" "$((est * 2))" "$@" < /dev/null > /dev/null 2>&1 &
+    echo $! > "$at.pid"
+  fi
+  while [ ! -e "$at.rc" ] && [ $SECONDS -lt $END ]; do sleep 2; done
+  if [ ! -e "$at.rc" ]; then
+    HELD=$name
+    echo "$name: running at $(date +%T) (pid $(cat "$at.pid")), next call" >> "$S/logs/queue.txt"
+    pack
+    return 0
+  fi
+  rc=$(cat "$at.rc")
+  echo "$name rc=$rc in $(($(date +%s) - $(cat "$at.t0")))s" >> "$S/logs/queue.txt"
+  clear_gpu "$(cat "$at.before")"
+  [ "$rc" = 0 ] && touch "$S/done/$name"
+  rm -f "$at".*
+  pack
+  return 0
+}
+
 ag() {  # ag NAME ESTIMATE [ENV=VALUE...] -- FLAGS...: a `bench agentic` job writing $S/NAME, with
   # indexer scores of a real scale on dummy weights (SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit,
-  # bench/common.py), as every agentic session has run since session 27
-  local name=$1 est=$2; shift 2
+  # bench/common.py), as every agentic session has run since session 27; `ag_long`: as a `long` job
+  agentic job "$@"
+}
+
+ag_long() { agentic long "$@"; }
+
+agentic() {  # agentic RUNNER NAME ESTIMATE [ENV=VALUE...] -- FLAGS...
+  local runner=$1 name=$2 est=$3; shift 3
   local envs=()
   while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
   [ $# -gt 0 ] && shift
-  job "$name" "$est" env SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit ${envs[@]+"${envs[@]}"} $G bench agentic \
+  $runner "$name" "$est" env SGLANG_INDEXCACHE_BENCH_INDEXER_WEIGHTS=unit ${envs[@]+"${envs[@]}"} $G bench agentic \
     --out "$S/$name" "$@"
 }
 
 pack() {  # $S (models and profiler dumps left out) as a split tar under $OUT, replacing the last
   local base; base=$(basename "$S")
   rm -f "$OUT/$base.tgz.part-"*
-  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/*/model" --exclude="$base/*/model-nextn" --exclude='*/profiles' --exclude='*.trace.json*' --exclude='trace.json' "$base"
+  tar czf "$S.tgz" -C "$(dirname "$S")" --exclude="$base/running" --exclude="$base/*/model" --exclude="$base/*/model-nextn" --exclude='*/profiles' --exclude='*.trace.json*' --exclude='trace.json' "$base"
   split -b 15M "$S.tgz" "$OUT/$base.tgz.part-"
 }
 

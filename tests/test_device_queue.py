@@ -118,6 +118,7 @@ def test_an_agentic_job_carries_its_environment_and_flags_to_the_benchmark(tmp_p
     script.write_text('S=$STATE; . scripts/device_queue.sh "$1"\n'
                       'ag one 5 SGLANG_INDEXCACHE_TOPK=upstream -- --configs u --concurrency 16\n'
                       'ag two 5 -- --configs d "--trace" "/a b/trace.json"\n'
+                      'ag_long three 5 SGLANG_INDEXCACHE_TOPK=v2 -- --configs c\n'
                       'finish\n')
     sg, out = tmp_path / "sg", tmp_path / "out"
     (sg / "sglang").mkdir(parents=True)
@@ -131,3 +132,42 @@ def test_an_agentic_job_carries_its_environment_and_flags_to_the_benchmark(tmp_p
         f"weights=unit topk=upstream args=bench agentic --out {state}/one --configs u --concurrency 16\n")
     assert (state / "logs" / "two.txt").read_text() == (
         f"weights=unit topk=unset args=bench agentic --out {state}/two --configs d --trace /a b/trace.json\n")
+    assert (state / "logs" / "three.txt").read_text() == (  # ag_long: the same job, as a `long` one
+        f"weights=unit topk=v2 args=bench agentic --out {state}/three --configs c\n")
+
+
+LONG_SESSION = """\
+S=$STATE; . scripts/device_queue.sh "$1" "${2:-}"
+long slow 3 bash -c 'echo "session $(ps -o sid= -p $$)"; sleep 4; echo slept'
+job after 1 bash -c 'echo after'
+finish
+"""
+
+
+def test_a_long_job_runs_on_between_calls_in_its_own_session_and_holds_the_rest(tmp_path):
+    """`long`: started with setsid (the device tool keeps such a process when a call returns),
+    waited for until the call's end, then reported running and everything after it held; the
+    next call waits for the same process (not a second one) and runs the rest."""
+    script = tmp_path / "jobs.sh"
+    script.write_text(LONG_SESSION)
+    state, out, sg = tmp_path / "s97", tmp_path / "out", tmp_path / "sg"
+    (sg / "sglang").mkdir(parents=True)
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "STATE": str(state), "SG": str(sg), "PATH": "/usr/bin:/bin"}
+
+    def call(seconds):
+        proc = subprocess.run(["bash", str(script), str(seconds)], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return (state / "logs" / "queue.txt").read_text()
+
+    queue = call(37)  # 2 s of the call for jobs: the long one is still sleeping at its end
+    assert "slow start, long" in queue and "slow: running at" in queue and "after: behind slow, next call" in queue
+    assert not (state / "done" / "slow").exists() and not (state / "logs" / "after.txt").exists()
+    pid = int((state / "running" / "slow.pid").read_text())
+    queue = call(50)
+    assert queue.count("slow start") == 1 and "slow rc=0 in " in queue and "after rc=0" in queue
+    log = (state / "logs" / "slow.txt").read_text().split()
+    assert log[0] == "session" and int(log[1]) == pid and log[-1] == "slept"  # its own session: sid = its pid
+    assert sorted(p.name for p in (state / "done").iterdir()) == ["after", "slow"]
+    assert not list((state / "running").iterdir())
