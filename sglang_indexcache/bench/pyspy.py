@@ -1,10 +1,11 @@
 """Where a server's scheduler spends its host time during a replay: `bench agentic --py-spy`.
 
 py-spy (in the lock; the GPU bundle carries it) samples each `sglang::scheduler` process of the
-server, and its HTTP server (the `sglang.launch_server` process: chat template, tokenization,
-the tokenizer manager's loop; `STEM-pyspy-http.txt.gz`, since session 34), at 100 Hz without stopping it (`--nonblocking`), from just before a timed replay to just
-after, and writes the Python stacks it saw, collapsed (`STEM-pyspy.txt.gz`: "frame;frame;...
-count" per line; only samples where the thread was running, not waiting). Session 31 found
+server, and since session 34 its HTTP process (`python -m sglang.launch_server`: chat template,
+tokenization, the tokenizer manager's loop; `STEM-pyspy-http.txt.gz`), at 100 Hz without
+stopping it (`--nonblocking`), from just before a timed replay to just after, and writes the
+Python stacks it saw, collapsed (`STEM-pyspy.txt.gz`: "frame;frame;... count" per line; only
+samples where a thread was running, not waiting). Session 31 found
 (c)'s decode forwards paced by the host while (c0)'s and (d)'s were not (`bench spans`' fit):
 the GPU spans say that the host is late, this says what it was doing. `bench pyspy FILE...`
 puts several servers' files side by side. A host that refuses py-spy (no ptrace) leaves the

@@ -32,8 +32,8 @@ server's TTFT into `STAGES`, which add up to the client's TTFT:
 
 Why: at concurrency 16 (sessions 28 to 33, flash-12) `outside` was 0.19 to 0.39 s of a turn's
 0.63 to 0.84 s TTFT (medians per server), 0.25 to 0.63 s at >= 96K, and it ranked the servers'
->= 96K TTFT medians in every session (rank correlation 0.8 to 1.0): the TTFT ratios between
-configurations there were mostly host time that no configuration runs.
+>= 96K TTFT medians in every session (rank correlation 0.8 to 1.0): there, servers differed in
+TTFT mostly by host time outside the scheduler, where no backend code runs.
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def rows_from_files(result_path, log_path) -> list:
     """Annotated rows of a committed replay: bench_serving's per-request file (plain or gzipped)
     and the server's log of the same run (`TAG-server.log[.gz]`), paired by prompt length."""
     def read(p):
-        p = Path(p)
-        return (gzip.open(p, "rt") if p.suffix == ".gz" else open(p)).read()
+        with (gzip.open(p, "rt") if str(p).endswith(".gz") else open(p)) as fh:
+            return fh.read()
 
     result = json.loads(read(result_path))
     log_text = read(log_path)
