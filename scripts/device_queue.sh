@@ -68,10 +68,22 @@ sampled() {  # sampled NAME LIMIT_S command...: the command under `timeout` into
 export S GPU_FIELDS GPU_EVERY_S
 export -f sampled
 
+waits() {  # waits NAME: true (and said, if held) when NAME is done or held behind an earlier job
+  [ -e "$S/done/$1" ] && return 0
+  if [ -n "$HELD" ]; then echo "$1: behind $HELD, next call" >> "$S/logs/queue.txt"; return 0; fi
+  return 1
+}
+
+ended() {  # ended NAME RC SECONDS SERVERS_BEFORE: log it, kill the servers it left, mark it done if it passed, pack
+  echo "$1 rc=$2 in $3s" >> "$S/logs/queue.txt"
+  clear_gpu "$4"
+  [ "$2" = 0 ] && touch "$S/done/$1"
+  pack
+}
+
 job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job that did not fit
   local name=$1 est=$2; shift 2
-  [ -e "$S/done/$name" ] && return 0
-  if [ -n "$HELD" ]; then echo "$name: behind $HELD, next call" >> "$S/logs/queue.txt"; return 0; fi
+  waits "$name" && return 0
   local left=$((END - SECONDS))
   if [ "$est" -gt "$left" ]; then
     HELD=$name; echo "$name: ${left}s left < ${est}s, next call" >> "$S/logs/queue.txt"; return 0
@@ -80,11 +92,7 @@ job() {  # job NAME ESTIMATE_S command...: run unless done, or held behind a job
   local t0=$SECONDS before
   before=$(servers)
   sampled "$name" "$left" "$@"
-  local rc=$?
-  echo "$name rc=$rc in $((SECONDS - t0))s" >> "$S/logs/queue.txt"
-  clear_gpu "$before"
-  [ $rc = 0 ] && touch "$S/done/$name"
-  pack
+  ended "$name" $? $((SECONDS - t0)) "$before"
   return 0
 }
 
@@ -94,9 +102,8 @@ long() {  # long NAME ESTIMATE_S command...: a job longer than one call (a 78-la
   # waits for it until it ends or the call does, and nothing listed after it starts meanwhile. It
   # is stopped at twice its estimate; a failed one starts again next call.
   local name=$1 est=$2; shift 2
-  [ -e "$S/done/$name" ] && return 0
-  if [ -n "$HELD" ]; then echo "$name: behind $HELD, next call" >> "$S/logs/queue.txt"; return 0; fi
-  local at="$S/running/$name" rc
+  waits "$name" && return 0
+  local at="$S/running/$name" rc before t0
   mkdir -p "$S/running"
   if [ ! -e "$at.pid" ]; then
     servers > "$at.before"
@@ -112,12 +119,9 @@ long() {  # long NAME ESTIMATE_S command...: a job longer than one call (a 78-la
     pack
     return 0
   fi
-  rc=$(cat "$at.rc")
-  echo "$name rc=$rc in $(($(date +%s) - $(cat "$at.t0")))s" >> "$S/logs/queue.txt"
-  clear_gpu "$(cat "$at.before")"
-  [ "$rc" = 0 ] && touch "$S/done/$name"
+  rc=$(cat "$at.rc") before=$(cat "$at.before") t0=$(cat "$at.t0")
   rm -f "$at".*
-  pack
+  ended "$name" "$rc" $(($(date +%s) - t0)) "$before"
   return 0
 }
 

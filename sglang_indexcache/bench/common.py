@@ -3,6 +3,7 @@ shapes, the GPU's memory split, and the record of versions and hardware."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
@@ -114,6 +115,12 @@ TIME_STATS = re.compile(r"ReqTimeStats\(rid=(?!HEALTH_CHECK)\S+, input_len=(\d+)
 def sec(value: str, unit: str) -> float:
     """A ReqTimeStats duration in seconds."""
     return float(value) / (1e3 if unit == "ms" else 1.0)
+
+
+def read_text(path) -> str:
+    """A file's text, gunzipped when its name ends in .gz (the committed per-request files, logs)."""
+    with gzip.open(path, "rt") if str(path).endswith(".gz") else open(path) as fh:
+        return fh.read()
 
 
 def time_stats(text: str) -> dict:

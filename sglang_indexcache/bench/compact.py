@@ -17,6 +17,8 @@ import json
 import os
 from pathlib import Path
 
+from sglang_indexcache.bench.common import read_text
+
 DIGITS = 6  # seconds: 1 us
 TOLERANCE_S = 0.5e-6 + 1e-12
 
@@ -49,8 +51,7 @@ def compact(path: Path) -> tuple:
     gz = path.suffix == ".gz"
     if not path.name.endswith((".jsonl", ".jsonl.gz")):
         raise ValueError(f"{path}: not a .jsonl or .jsonl.gz file")
-    with gzip.open(path, "rt") if gz else open(path) as fh:
-        text = fh.read()
+    text = read_text(path)
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"{path}: empty")

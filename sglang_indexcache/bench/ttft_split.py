@@ -38,7 +38,6 @@ TTFT mostly by host time outside the scheduler, where no backend code runs.
 
 from __future__ import annotations
 
-import gzip
 import json
 import statistics
 from pathlib import Path
@@ -123,12 +122,8 @@ def summary(rows: list) -> dict:
 def rows_from_files(result_path, log_path) -> list:
     """Annotated rows of a committed replay: bench_serving's per-request file (plain or gzipped)
     and the server's log of the same run (`TAG-server.log[.gz]`), paired by prompt length."""
-    def read(p):
-        with (gzip.open(p, "rt") if str(p).endswith(".gz") else open(p)) as fh:
-            return fh.read()
-
-    result = json.loads(read(result_path))
-    log_text = read(log_path)
+    result = json.loads(common.read_text(result_path).splitlines()[-1])  # bench_serving appends
+    log_text = common.read_text(log_path)
     stats = common.time_stats(log_text)
     rows = []
     for i, n in enumerate(result["input_lens"]):
