@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Issue 14: where (c)'s and (d)'s TTFT goes at concurrency 16 on the flash-12 shape, by stage.
+# Sessions 28 to 33 could split a turn's TTFT only into the scheduler's part and the host time
+# outside it; that outside time ranked the servers' >= 96K TTFT medians, and (c)'s servers had
+# more of it than (d)'s in all four sessions, though no backend code runs there. Since session 34
+# every server logs SGLang's per-request timestamps (tokenize, handover, queue, prefill, return,
+# client) and py-spy samples its HTTP process. (d) first, then d c d c: three servers are
+# balanced ((c) between two (d)), a fourth as the budget allows; (u) (SGLang's own top-k) as
+# spares. No MTP: mtp-balanced.sh needs about 1,600 s of device time, more than was left in
+# session 35, whose first calls got no machine (15 s each, 90 s for a start that failed).
+#
+#   S=/tmp/s35 bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
+#   afterwards: bash benchmarks/jobs/report.sh DIR fl=fl-d1,fl-c1,fl-d2,fl-c2,fl-u1,fl-u2
+#
+# Staging as mtp-balanced.sh says (the last call carries .bundle-fl and runs
+# `mkdir -p $S && cp -r .bundle-fl $S/fl && S=$S bash benchmarks/jobs/fl-stages.sh 590 install`).
+# Device time, from session 33: staging 175 s, install 120 s, 140 to 180 s a server.
+S=${S:-/tmp/s35}; . scripts/device_queue.sh "$1" "${2:-}"
+FL=$S/fl
+A=(--shape flash-12 --model-path "$FL/model" --trace "$FL/trace.json" --concurrency 16 --prefill-graphs sglang
+   --forward-pass-metrics --py-spy)
+ag fl-d1 170 -- "${A[@]}" --configs d
+ag fl-c1 170 -- "${A[@]}" --configs c
+ag fl-d2 170 -- "${A[@]}" --configs d
+ag fl-c2 170 -- "${A[@]}" --configs c
+ag fl-u1 170 -- "${A[@]}" --configs u
+ag fl-u2 170 -- "${A[@]}" --configs u
+finish
