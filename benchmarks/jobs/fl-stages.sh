@@ -7,7 +7,8 @@
 # client) and py-spy samples its HTTP process. (d) first, then d c d c: three servers are
 # balanced ((c) between two (d)), a fourth as the budget allows; (u) (SGLang's own top-k) as
 # spares. No MTP: mtp-balanced.sh needs about 1,600 s of device time, more than was left in
-# session 35, whose first calls got no machine (15 s each, 90 s for a start that failed).
+# session 35 after its first calls got no machine (15 s each, 90 s for a start that failed).
+# Not yet run on a device: no machine came in session 35.
 #
 #   S=/tmp/s35 bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
 #   afterwards: bash benchmarks/jobs/report.sh DIR fl=fl-d1,fl-c1,fl-d2,fl-c2,fl-u1,fl-u2
