@@ -72,6 +72,34 @@ def test_turns_pair_bench_serving_rounds_with_the_trace():
     assert summary["new_tokens_per_s"] == pytest.approx((100 + 104 + 108 + 46) / 2.0)
 
 
+def test_a_pool_smaller_than_the_live_sessions_is_said_before_the_replay_and_in_the_table():
+    """Session 36: flash-12 at concurrency 16 on an H100 (fraction 0.3) had a 574,336-token pool
+    for 16 sessions that grow to about 128K each; the replay evicted and re-prefilled histories
+    (26 % of prompt tokens cached where an H200 had 93 %), a measure of recomputation that the
+    figures did not say."""
+    from sglang_indexcache.bench import agentic
+
+    conv = lambda *ctx: [{"prompt_tokens": x} for x in ctx]  # noqa: E731
+    trace = {"metadata": {"spec": {"reply_tokens": 10}, "system_tokens": 100},
+             "conversations": [conv(200, 900), conv(200, 500, 1000), conv(300, 700), conv(200, 400)]}
+    assert agentic.working_set(trace, 4, 1) == 1010  # the longest session, its last reply included
+    # the 2 largest last contexts of the 3 sessions replayed, the shared system prompt once
+    assert agentic.working_set(trace, 3, 2) == 1010 + 910 - 100
+    assert agentic.working_set(trace, 2, 4) == 1010 + 910 - 100  # no more live than replayed
+    assert agentic.pool_short(1820, 1820, 2) is None and agentic.pool_short(None, 10**6, 16) is None
+    assert "holds 1,819 tokens, the 2 live sessions reach 1,820" in agentic.pool_short(1819, 1820, 2)
+
+    def level(need):
+        return {"ttft_median_s": 1.0, "ttft_p90_s": 1.0, "ttft_long_median_s": None, "sessions_per_min": 1.0,
+                "kv_working_set_tokens": need}
+
+    results = {"concurrency": [1, 16], "configs": {"d": {"label": "d", "kv_pool_tokens": 574336,
+                                                         "levels": {"1": level(131247), "16": level(2040320)}}}}
+    table = agentic_report.agentic_table(results).splitlines()
+    (short,) = [line for line in table if "KV POOL" in line]
+    assert short.endswith("KV POOL 574,336 < 2,040,320 NEEDED") and table.index(short) > table.index("concurrency 16:")
+
+
 def test_server_side_time_stats_and_histograms_parse_as_sglang_prints_them():
     from sglang_indexcache.bench import server_metrics
 
@@ -394,6 +422,8 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
                 assert cur["context"] > prev["context"] + prev["output_tokens"]
                 assert cur["cached"] >= prev["context"] - 64, (prev, cur)  # whole pages of the history
         assert s["cache_hit_rate_pct"] > 50
+        # every live session's history fits the pool (else the table says KV POOL ... NEEDED)
+        assert 0 < s["kv_working_set_tokens"] <= min(p["kv_pool_tokens"] for p in cfg["per_server"])
         # the server's own view, paired with bench_serving's rounds
         assert s["server"]["turns_paired"] == s["rounds"], s["server"]
         assert 0 < s["server"]["time_to_first_token_mean_s"] and s["server"]["forward_median_s"] > 0

@@ -84,6 +84,29 @@ def turns(result: dict, trace: dict, sessions: int, max_turns: int | None = None
     return rows
 
 
+def working_set(trace: dict, sessions: int, concurrency: int) -> int:
+    """Tokens the KV pool must hold for every live session's history to stay in the radix cache
+    to the end of a replay of `sessions` sessions at `concurrency`: the `concurrency` largest last
+    contexts (prompt and reply) among them, the shared system prompt counted once. A pool smaller
+    than this evicts histories that a later turn re-prefills, so the replay then measures
+    recomputation (session 36, flash-12 at concurrency 16: an H100 at fraction 0.3 held 574,336
+    tokens against 2,040,320 needed; the 270 requests it finished in 151 s had 26 % of their prompt
+    tokens cached, where an H200's 5.1M-token pool replayed all 401 turns in 50 s at 93 %)."""
+    reply = trace["metadata"]["spec"]["reply_tokens"]
+    last = sorted((conv[-1]["prompt_tokens"] + reply for conv in trace["conversations"][:sessions]), reverse=True)
+    live = last[:concurrency]
+    return sum(live) - (len(live) - 1) * trace["metadata"].get("system_tokens", 0)
+
+
+def pool_short(pool: int | None, need: int, concurrency: int) -> str | None:
+    """What a level will measure when the KV pool (`pool` tokens) cannot hold its `working_set`."""
+    if pool is None or need <= pool:
+        return None
+    return (f"the KV pool holds {pool:,} tokens, the {concurrency} live sessions reach {need:,}: the radix cache "
+            "will evict histories and later turns re-prefill them, so this level measures recomputation "
+            "(a larger --mem-fraction or GPU, or a lower concurrency, keeps them)")
+
+
 def _pct(values: list, q: float) -> float | None:
     if not values:
         return None
@@ -199,6 +222,9 @@ def run_config(key: str, cfg: dict, model: Path, trace_path: Path, trace: dict, 
             n = max(c, args.min_sessions)
             if n > len(trace["conversations"]):
                 raise SystemExit(f"the trace has {len(trace['conversations'])} sessions; concurrency {c} needs {n}")
+            short = pool_short(entry["kv_pool_tokens"], working_set(trace, n, c), c)
+            if short:
+                print(f"[{tag}] c={c}: WARNING {short}", file=sys.stderr, flush=True)
             runs = []
             for rep in range(args.repeats):  # each run flushes the radix cache first: the same work
                 name = f"{tag}-c{c}" + (f"-r{rep}" if args.repeats > 1 else "")
@@ -255,6 +281,7 @@ def run_level(srv, log: Path, model: Path, trace_path: Path, trace: dict, sessio
         r["server_queue_s"], r["server_forward_s"] = (st[2], st[3]) if st else (None, None)
     ttft_split.annotate(rows, text)
     level = {"command": " ".join(cmd), **summarize(result, rows, sessions), **ttft_split.summary(rows),
+             "kv_working_set_tokens": working_set(trace, sessions, concurrency),
              "server": server_side(before, metrics_now(srv))}
     if py_spy is not None:
         level["py_spy"] = py_spy

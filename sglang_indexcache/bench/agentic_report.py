@@ -139,7 +139,9 @@ def agentic_table(results: dict) -> str:
                          f"{long_ if long_ is not None else float('nan'):9.3f} {s.get('tpot_median_ms') or float('nan'):7.2f} "
                          f"{s['sessions_per_min']:8.2f} {s.get('cache_hit_rate_pct') or float('nan'):6.1f}"
                          f" {s.get('server', {}).get('decode_tokens_per_s_median') or float('nan'):9.0f}"
-                         + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else ""))
+                         + (f"  FAILED ROUNDS {s['failed_rounds']}" if s.get("failed_rounds") else "")
+                         + (f"  KV POOL {pool:,} < {s['kv_working_set_tokens']:,} NEEDED"
+                            if (pool := c[key].get("kv_pool_tokens")) and s.get("kv_working_set_tokens", 0) > pool else ""))
         for key in sorted(c):  # --servers: each server's own decode rate, the host's spread between them
             s = c[key].get("levels", {}).get(level) or {}
             if len(set(s.get("run_servers", []))) > 1:
