@@ -8,7 +8,11 @@
 # balanced ((c) between two (d)), a fourth as the budget allows; (u) (SGLang's own top-k) as
 # spares. No MTP: mtp-balanced.sh needs about 1,600 s of device time, more than was left in
 # session 35 after its first calls got no machine (15 s each, 90 s for a start that failed).
-# Not yet run on a device: no machine came in session 35.
+# Session 36 ran it on an H100 (the first call decides the kind): fl-d1 did not finish in 372 s.
+# There the fraction for 128K prefills (0.3, `common.mem_fraction_for`) leaves a 574,336-token
+# pool, and 16 sessions growing to about 128K need 2,040,320 (`agentic.working_set`): the replay
+# evicted and re-prefilled histories (benchmarks/results/h100-2026-12-05-session36/). So this job
+# needs a GPU of about 141 GB (an H200: 5.1M tokens, 50 s a replay) and stops on a smaller one.
 #
 #   S=/tmp/s35 bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
 #   afterwards: bash benchmarks/jobs/report.sh DIR fl=fl-d1,fl-c1,fl-d2,fl-c2,fl-u1,fl-u2
@@ -18,6 +22,11 @@
 # Device time, from session 33: staging 175 s, install 120 s, 140 to 180 s a server.
 S=${S:-/tmp/s35}; . scripts/device_queue.sh "$1" "${2:-}"
 FL=$S/fl
+mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0)
+if [ "$mib" -lt 120000 ]; then
+  echo "fl-stages: GPU 0 has $mib MiB; the 16 sessions' histories need an H200's pool (see the header)" | tee -a "$S/logs/queue.txt"
+  finish; exit 4
+fi
 A=(--shape flash-12 --model-path "$FL/model" --trace "$FL/trace.json" --concurrency 16 --prefill-graphs sglang
    --forward-pass-metrics --py-spy)
 ag fl-d1 170 -- "${A[@]}" --configs d
