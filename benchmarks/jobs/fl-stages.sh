@@ -13,8 +13,9 @@
 # pool, and 16 sessions growing to about 128K need 2,040,320 (`agentic.working_set`): the replay
 # evicted and re-prefilled histories (benchmarks/results/h100-2026-12-05-session36/). So this job
 # needs a GPU of about 141 GB (an H200: 5.1M tokens, 50 s a replay) and stops on a smaller one:
-# weights 15.9 GB + 2,040,320 tokens at 13.25 KB (27.0 GB) + the 54 GB a prefill of 16K-token
-# chunks used outside the pool there (an 11.5 GB allocation still failed once) pass 80 GB. So every
+# weights 15.9 GB + 2,040,320 tokens at 13.25 KB (27.0 GB) + the 54 GB left outside the pool
+# there (batches of 16K-token chunks: once 51.6 GB of it held and an 11.5 GB allocation failed)
+# pass 80 GB. So every
 # call of it passes the device tool's `needs_h200: true`, the first (staging) call included.
 #
 #   S=/tmp/s35 bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
