@@ -15,8 +15,8 @@
 # needs a GPU of about 141 GB (an H200: 5.1M tokens, 50 s a replay) and stops on a smaller one:
 # weights 15.9 GB + 2,040,320 tokens at 13.25 KB (27.0 GB) + the 54 GB left outside the pool
 # there (batches of 16K-token chunks: once 51.6 GB of it held and an 11.5 GB allocation failed)
-# pass 80 GB. So every
-# call of it passes the device tool's `needs_h200: true`, the first (staging) call included.
+# pass 80 GB. So every call of it passes the device tool's `needs_h200: true`, the first
+# (staging) call included.
 #
 #   S=/tmp/s35 bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
 #   afterwards: bash benchmarks/jobs/report.sh DIR fl=fl-d1,fl-c1,fl-d2,fl-c2,fl-u1,fl-u2
