@@ -17,6 +17,15 @@
 # then `glm-c16.sh 595` in calls that follow each other at once (a pause gives the machine back and
 # stops the server). Device time: staging 175 s, install 120 s, two servers of 600 to 800 s:
 # about all of the 1,800 s; the (c) server is the one that may not fit.
+#
+# Session 36: at concurrency 16 this shape cannot keep the sessions' histories on one GPU. Its pool
+# on an H200 is 564,864 tokens at 86.3 KB a token (48.73 GB, session 24's log); the 16 sessions of
+# this trace reach 2,040,320 tokens (`agentic.working_set`), 176 GB, more than the GPU. So the
+# replay evicts histories and re-prefills them (as a TP-8 rank of GLM-5.2 would, whose latent KV
+# every rank holds whole, without hierarchical cache or DP attention), and `bench agentic` marks
+# the level `KV POOL 564,864 < 2,040,320 NEEDED`: its ratios then weigh re-prefills of whole
+# histories, not only the cached turns. Concurrency 4 (518,105 tokens) fits, as in sessions
+# 24 and 25. Run it knowing that, or run `--size 32k` traces for a concurrency-16 figure that fits.
 S=${S:-/tmp/s35}; . scripts/device_queue.sh "$1" "${2:-}"
 GA=$S/glm
 A=(--shape glm-5.2-tp8 --model-path "$GA/model" --trace "$GA/trace.json" --concurrency 16 --prefill-graphs sglang
