@@ -7,22 +7,22 @@ H100 (stopped by the device call's end) and session 33's H200 (the whole replay)
         $D/h200-2026-12-05-session33/fl-d1/d-server.log.gz
 """
 
-import gzip
 import re
 import statistics
 import sys
 
+from sglang_indexcache.bench.common import TIME_STATS, kv_pool_tokens, read_text
+
 
 def report(path: str) -> None:
-    text = gzip.open(path, "rt", errors="replace").read()
-    pool = int(re.findall(r"max_total_num_tokens=(\d+)", text)[-1])
+    text = read_text(path)
+    pool = kv_pool_tokens(text)
     replay = text[text.rindex("POST /flush_cache"):]
     stamp = r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\]"
     times = re.findall(stamp, replay)
     prefills = re.findall(r"Prefill batch, #new-seq: (\d+), #new-token: (\d+), #cached-token: (\d+), token usage: ([0-9.]+)",
                           replay)
-    done = [(int(a), int(b)) for a, b in re.findall(
-        r"ReqTimeStats\(rid=(?!HEALTH)\S+, input_len=(\d+), cached_input_len=(\d+)", replay)]
+    done = [(int(m[0]), int(m[1])) for m in TIME_STATS.findall(replay)]
     cold = [p for p in prefills if int(p[2]) == 0]
     print(f"KV pool {pool:,} tokens; replay logged from {times[0]} to {times[-1]}")
     print(f"{len(done)} requests finished: {sum(a for a, _ in done):,} prompt tokens, "
