@@ -20,6 +20,7 @@
 #
 #   S=/tmp/s35 bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
 #   afterwards: bash benchmarks/jobs/report.sh DIR fl=fl-d1,fl-c1,fl-d2,fl-c2,fl-u1,fl-u2
+#   (and bench merge of glm-e4 with sessions 24's and 25's glm4 rows)
 #
 # Staging as mtp-balanced.sh says (the last call carries .bundle-fl and runs
 # `mkdir -p $S && cp -r .bundle-fl $S/fl && S=$S bash benchmarks/jobs/fl-stages.sh 590 install`).
@@ -37,6 +38,15 @@ ag fl-d1 170 -- "${A[@]}" --configs d
 ag fl-c1 170 -- "${A[@]}" --configs c
 ag fl-d2 170 -- "${A[@]}" --configs d
 ag fl-c2 170 -- "${A[@]}" --configs c
+# Then, where the staging carried .bundle-ag (the 78-layer glm-5.2-tp8 model and its trace, as
+# glm-c16.sh says) to $S/glm: (e), indexcache at the lower retention (11 of 78 Full), at
+# concurrency 4 with session 25's flags, the row that session's (a) and session 24's (c) and (d)
+# lack (`bench merge` joins them: same trace, flags and kind of machine). Session 25's (a) took
+# 357 s; this is the first 64-head server on the machine, so some kernels compile again.
+if [ -d "$S/glm" ]; then
+  ag glm-e4 450 -- --shape glm-5.2-tp8 --model-path "$S/glm/model" --trace "$S/glm/trace.json" --configs e \
+    --concurrency 4 --min-sessions 4 --prefill-graphs sglang --profile-probe
+fi
 ag fl-u1 170 -- "${A[@]}" --configs u
 ag fl-u2 170 -- "${A[@]}" --configs u
 finish
