@@ -25,10 +25,13 @@
 # every rank holds whole, without hierarchical cache or DP attention), and `bench agentic` marks
 # the level `KV POOL 564,864 < 2,040,320 NEEDED`: its ratios then weigh re-prefills of whole
 # histories, not only the cached turns. Concurrency 4 (518,105 tokens) fits, as in sessions
-# 24 and 25. Run it knowing that, or run `--size 32k` traces for a concurrency-16 figure that fits.
+# 24 and 25. Run it knowing that, or give TRACE a `--size 32k` trace (same command, `--size 32k`,
+# carried in .bundle-ag): its 16 sessions need 489,962 tokens (42.3 GB), which fit, but it has
+# no turn at >= 96K.
 S=${S:-/tmp/s35}; . scripts/device_queue.sh "$1" "${2:-}"
 GA=$S/glm
-A=(--shape glm-5.2-tp8 --model-path "$GA/model" --trace "$GA/trace.json" --concurrency 16 --prefill-graphs sglang
+TRACE=${TRACE:-$GA/trace.json}
+A=(--shape glm-5.2-tp8 --model-path "$GA/model" --trace "$TRACE" --concurrency 16 --prefill-graphs sglang
    --forward-pass-metrics --py-spy)
 ag_long glm-d16 800 -- "${A[@]}" --configs d
 ag_long glm-c16 800 -- "${A[@]}" --configs c
