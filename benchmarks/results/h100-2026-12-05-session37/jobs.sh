@@ -8,8 +8,8 @@
 # (c)'s servers carry more host time outside the scheduler than (d)'s (sessions 28 to 33, on the
 # 128K trace) where every history stays cached; it has no turn at >= 96K. d c d c, as fl-stages.sh.
 #
-#   S=/tmp/s37 bash benchmarks/jobs/fl32-stages.sh CALL_SECONDS [install]
-#   afterwards: bash benchmarks/jobs/report.sh DIR fl32=fl32-d1,fl32-c1,fl32-d2,fl32-c2
+#   S=/tmp/s37 bash benchmarks/results/h100-2026-12-05-session37/jobs.sh CALL_SECONDS [install]
+#   afterwards: bash benchmarks/jobs/report.sh DIR fl32=fl32-d1,fl32-c1,fl32-d2,fl32-c2,fl32-a1
 #
 # The trace (sha256 a674dde8), made on the CPU machine and carried in .bundle-fl beside the model:
 #   python -m sglang_indexcache.bench trace --tokenizer DIR/model --size 32k --sessions 16 --seed 0 --out DIR/trace-32k.json
@@ -23,4 +23,6 @@ ag fl32-d1 330 -- "${A[@]}" --configs d
 ag fl32-c1 200 -- "${A[@]}" --configs c
 ag fl32-d2 200 -- "${A[@]}" --configs d
 ag fl32-c2 200 -- "${A[@]}" --configs c
+# Session 37's last call (290 s left): (a) dsa all Full, for (c) and (d) against it on this trace.
+ag fl32-a1 200 -- "${A[@]}" --configs a
 finish

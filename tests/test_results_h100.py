@@ -1,0 +1,75 @@
+"""The committed H100 agentic results reproduce the figures the README and the issue notes quote
+(the H200 ones are in `test_results.py`, `test_results_flash.py` and `test_results_glm.py`)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from test_results import RATIO_FIGS
+
+from sglang_indexcache.bench import agentic_report, fpm, ttft_split
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def test_session37_c_d_balanced_at_16_on_a_32k_trace_reproduce_the_quoted_figures():
+    """One H100, 2026-12-05 (session 37): flash-12 at concurrency 16 on a 32K trace, whose 16
+    sessions fit the H100's pool (the 128K trace's do not: session 36), servers d c d c, then (a).
+    Every history stays cached, so the split of each turn's TTFT by stage compares (c) and (d)
+    where nothing is re-prefilled."""
+    s37 = RESULTS / "h100-2026-12-05-session37"
+    order = ("d1", "c1", "d2", "c2", "a1")
+    per = {n: json.loads((s37 / f"fl32-{n}" / "results.json").read_text()) for n in order}
+    assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
+        ("flash-12", "a674dde8", "NVIDIA H100 80GB HBM3")}
+    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
+    assert [next(iter(r["configs"])) for r in per.values()] == ["d", "c", "d", "c", "a"]
+    level = {n: e["levels"]["16"] for n, e in entry.items()}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"])
+            for lv in level.values()} == {(16, 195, 0, 489962)}
+    # the pool holds every live history: (a) stores index keys for all 12 layers, so its is smaller
+    assert [entry[n]["kv_pool_tokens"] for n in order] == [574336] * 4 + [524992]
+    assert {lv["cache_hit_rate_pct"] for lv in level.values()} == {86.84}  # the same on all: none evicted
+    figs = [[round(level[n][f], 3) for f in ("ttft_median_s", "ttft_p90_s")]
+            + [round(level[n]["tpot_median_ms"], 2), round(level[n]["sessions_per_min"], 2)] for n in order]
+    assert figs == [[0.379, 0.553, 4.24, 54.7], [0.352, 0.526, 3.42, 63.03], [0.396, 0.554, 3.67, 59.52],
+                    [0.398, 0.509, 4.74, 51.71], [0.462, 0.632, 4.09, 52.85]]
+    assert all(level[n]["ttft_long_median_s"] is None for n in order)  # no turn at >= 96K in a 32K trace
+
+    # the merged table's ratios: (c) over (d), medians of two servers each, and against (a)
+    ratios = agentic_report.agentic_ratios(json.loads((s37 / "fl32" / "results.json").read_text()))
+    figs6 = RATIO_FIGS[2:]  # the >= 96K figures do not apply
+    assert [round(ratios["over_d"]["16"]["c"][f], 3) for f in figs6] == [1.035, 1.07, 0.97, 1.005]
+    assert [[round(x, 3) for x in ratios["over_d_range"]["16"]["c"][f]] for f in figs6] == [
+        [0.953, 1.127], [1.051, 1.09], [0.775, 1.241], [0.869, 1.152]]
+    assert [round(ratios["paired_over_d"]["16"]["c"][k], 3) for k in ("median", "total")] == [1.048, 1.045]
+    assert [round(ratios["over_a"]["16"][k][f], 3) for k in "cd" for f in ("ttft_median_s", "sessions_per_min")] == [
+        1.234, 1.086, 1.193, 1.081]
+
+    # each turn's TTFT by stage: the host time outside the scheduler does not sort by configuration
+    split = {}
+    for n in order:
+        (path,) = (s37 / f"fl32-{n}").glob("*-c16.jsonl.gz")
+        rows = ttft_split.rows_from_files(path, ttft_split.server_log(path))
+        split[n] = ttft_split.summary(rows)
+        assert sum(r["outside_s"] is not None for r in rows) == split[n]["parts_turns"] == 195
+    assert [[round(split[n][k], 3) for k in ("outside_median_s", "sched_ttft_median_s")] for n in order] == [
+        [0.14, 0.231], [0.127, 0.243], [0.163, 0.236], [0.161, 0.188], [0.168, 0.28]]
+    assert [[round(split[n][f"part_{s}_mean_s"], 3) for s in ttft_split.STAGES] for n in order] == [
+        [0.061, 0.028, 0.019, 0.22, 0.006, 0.038], [0.062, 0.031, 0.019, 0.228, 0.005, 0.026],
+        [0.07, 0.034, 0.012, 0.219, 0.006, 0.04], [0.081, 0.031, 0.014, 0.188, 0.008, 0.029],
+        [0.078, 0.034, 0.024, 0.265, 0.005, 0.03]]
+
+    # GPU time at equal work among the four (c) and (d) servers: prefill within 1 %, decode
+    # 0.895 to 1.147, c1 the fastest and c2 the slowest
+    def rows(folder):
+        (path,) = folder.glob("*-c16-fpm.jsonl.gz")
+        with gzip.open(path, "rt") as fh:
+            return [json.loads(line) for line in fh]
+    replay = {n: rows(s37 / f"fl32-{n}") for n in order}
+    assert {(g["prefill"]["prefill_tokens"], g["decode"]["decode_requests"], g["dropped"])
+            for g in map(fpm.spans, replay.values())} == {(462645, 38805, 0)}
+    work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in order[:4]])]
+    assert work == [(1.002, 1.018), (1.006, 0.895), (0.993, 0.946), (0.999, 1.147)]
