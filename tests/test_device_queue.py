@@ -84,29 +84,30 @@ def test_a_bare_machine_is_refused_before_any_job(tmp_path):
 def test_the_report_script_merges_the_runs_it_is_named_and_compares_like_replays(tmp_path):
     """`benchmarks/jobs/report.sh DIR NAME=RUN,...` on two of session 33's servers: the named merge
     with its report, and one `bench spans` table for the concurrency-16 group with each server's
-    GPU time at equal work."""
+    GPU time at equal work. The second is named as session 37's runs were (`fl32-*`): the
+    tables take every `fl*-*` run."""
     import shutil
     import sys
 
     s33 = ROOT / "benchmarks" / "results" / "h200-2026-12-05-session33"
     d = tmp_path / "s"
-    for run in ("fl-c1", "fl-d1"):
-        shutil.copytree(s33 / run, d / run)
+    for run, name in (("fl-c1", "fl-c1"), ("fl-d1", "fl32-d1")):
+        shutil.copytree(s33 / run, d / name)
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "jobs" / "report.sh"), str(d),
-                           "fl=fl-c1,fl-d1", "none=fl-x1,fl-c1", sys.executable],
+                           "fl=fl-c1,fl32-d1", "none=fl-x1,fl-c1", sys.executable],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "none: fewer than two of fl-x1 fl-c1 have results; not merged" in proc.stdout
     report = (d / "fl" / "report.txt").read_text()
     assert "c over d:" in report and (d / "fl" / "ag.png").stat().st_size > 0
     spans = (d / "spans.txt").read_text().splitlines()
-    assert spans[0] == "== fl-*/*-c16" and len(spans) == 4
+    assert spans[0] == "== fl*-*/*-c16" and len(spans) == 4
     # the pair's equal-work ratios lie either side of 1, and differ from the eight-server group's
     ratios = [tuple(float(x) for x in line.split()[-4:-1:2]) for line in spans[2:]]
     assert all(0.9 < r < 1.1 for pair in ratios for r in pair) and ratios[0][0] < 1 < ratios[1][0]
     assert (d / "pyspy.txt").exists()
     split = (d / "split.txt").read_text()  # `bench split` on the same group
-    assert split.startswith("== fl-*/*-c16\n") and "c (1 replays)" in split and "over d:" in split
+    assert split.startswith("== fl*-*/*-c16\n") and "c (1 replays)" in split and "over d:" in split
 
 
 def test_an_agentic_job_carries_its_environment_and_flags_to_the_benchmark(tmp_path):
