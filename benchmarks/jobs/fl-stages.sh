@@ -17,7 +17,7 @@
 # there (batches of 16K-token chunks: once 51.6 GB of it held and an 11.5 GB allocation failed)
 # pass 80 GB. So every call of it passes the device tool's `needs_h200: true`, the first
 # (staging) call included.
-# Session 37 got no H200 in four tries and asked the same question on an H100 with a 32K trace
+# Session 37 got no H200 in five tries and asked the same question on an H100 with a 32K trace
 # (benchmarks/results/h100-2026-12-05-session37/: its jobs.sh): no (c)-over-(d) host time there.
 #
 #   S=/tmp/s35 bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
