@@ -21,6 +21,15 @@ S13_INDEXER_S_PER_PAIR = (2.050 + 1.003) / S13_PAIRS / 1e3
 RATIO_FIGS = ("ttft_long_median_s", "ttft_long_p90_s", "ttft_median_s", "ttft_p90_s", "tpot_median_ms", "sessions_per_min")
 
 
+def fpm_rows(folder: Path, level: str = "c16") -> list:
+    """The forward messages of the one replay at `level` in a server's folder (`bench agentic
+    --forward-pass-metrics`)."""
+    from sglang_indexcache.bench import fpm
+
+    (path,) = folder.glob(f"*-{level}-fpm.jsonl.gz")
+    return fpm.read_replay(path)
+
+
 def row_figures(level: dict) -> list:
     """TTFT median, p90, >= 96K median (s, 3 places), TPOT (ms) and sessions/min (2 places)."""
     return [round(level[f], 3) for f in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")] \

@@ -7,7 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
-from test_results import RATIO_FIGS, row_figures, ttft_and_decode, turns_by_key
+from test_results import RATIO_FIGS, fpm_rows, row_figures, ttft_and_decode, turns_by_key
 
 from sglang_indexcache.bench import agentic_report
 from sglang_indexcache.bench.agentic_report import LONG_CONTEXT as LONG
@@ -143,8 +143,6 @@ def test_session28_c_against_d_with_two_servers_each_reproduces_the_quoted_figur
 def test_session30_c_d_and_c_with_sglangs_kernels_at_16_reproduce_the_quoted_figures():
     """One H200, 2026-12-04 (session 30): (c), (d) and (c0) = (c) with SGLang's own kernels on
     flash-12 at concurrency 16, in the order c, d, c0, d, c, each forward's GPU span recorded."""
-    import gzip
-
     from sglang_indexcache.bench import fpm
     from sglang_indexcache.bench.agentic_runs import merge_results
 
@@ -183,9 +181,7 @@ def test_session30_c_d_and_c_with_sglangs_kernels_at_16_reproduce_the_quoted_fig
 
     # `bench spans` on every server's per-forward file
     def spans(n):
-        (path,) = (s30 / f"fl-{n}").glob("*-c16-fpm.jsonl.gz")
-        with gzip.open(path, "rt") as fh:
-            return fpm.spans([json.loads(line) for line in fh])
+        return fpm.spans(fpm_rows(s30 / f"fl-{n}"))
     g = {n: spans(n) for n in order}
     # the same work on every server: new tokens prefilled, tokens decoded (no forward mixed the two)
     assert {(x["prefill"]["prefill_tokens"], x["prefill"]["decode_requests"], x["decode"]["decode_requests"],
@@ -236,9 +232,7 @@ def test_session31_c_d_c0_and_mtp_at_16_reproduce_the_quoted_figures():
 
     # `bench spans`, the lost server's file included
     def spans(n):
-        (path,) = (s31 / f"fl-{n}").glob("*-c16-fpm.jsonl.gz")
-        with gzip.open(path, "rt") as fh:
-            return fpm.spans([json.loads(line) for line in fh])
+        return fpm.spans(fpm_rows(s31 / f"fl-{n}"))
     g = {n: spans(n) for n in ("c1", "d1", "c0", "d2")}
     assert {(x["prefill"]["prefill_tokens"], x["decode"]["decode_requests"], x["dropped"]) for x in g.values()} == {
         (1979939, 79799, 0)}
@@ -272,8 +266,6 @@ def test_session33_c_d_u_balanced_at_16_reproduce_the_quoted_figures():
     """One H200, 2026-12-05 (session 33): flash-12 at concurrency 16 with (d) first and reported
     apart (w1), then c d u d c in a balanced order, then spares u, (a) at concurrency 1 and r1 =
     (c) with the paged route off. (u) = (c) with SGLang's top-k (`SGLANG_INDEXCACHE_TOPK=upstream`)."""
-    import gzip
-
     from sglang_indexcache.bench import fpm
     from sglang_indexcache.bench.agentic_runs import merge_results
 
@@ -312,11 +304,7 @@ def test_session33_c_d_u_balanced_at_16_reproduce_the_quoted_figures():
     assert paired("u") == [1.066, 1.035, 1.044]
 
     # every forward's GPU span: the same work on every server, cut differently by the scheduler
-    def rows(folder):
-        (path,) = folder.glob("*-c16-fpm.jsonl.gz")
-        with gzip.open(path, "rt") as fh:
-            return [json.loads(line) for line in fh]
-    replay = {n: rows(s33 / f"fl-{n}") for n in order}
+    replay = {n: fpm_rows(s33 / f"fl-{n}") for n in order}
     g = {n: fpm.spans(replay[n]) for n in order}
     assert {(x["prefill"]["prefill_tokens"], x["decode"]["decode_requests"], x["dropped"]) for x in g.values()} == {
         (1979939, 79799, 0)}
@@ -337,7 +325,7 @@ def test_session33_c_d_u_balanced_at_16_reproduce_the_quoted_figures():
     # sessions 30 and 31 read the same way, each session's servers as one group
     def earlier(session, names):
         folder = RESULTS / f"h200-2026-12-04-session{session}"
-        work = fpm.work_ratios([rows(folder / f"fl-{n}") for n in names])
+        work = fpm.work_ratios([fpm_rows(folder / f"fl-{n}") for n in names])
         return [(round(x["prefill"], 3), round(x["decode"], 3)) for x in work]
     assert earlier(30, ("c1", "d1", "c0", "d2", "c2")) == [
         (1.035, 0.988), (1.008, 0.95), (1.0, 0.977), (1.005, 1.024), (0.952, 1.064)]

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
-from test_results import RATIO_FIGS
+from test_results import RATIO_FIGS, fpm_rows
 
 from sglang_indexcache.bench import agentic_report, fpm, ttft_split
 
@@ -64,11 +63,7 @@ def test_session37_c_d_balanced_at_16_on_a_32k_trace_reproduce_the_quoted_figure
 
     # GPU time at equal work among the four (c) and (d) servers: prefill within 1 %, decode
     # 0.895 to 1.147, c1 the fastest and c2 the slowest
-    def rows(folder):
-        (path,) = folder.glob("*-c16-fpm.jsonl.gz")
-        with gzip.open(path, "rt") as fh:
-            return [json.loads(line) for line in fh]
-    replay = {n: rows(s37 / f"fl32-{n}") for n in order}
+    replay = {n: fpm_rows(s37 / f"fl32-{n}") for n in order}
     assert {(g["prefill"]["prefill_tokens"], g["decode"]["decode_requests"], g["dropped"])
             for g in map(fpm.spans, replay.values())} == {(462645, 38805, 0)}
     work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in order[:4]])]

@@ -235,16 +235,19 @@ def work_ratios(replays: list) -> list:
     return result
 
 
+def read_replay(path) -> list:
+    """The forward messages of one replay, as the agentic benchmark wrote them (STEM-fpm.jsonl.gz)."""
+    with gzip.open(path, "rt") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
 def spans_table(paths: list) -> str:
     """`bench spans FILE...`: one line per STEM-fpm.jsonl.gz file the agentic benchmark wrote;
     with two or more files, each one's GPU time against the group's at equal work (`work_ratios`)."""
     lines = ["prefill s (forwards)  decode s (forwards)  ms/decoded token  largest batch: p10 / median / p90 ms"
              "  fit: ms + ms per M context tokens (median context)  host gap: median / p90 ms"
              "  at equal work: prefill / decode  file"]
-    replays = []
-    for path in paths:
-        with gzip.open(path, "rt") as fh:
-            replays.append([json.loads(line) for line in fh if line.strip()])
+    replays = [read_replay(path) for path in paths]
     equal = work_ratios(replays)
     for path, rows, eq in zip(paths, replays, equal):
         g = spans(rows)
