@@ -172,3 +172,36 @@ def test_a_long_job_runs_on_between_calls_in_its_own_session_and_holds_the_rest(
     assert log[0] == "session" and int(log[1]) == pid and log[-1] == "slept"  # its own session: sid = its pid
     assert sorted(p.name for p in (state / "done").iterdir()) == ["after", "slow"]
     assert not list((state / "running").iterdir())
+
+
+def run_fl_stages(tmp_path, mib: int, **env_extra):
+    """`benchmarks/jobs/fl-stages.sh` with `bench agentic` replaced by `echo` and a GPU of `mib` MiB."""
+    bin_dir, out, sg = tmp_path / "bin", tmp_path / "out", tmp_path / "sg"
+    for d in (bin_dir, out, sg / "sglang"):
+        d.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "nvidia-smi").write_text(f"#!/usr/bin/env bash\necho {mib}\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "S": str(tmp_path / "s"),
+           "SG": str(sg), "G": "echo RUN", **env_extra}
+    proc = subprocess.run(["bash", "benchmarks/jobs/fl-stages.sh", "600"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    return proc, tmp_path / "s"
+
+
+def test_fl_stages_names_runs_by_trace_and_order_and_keeps_the_128k_trace_off_an_h100(tmp_path):
+    proc, s = run_fl_stages(tmp_path / "h100", 81559)
+    assert proc.returncode == 4 and "need an H200's pool" in proc.stdout
+    assert not list(s.glob("fl-*")) and "start" not in (s / "logs" / "queue.txt").read_text()
+
+    proc, s = run_fl_stages(tmp_path / "h100-32k", 81559, TRACE="trace-32k.json", ORDER="d c d c d")
+    assert proc.returncode == 0, proc.stderr
+    queue = (s / "logs" / "queue.txt").read_text()
+    names = [line.split()[0] for line in queue.splitlines() if " start " in line]
+    assert names == ["fl32-d1", "fl32-c1", "fl32-d2", "fl32-c2", "fl32-d3"]
+    ran = (s / "logs" / "fl32-c2.txt").read_text()
+    assert f"--out {s}/fl32-c2 " in ran and f"--trace {s}/fl/trace-32k.json " in ran and ran.endswith("--configs c\n")
+
+    proc, s = run_fl_stages(tmp_path / "h200", 143771)  # the default: 128K trace, d c d c
+    names = [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
+    assert proc.returncode == 0 and names == ["fl-d1", "fl-c1", "fl-d2", "fl-c2"]
+    assert f"--trace {s}/fl/trace.json " in (s / "logs" / "fl-d1.txt").read_text()

@@ -5,8 +5,7 @@
 # more of it than (d)'s in all four sessions, though no backend code runs there. Since session 34
 # every server logs SGLang's per-request timestamps (tokenize, handover, queue, prefill, return,
 # client) and py-spy samples its HTTP process. (d) first, then d c d c: three servers are
-# balanced ((c) between two (d)), a fourth as the budget allows; (u) (SGLang's own top-k) as
-# spares. No MTP: mtp-balanced.sh needs about 1,600 s of device time, more than was left in
+# balanced ((c) between two (d)), a fourth as the budget allows (ORDER below). No MTP: mtp-balanced.sh needs about 1,600 s of device time, more than was left in
 # session 35 after its first calls got no machine (15 s each, 90 s for a start that failed).
 # Session 36 ran it on an H100 (the first call decides the kind): fl-d1 did not finish in 372 s.
 # There the fraction for 128K prefills (0.3, `common.mem_fraction_for`) leaves a 574,336-token
@@ -15,40 +14,60 @@
 # needs a GPU of about 141 GB (an H200: 5.1M tokens, 50 s a replay) and stops on a smaller one:
 # weights 15.9 GB + 2,040,320 tokens at 13.25 KB (27.0 GB) + the 54 GB left outside the pool
 # there (batches of 16K-token chunks: once 51.6 GB of it held and an 11.5 GB allocation failed)
-# pass 80 GB. So every call of it passes the device tool's `needs_h200: true`, the first
-# (staging) call included.
+# pass 80 GB. So every call of it with the 128K trace passes the device tool's `needs_h200:
+# true`, the first (staging) call included.
 # Session 37 got no H200 in five tries and asked the same question on an H100 with a 32K trace
 # (benchmarks/results/h100-2026-12-05-session37/: its jobs.sh): no (c)-over-(d) host time there.
 #
-#   S=/tmp/s35 bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
-#   afterwards: bash benchmarks/jobs/report.sh DIR fl=fl-d1,fl-c1,fl-d2,fl-c2,fl-u1,fl-u2
+#   S=/tmp/sNN bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
+#   TRACE=trace-32k.json ORDER="d c d c d c d c" S=... bash benchmarks/jobs/fl-stages.sh ...
+#   afterwards: bash benchmarks/jobs/report.sh DIR fl=fl-d1,fl-c1,fl-d2,fl-c2,... (fl32=fl32-... for 32K)
 #   (and bench merge of glm-e4 with sessions 24's and 25's glm4 rows)
+#
+# TRACE names the trace under $S/fl: trace.json (128K, the default; H200 only, its runs named
+# fl-*) or trace-32k.json (an H100 holds its 16 sessions; runs named fl32-*, as session 37's).
+# ORDER lists the servers' configurations in the order they run ("d c d c" unless given: (d)
+# first, so each (c) sits between two (d)); a run is named PREFIX-CONFIG then its count.
+# The 32K trace, made on the CPU machine and carried in .bundle-fl beside the model (sha256
+# a674dde8):
+#   python -m sglang_indexcache.bench trace --tokenizer DIR/model --size 32k --sessions 16 --seed 0 --out DIR/trace-32k.json
 #
 # Staging as mtp-balanced.sh says (the last call carries .bundle-fl and runs
 # `mkdir -p $S && cp -r .bundle-fl $S/fl && S=$S bash benchmarks/jobs/fl-stages.sh 590 install`).
-# Device time, from session 33: staging 175 s, install 120 s, 140 to 180 s a server.
+# Device time: on an H200 at 128K (session 33) staging 175 s, install 120 s, 140 to 180 s a
+# server; on an H100 at 32K (session 37) 210 s for the first server (kernel JIT), 131 to 159 s
+# for each later one.
 S=${S:-/tmp/s35}; . scripts/device_queue.sh "$1" "${2:-}"
 FL=$S/fl
+TRACE=${TRACE:-trace.json}
+ORDER=${ORDER:-d c d c}
 mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0)
-if [ "$mib" -lt 120000 ]; then
-  echo "fl-stages: GPU 0 has $mib MiB; the 16 sessions' histories need an H200's pool (see the header)" | tee -a "$S/logs/queue.txt"
-  finish; exit 4
+if [ "$TRACE" = trace.json ]; then
+  P=fl FIRST=170 NEXT=170
+  if [ "$mib" -lt 120000 ]; then
+    echo "fl-stages: GPU 0 has $mib MiB; the 128K trace's 16 histories need an H200's pool (see the header)" | tee -a "$S/logs/queue.txt"
+    finish; exit 4
+  fi
+else
+  P=fl32 FIRST=330 NEXT=200
 fi
-A=(--shape flash-12 --model-path "$FL/model" --trace "$FL/trace.json" --concurrency 16 --prefill-graphs sglang
+A=(--shape flash-12 --model-path "$FL/model" --trace "$FL/$TRACE" --concurrency 16 --prefill-graphs sglang
    --forward-pass-metrics --py-spy)
-ag fl-d1 170 -- "${A[@]}" --configs d
-ag fl-c1 170 -- "${A[@]}" --configs c
-ag fl-d2 170 -- "${A[@]}" --configs d
-ag fl-c2 170 -- "${A[@]}" --configs c
-# Then, where the staging carried .bundle-ag (the 78-layer glm-5.2-tp8 model and its trace, as
-# glm-c16.sh says) to $S/glm: (e), indexcache at the lower retention (11 of 78 Full), at
-# concurrency 4 with session 25's flags, the row that session's (a) and session 24's (c) and (d)
-# lack (`bench merge` joins them: same trace, flags and kind of machine). Session 25's (a) took
-# 357 s; this is the first 64-head server on the machine, so some kernels compile again.
-if [ -d "$S/glm" ]; then
+declare -A n=()
+est=$FIRST
+for c in $ORDER; do
+  n[$c]=$((${n[$c]:-0} + 1))
+  ag "$P-$c${n[$c]}" "$est" -- "${A[@]}" --configs "$c"
+  est=$NEXT
+done
+# Then, on an H200 whose staging carried .bundle-ag (the 78-layer glm-5.2-tp8 model and its
+# 128K trace, as glm-c16.sh says) to $S/glm: (e), indexcache at the lower retention (11 of 78
+# Full), at concurrency 4 with session 25's flags, the row that session's (a) and session 24's
+# (c) and (d) lack (`bench merge` joins them: same trace, flags and kind of machine). Session
+# 25's (a) took 357 s; this is the first 64-head server on the machine, so some kernels compile
+# again.
+if [ -d "$S/glm" ] && [ "$mib" -ge 120000 ]; then
   ag glm-e4 450 -- --shape glm-5.2-tp8 --model-path "$S/glm/model" --trace "$S/glm/trace.json" --configs e \
     --concurrency 4 --min-sessions 4 --prefill-graphs sglang --profile-probe
 fi
-ag fl-u1 170 -- "${A[@]}" --configs u
-ag fl-u2 170 -- "${A[@]}" --configs u
 finish
