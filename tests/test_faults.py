@@ -35,6 +35,8 @@ def prompt(seed: int, n: int = 120) -> list:
 @pytest.mark.parametrize("ids, message", [
     ([1, 2, VOCAB], r"input_ids\[2\] is 1024, out of the vocabulary: valid token ids are \[0, 1024\)"),
     ([-1], r"input_ids\[0\] is -1"),
+    ([5] * 40000 + [VOCAB, -3], r"input_ids\[40000\] is 1024"),  # the first bad one, deep in a long prompt
+    ([5] * 40000 + [-(2**63)], r"input_ids\[40000\] is -9223372036854775808"),
     ([10**9], r"input_ids\[0\] is 1000000000"),
     ([2**70], "flat list of integer token ids"),
     ([1.5], "flat list of integer token ids"),

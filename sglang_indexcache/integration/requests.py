@@ -19,6 +19,8 @@ from __future__ import annotations
 from array import array
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
 TARGET = "sglang.srt.managers.tokenizer_manager.TokenizerManager._validate_one_request"
 
 
@@ -30,9 +32,14 @@ def check_token_ids(input_ids: Optional[Sequence[Any]], vocab_size: int, field: 
         ids = array("q", input_ids)  # C speed on 128K-token prompts; refuses floats, strings, lists
     except (TypeError, OverflowError, ValueError):
         raise ValueError(f"{field} must be a flat list of integer token ids in [0, {vocab_size})") from None
-    if ids and (min(ids) < 0 or max(ids) >= vocab_size):
-        pos, bad = next((i, t) for i, t in enumerate(ids) if t < 0 or t >= vocab_size)
-        raise ValueError(f"{field}[{pos}] is {bad}, out of the vocabulary: valid token ids are [0, {vocab_size})")
+    if not ids:
+        return
+    # The range check on the array's buffer: Python's min() and max() over the array box every id
+    # and took 1.3 of the 1.8 ms a 32K-token prompt cost (session 38, 2 cores); this, about 0.05.
+    view = np.frombuffer(ids, dtype=np.int64)
+    if view.min() < 0 or view.max() >= vocab_size:
+        pos = int(np.flatnonzero((view < 0) | (view >= vocab_size))[0])
+        raise ValueError(f"{field}[{pos}] is {ids[pos]}, out of the vocabulary: valid token ids are [0, {vocab_size})")
 
 
 def before_validate_one_request(manager, obj, input_ids, *args, **kwargs):
