@@ -68,3 +68,58 @@ def test_session37_c_d_balanced_at_16_on_a_32k_trace_reproduce_the_quoted_figure
             for g in map(fpm.spans, replay.values())} == {(462645, 38805, 0)}
     work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in order[:4]])]
     assert work == [(1.002, 1.018), (1.006, 0.895), (0.993, 0.946), (0.999, 1.147)]
+
+
+def test_session38_three_servers_each_at_16_on_the_32k_trace_reproduce_the_quoted_figures():
+    """One H100, 2026-12-05 (session 38): session 37's question with three servers per
+    configuration, d c d c d c (`fl-stages.sh` with TRACE=trace-32k.json). The medians of three
+    put (c) over (d) at or above issue 14's 0.99 on every figure, though each figure's pairings
+    still span both sides of 1."""
+    s38 = RESULTS / "h100-2026-12-05-session38"
+    order = ("d1", "c1", "d2", "c2", "d3", "c3")
+    per = {n: json.loads((s38 / f"fl32-{n}" / "results.json").read_text()) for n in order}
+    assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
+        ("flash-12", "a674dde8", "NVIDIA H100 80GB HBM3")}
+    assert [next(iter(r["configs"])) for r in per.values()] == list("dcdcdc")
+    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
+    level = {n: e["levels"]["16"] for n, e in entry.items()}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"])
+            for lv in level.values()} == {(16, 195, 0, 489962)}
+    assert {entry[n]["kv_pool_tokens"] for n in order} == {574336}
+    assert [level[n]["cache_hit_rate_pct"] for n in order] == [86.81, 86.81, 86.84, 86.84, 86.81, 86.84]
+    figs = [[round(level[n][f], 3) for f in ("ttft_median_s", "ttft_p90_s")]
+            + [round(level[n]["tpot_median_ms"], 2), round(level[n]["sessions_per_min"], 2)] for n in order]
+    assert figs == [[0.397, 0.582, 3.25, 66.05], [0.365, 0.51, 3.06, 69.15], [0.365, 0.478, 3.36, 68.05],
+                    [0.371, 0.491, 3.11, 69.34], [0.368, 0.49, 3.18, 68.25], [0.342, 0.467, 3.29, 67.54]]
+
+    ratios = agentic_report.agentic_ratios(json.loads((s38 / "fl32" / "results.json").read_text()))
+    figs4 = RATIO_FIGS[2:]  # TTFT median, p90, TPOT, sessions/min; no turn at >= 96K
+    over_d = [round(ratios["over_d"]["16"]["c"][f], 3) for f in figs4]
+    assert over_d == [1.007, 0.998, 1.043, 1.016] and min(over_d) >= 0.99
+    assert [[round(x, 3) for x in ratios["over_d_range"]["16"]["c"][f]] for f in figs4] == [
+        [0.984, 1.16], [0.938, 1.246], [0.967, 1.1], [0.99, 1.05]]
+    paired = ratios["paired_over_d"]["16"]["c"]
+    assert (paired["turns"], paired["unpaired"], round(paired["median"], 3), round(paired["total"], 3)) == (
+        195, 0, 0.992, 0.992)
+
+    split = {}
+    for n in order:
+        (path,) = (s38 / f"fl32-{n}").glob("*-c16.jsonl.gz")
+        split[n] = ttft_split.summary(ttft_split.rows_from_files(path, ttft_split.server_log(path)))
+        assert split[n]["parts_turns"] == 195
+    assert [[round(split[n][k], 3) for k in ("outside_median_s", "sched_ttft_median_s")] for n in order] == [
+        [0.091, 0.243], [0.094, 0.245], [0.089, 0.248], [0.078, 0.248], [0.069, 0.257], [0.068, 0.245]]
+    assert [[round(split[n][f"part_{s}_mean_s"], 3) for s in ttft_split.STAGES] for n in order] == [
+        [0.043, 0.036, 0.015, 0.254, 0.004, 0.017], [0.043, 0.023, 0.019, 0.239, 0.004, 0.018],
+        [0.035, 0.023, 0.017, 0.223, 0.003, 0.017], [0.033, 0.026, 0.015, 0.227, 0.003, 0.017],
+        [0.035, 0.019, 0.018, 0.23, 0.003, 0.014], [0.029, 0.022, 0.019, 0.227, 0.003, 0.018]]
+
+    # GPU time at equal work over the six: neither prefill nor decode sorts by configuration;
+    # three servers (both kinds) prefilled one 1,024-token chunk more than the other three
+    replay = {n: fpm_rows(s38 / f"fl32-{n}") for n in order}
+    assert [(g["prefill"]["prefill_tokens"], g["decode"]["decode_requests"], g["dropped"])
+            for g in map(fpm.spans, replay.values())] == [(463669, 38805, 0), (463669, 38805, 0),
+                                                           (462645, 38805, 0), (462645, 38805, 0),
+                                                           (463669, 38805, 0), (462645, 38805, 0)]
+    work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in order])]
+    assert work == [(1.028, 1.007), (0.989, 0.95), (0.996, 0.993), (0.989, 0.995), (1.003, 1.022), (0.995, 1.033)]

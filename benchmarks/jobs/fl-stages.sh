@@ -18,6 +18,8 @@
 # true`, the first (staging) call included.
 # Session 37 got no H200 in five tries and asked the same question on an H100 with a 32K trace
 # (benchmarks/results/h100-2026-12-05-session37/: its jobs.sh): no (c)-over-(d) host time there.
+# Session 38, again no H200: TRACE=trace-32k.json ORDER="d c d c d c" on an H100
+# (benchmarks/results/h100-2026-12-05-session38/): (c) over (d) >= 0.99 on every figure.
 #
 #   S=/tmp/sNN bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
 #   TRACE=trace-32k.json ORDER="d c d c d c d c" S=... bash benchmarks/jobs/fl-stages.sh ...
