@@ -5,8 +5,9 @@
 # more of it than (d)'s in all four sessions, though no backend code runs there. Since session 34
 # every server logs SGLang's per-request timestamps (tokenize, handover, queue, prefill, return,
 # client) and py-spy samples its HTTP process. (d) first, then d c d c: three servers are
-# balanced ((c) between two (d)), a fourth as the budget allows (ORDER below). No MTP: mtp-balanced.sh needs about 1,600 s of device time, more than was left in
-# session 35 after its first calls got no machine (15 s each, 90 s for a start that failed).
+# balanced ((c) between two (d)), a fourth as the budget allows (ORDER below). No MTP:
+# mtp-balanced.sh needs about 1,600 s of device time, more than was left in session 35 after its
+# first calls got no machine (15 s each, 90 s for a start that failed).
 # Session 36 ran it on an H100 (the first call decides the kind): fl-d1 did not finish in 372 s.
 # There the fraction for 128K prefills (0.3, `common.mem_fraction_for`) leaves a 574,336-token
 # pool, and 16 sessions growing to about 128K need 2,040,320 (`agentic.working_set`): the replay
@@ -37,8 +38,8 @@
 # Staging as mtp-balanced.sh says (the last call carries .bundle-fl and runs
 # `mkdir -p $S && cp -r .bundle-fl $S/fl && S=$S bash benchmarks/jobs/fl-stages.sh 590 install`).
 # Device time: on an H200 at 128K (session 33) staging 175 s, install 120 s, 140 to 180 s a
-# server; on an H100 at 32K (session 37) 210 s for the first server (kernel JIT), 131 to 159 s
-# for each later one.
+# server; on an H100 at 32K 210 s for the first server (kernel JIT), 131 to 159 s for each later
+# one in session 37, 136 s and 88 to 96 s on session 38's faster host.
 S=${S:-/tmp/s35}; . scripts/device_queue.sh "$1" "${2:-}"
 FL=$S/fl
 TRACE=${TRACE:-trace.json}
