@@ -30,6 +30,15 @@ def fpm_rows(folder: Path, level: str = "c16") -> list:
     return fpm.read_replay(path)
 
 
+def replay_rows(folder: Path, level: str = "c16") -> list:
+    """The turns of the one replay at `level` in a server's folder, each with its TTFT split by the
+    server's log (`ttft_split.rows_from_files`, as `bench split` reads them)."""
+    from sglang_indexcache.bench import ttft_split
+
+    (path,) = folder.glob(f"*-{level}.jsonl.gz")
+    return ttft_split.rows_from_files(path, ttft_split.server_log(path))
+
+
 def row_figures(level: dict) -> list:
     """TTFT median, p90, >= 96K median (s, 3 places), TPOT (ms) and sessions/min (2 places)."""
     return [round(level[f], 3) for f in ("ttft_median_s", "ttft_p90_s", "ttft_long_median_s")] \

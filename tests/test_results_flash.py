@@ -7,7 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
-from test_results import RATIO_FIGS, fpm_rows, row_figures, ttft_and_decode, turns_by_key
+from test_results import RATIO_FIGS, fpm_rows, replay_rows, row_figures, ttft_and_decode, turns_by_key
 
 from sglang_indexcache.bench import agentic_report
 from sglang_indexcache.bench.agentic_report import LONG_CONTEXT as LONG
@@ -348,8 +348,7 @@ def test_sessions_28_to_33_ttft_split_reproduces_the_quoted_figures():
         folder = next(RESULTS.glob(f"h200-*-session{session}"))
         out = {}
         for n in names:
-            (path,) = (folder / f"fl-{n}").glob("*-c16.jsonl.gz")
-            rows = ttft_split.rows_from_files(path, ttft_split.server_log(path))
+            rows = replay_rows(folder / f"fl-{n}")
             assert sum(r["outside_s"] is not None for r in rows) == 401  # every turn paired with its log line
             long_ = [r["ttft_s"] for r in rows if r["context"] >= LONG]
             out[n] = {**ttft_split.summary(rows), "ttft_long": statistics.median(long_),

@@ -6,11 +6,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_results import RATIO_FIGS, fpm_rows
+from test_results import RATIO_FIGS, fpm_rows, replay_rows
 
 from sglang_indexcache.bench import agentic_report, fpm, ttft_split
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def servers_32k(folder: Path, order: tuple) -> tuple:
+    """Each server's configuration entry and concurrency-16 level in a session on the 32K trace
+    (folders `fl32-NAME`), after checking that all ran flash-12 on that trace on an H100, every
+    round of the 16 sessions, whose histories need 489,962 tokens."""
+    per = {n: json.loads((folder / f"fl32-{n}" / "results.json").read_text()) for n in order}
+    assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
+        ("flash-12", "a674dde8", "NVIDIA H100 80GB HBM3")}
+    keys = "".join(next(iter(r["configs"])) for r in per.values())
+    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
+    level = {n: e["levels"]["16"] for n, e in entry.items()}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"])
+            for lv in level.values()} == {(16, 195, 0, 489962)}
+    return keys, entry, level
+
+
+def short_figures(level: dict) -> list:
+    """TTFT median and p90 (s, 3 places), TPOT (ms) and sessions/min (2 places): a 32K trace has
+    no >= 96K figure (`test_results.row_figures` with it)."""
+    return [round(level[f], 3) for f in ("ttft_median_s", "ttft_p90_s")] \
+        + [round(level["tpot_median_ms"], 2), round(level["sessions_per_min"], 2)]
 
 
 def test_session37_c_d_balanced_at_16_on_a_32k_trace_reproduce_the_quoted_figures():
@@ -20,19 +42,12 @@ def test_session37_c_d_balanced_at_16_on_a_32k_trace_reproduce_the_quoted_figure
     where nothing is re-prefilled."""
     s37 = RESULTS / "h100-2026-12-05-session37"
     order = ("d1", "c1", "d2", "c2", "a1")
-    per = {n: json.loads((s37 / f"fl32-{n}" / "results.json").read_text()) for n in order}
-    assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
-        ("flash-12", "a674dde8", "NVIDIA H100 80GB HBM3")}
-    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
-    assert [next(iter(r["configs"])) for r in per.values()] == ["d", "c", "d", "c", "a"]
-    level = {n: e["levels"]["16"] for n, e in entry.items()}
-    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"])
-            for lv in level.values()} == {(16, 195, 0, 489962)}
+    keys, entry, level = servers_32k(s37, order)
+    assert keys == "dcdca"
     # the pool holds every live history: (a) stores index keys for all 12 layers, so its is smaller
     assert [entry[n]["kv_pool_tokens"] for n in order] == [574336] * 4 + [524992]
     assert {lv["cache_hit_rate_pct"] for lv in level.values()} == {86.84}  # the same on all: none evicted
-    figs = [[round(level[n][f], 3) for f in ("ttft_median_s", "ttft_p90_s")]
-            + [round(level[n]["tpot_median_ms"], 2), round(level[n]["sessions_per_min"], 2)] for n in order]
+    figs = [short_figures(level[n]) for n in order]
     assert figs == [[0.379, 0.553, 4.24, 54.7], [0.352, 0.526, 3.42, 63.03], [0.396, 0.554, 3.67, 59.52],
                     [0.398, 0.509, 4.74, 51.71], [0.462, 0.632, 4.09, 52.85]]
     assert all(level[n]["ttft_long_median_s"] is None for n in order)  # no turn at >= 96K in a 32K trace
@@ -50,8 +65,7 @@ def test_session37_c_d_balanced_at_16_on_a_32k_trace_reproduce_the_quoted_figure
     # each turn's TTFT by stage: the host time outside the scheduler does not sort by configuration
     split = {}
     for n in order:
-        (path,) = (s37 / f"fl32-{n}").glob("*-c16.jsonl.gz")
-        rows = ttft_split.rows_from_files(path, ttft_split.server_log(path))
+        rows = replay_rows(s37 / f"fl32-{n}")
         split[n] = ttft_split.summary(rows)
         assert sum(r["outside_s"] is not None for r in rows) == split[n]["parts_turns"] == 195
     assert [[round(split[n][k], 3) for k in ("outside_median_s", "sched_ttft_median_s")] for n in order] == [
@@ -77,18 +91,11 @@ def test_session38_three_servers_each_at_16_on_the_32k_trace_reproduce_the_quote
     still span both sides of 1."""
     s38 = RESULTS / "h100-2026-12-05-session38"
     order = ("d1", "c1", "d2", "c2", "d3", "c3")
-    per = {n: json.loads((s38 / f"fl32-{n}" / "results.json").read_text()) for n in order}
-    assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
-        ("flash-12", "a674dde8", "NVIDIA H100 80GB HBM3")}
-    assert [next(iter(r["configs"])) for r in per.values()] == list("dcdcdc")
-    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
-    level = {n: e["levels"]["16"] for n, e in entry.items()}
-    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"])
-            for lv in level.values()} == {(16, 195, 0, 489962)}
+    keys, entry, level = servers_32k(s38, order)
+    assert keys == "dcdcdc"
     assert {entry[n]["kv_pool_tokens"] for n in order} == {574336}
     assert [level[n]["cache_hit_rate_pct"] for n in order] == [86.81, 86.81, 86.84, 86.84, 86.81, 86.84]
-    figs = [[round(level[n][f], 3) for f in ("ttft_median_s", "ttft_p90_s")]
-            + [round(level[n]["tpot_median_ms"], 2), round(level[n]["sessions_per_min"], 2)] for n in order]
+    figs = [short_figures(level[n]) for n in order]
     assert figs == [[0.397, 0.582, 3.25, 66.05], [0.365, 0.51, 3.06, 69.15], [0.365, 0.478, 3.36, 68.05],
                     [0.371, 0.491, 3.11, 69.34], [0.368, 0.49, 3.18, 68.25], [0.342, 0.467, 3.29, 67.54]]
 
@@ -104,8 +111,7 @@ def test_session38_three_servers_each_at_16_on_the_32k_trace_reproduce_the_quote
 
     split = {}
     for n in order:
-        (path,) = (s38 / f"fl32-{n}").glob("*-c16.jsonl.gz")
-        split[n] = ttft_split.summary(ttft_split.rows_from_files(path, ttft_split.server_log(path)))
+        split[n] = ttft_split.summary(replay_rows(s38 / f"fl32-{n}"))
         assert split[n]["parts_turns"] == 195
     assert [[round(split[n][k], 3) for k in ("outside_median_s", "sched_ttft_median_s")] for n in order] == [
         [0.091, 0.243], [0.094, 0.245], [0.089, 0.248], [0.078, 0.248], [0.069, 0.257], [0.068, 0.245]]
