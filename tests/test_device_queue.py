@@ -205,3 +205,15 @@ def test_fl_stages_names_runs_by_trace_and_order_and_keeps_the_128k_trace_off_an
     names = [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
     assert proc.returncode == 0 and names == ["fl-d1", "fl-c1", "fl-d2", "fl-c2"]
     assert f"--trace {s}/fl/trace.json " in (s / "logs" / "fl-d1.txt").read_text()
+
+
+def test_fl_stages_runs_the_128k_trace_on_an_h100_at_concurrency_1(tmp_path):
+    proc, s = run_fl_stages(tmp_path, 81559, CONC="1", ORDER="d c d")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
+    assert names == ["fl-conc1-d1", "fl-conc1-c1", "fl-conc1-d2"]
+    ran = (s / "logs" / "fl-conc1-c1.txt").read_text()
+    assert f"--trace {s}/fl/trace.json --concurrency 1 " in ran and "--min-sessions 2 --configs c\n" in ran
+
+    proc, s = run_fl_stages(tmp_path / "c8", 81559, CONC="8")  # 8 live 128K sessions: not on an H100
+    assert proc.returncode == 4 and "need an H200's pool" in proc.stdout

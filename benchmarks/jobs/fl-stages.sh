@@ -29,6 +29,9 @@
 #
 # TRACE names the trace under $S/fl: trace.json (128K, the default; H200 only, its runs named
 # fl-*) or trace-32k.json (an H100 holds its 16 sessions; runs named fl32-*, as session 37's).
+# CONC (16 unless given) is the concurrency: at 1 or 4 the 128K trace's live sessions fit an H100's
+# pool (at 4: 518,105 of 574,336 tokens), so the H200 guard applies above 4 only; concurrency 1
+# replays two sessions (46 turns, 14 at >= 96K), as session 28 did.
 # ORDER lists the servers' configurations in the order they run ("d c d c" unless given: (d)
 # first, so each (c) sits between two (d)); a run is named PREFIX-CONFIG then its count.
 # The 32K trace, made on the CPU machine and carried in .bundle-fl beside the model (sha256
@@ -44,18 +47,23 @@ S=${S:-/tmp/s35}; . scripts/device_queue.sh "$1" "${2:-}"
 FL=$S/fl
 TRACE=${TRACE:-trace.json}
 ORDER=${ORDER:-d c d c}
+CONC=${CONC:-16}
 mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0)
 if [ "$TRACE" = trace.json ]; then
   P=fl FIRST=170 NEXT=170
-  if [ "$mib" -lt 120000 ]; then
+  if [ "$CONC" -gt 4 ] && [ "$mib" -lt 120000 ]; then
     echo "fl-stages: GPU 0 has $mib MiB; the 128K trace's 16 histories need an H200's pool (see the header)" | tee -a "$S/logs/queue.txt"
     finish; exit 4
   fi
 else
   P=fl32 FIRST=330 NEXT=200
 fi
-A=(--shape flash-12 --model-path "$FL/model" --trace "$FL/$TRACE" --concurrency 16 --prefill-graphs sglang
+A=(--shape flash-12 --model-path "$FL/model" --trace "$FL/$TRACE" --concurrency "$CONC" --prefill-graphs sglang
    --forward-pass-metrics --py-spy)
+if [ "$CONC" != 16 ]; then  # runs named fl-conc1-d1, ...; two sessions at concurrency 1 (session 28's)
+  P=$P-conc$CONC FIRST=300 NEXT=150
+  [ "$CONC" = 1 ] && A+=(--min-sessions 2)
+fi
 declare -A n=()
 est=$FIRST
 for c in $ORDER; do
