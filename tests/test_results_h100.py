@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -129,3 +130,25 @@ def test_session38_three_servers_each_at_16_on_the_32k_trace_reproduce_the_quote
                                                            (463669, 38805, 0), (462645, 38805, 0)]
     work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in order])]
     assert work == [(1.028, 1.007), (0.989, 0.95), (0.996, 0.993), (0.989, 0.995), (1.003, 1.022), (0.995, 1.033)]
+
+
+def test_session38_the_extra_1024_tokens_are_one_more_first_turn_missing_the_system_prompt():
+    """Session 38's d1, c1 and d3 prefilled 1,024 tokens more than d2, c2 and c3. The replays'
+    own per-request `cached_tokens` say why (session 39): six first turns found nothing cached
+    against five, every other turn hit, and the shared system prompt holds 1,024 tokens in whole
+    pages. How many first turns miss depends on arrival timing, not on the configuration."""
+    s38 = RESULTS / "h100-2026-12-05-session38"
+    cold, new = [], []
+    for n in ("d1", "c1", "d2", "c2", "d3", "c3"):
+        with gzip.open(s38 / f"fl32-{n}" / f"{n[0]}-c16.jsonl.gz", "rt") as fh:
+            out = json.loads(fh.readline())
+        lens, cached = out["input_lens"], out["cached_tokens"]
+        assert len(lens) == 195
+        misses = [i for i, c in enumerate(cached) if c == 0]
+        assert all(lens[i] < 4200 for i in misses)  # first turns: the trace's 4K opening contexts
+        assert all(c >= 1024 for c in cached if c)  # every other turn found at least the system prompt
+        cold.append(len(misses))
+        new.append(sum(lens) - sum(cached))
+    assert cold == [6, 6, 5, 5, 6, 5]
+    assert new == [463669, 463669, 462645, 462645, 463669, 462645]
+    assert max(new) - min(new) == 1024 * (max(cold) - min(cold))
