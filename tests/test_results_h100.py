@@ -7,7 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
-from test_results import RATIO_FIGS, fpm_rows, replay_rows
+from test_results import RATIO_FIGS, fpm_rows, replay_rows, row_figures
 
 from sglang_indexcache.bench import agentic_report, fpm, ttft_split
 
@@ -152,3 +152,55 @@ def test_session38_the_extra_1024_tokens_are_one_more_first_turn_missing_the_sys
     assert cold == [6, 6, 5, 5, 6, 5]
     assert new == [463669, 463669, 462645, 462645, 463669, 462645]
     assert max(new) - min(new) == 1024 * (max(cold) - min(cold))
+
+
+def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_figures():
+    """One H100, 2026-12-06 (session 39): flash-12 at concurrency 1 on the 128K trace (two
+    sessions, 46 turns, 14 at >= 96K; the pool holds them), d c d c d (`fl-stages.sh` with
+    CONC=1; the sixth server did not fit the device time left). Turn for turn (c) and (d) are
+    within 0.3 %; the decode figures' pairings span both sides of 1, and each decode forward's
+    floor is the same on all five servers: the slow forwards come in stretches, on both kinds."""
+    s39 = RESULTS / "h100-2026-12-06-session39"
+    order = ("d1", "c1", "d2", "c2", "d3")
+    per = {n: json.loads((s39 / f"fl-conc1-{n}" / "results.json").read_text()) for n in order}
+    assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
+        ("flash-12", "821ea80f", "NVIDIA H100 80GB HBM3")}
+    assert "".join(next(iter(r["configs"])) for r in per.values()) == "dcdcd"
+    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
+    level = {n: e["levels"]["1"] for n, e in entry.items()}
+    assert {entry[n]["kv_pool_tokens"] for n in order} == {574336}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"], lv["cache_hit_rate_pct"])
+            for lv in level.values()} == {(2, 46, 0, 129278, 92.33)}
+    assert [row_figures(level[n]) for n in order] == [
+        [0.122, 0.174, 0.139, 2.25, 4.45], [0.122, 0.167, 0.146, 2.39, 4.11], [0.123, 0.174, 0.144, 2.26, 4.34],
+        [0.125, 0.175, 0.139, 2.45, 4.14], [0.132, 0.185, 0.144, 2.49, 3.78]]
+
+    ratios = agentic_report.agentic_ratios(json.loads((s39 / "fl1" / "results.json").read_text()))
+    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.012, 1.025, 0.992, 1.02, 0.934, 0.95]
+    assert [[round(x, 3) for x in ratios["over_d_range"]["1"]["c"][f]] for f in RATIO_FIGS] == [
+        [0.954, 1.04], [1.011, 1.096], [0.976, 1.082], [0.997, 1.105], [0.917, 1.043], [0.924, 1.096]]
+    paired = ratios["paired_over_d"]["1"]["c"]
+    assert (paired["turns"], paired["unpaired"], paired["long_turns"]) == (46, 0, 14)
+    assert [round(paired[k], 3) for k in ("median", "median_long", "total")] == [0.998, 1.003, 0.999]
+
+    # each batch-1 decode forward's GPU span: the same floor everywhere; the share of slow ones
+    # (> 2.5 ms) is larger on both (c) servers than on d1 and d2 but largest on d3, and does not
+    # follow the decoded request's context (percent slow by 32K bin)
+    spans, by_context = {}, {}
+    for n in order:
+        dec = [(r["wall_time"] * 1000, r["scheduled_requests"]["sum_decode_kv_tokens"])
+               for r in fpm_rows(s39 / f"fl-conc1-{n}", "c1")
+               if r["scheduled_requests"]["num_decode_requests"] == 1 and not r["scheduled_requests"]["num_prefill_requests"]]
+        ms = sorted(w for w, _ in dec)
+        spans[n] = (len(ms), round(ms[len(ms) // 10], 2), round(100 * sum(x > 2.5 for x in ms) / len(ms)))
+        by_context[n] = []
+        for lo in (0, 32000, 64000, 96000):
+            w = [x for x, ctx in dec if lo <= ctx < lo + 32000 or (lo == 96000 and ctx >= lo)]
+            by_context[n].append(round(100 * sum(x > 2.5 for x in w) / len(w)))
+    assert by_context["c1"][0] == 60 and by_context["d3"][2] == 79 and max(by_context["d1"]) == 16
+    assert by_context["c1"].index(max(by_context["c1"])) == 0 and by_context["d3"].index(max(by_context["d3"])) == 2
+    assert spans == {"d1": (9154, 2.17, 12), "c1": (9154, 2.18, 37), "d2": (9154, 2.17, 19), "c2": (9154, 2.18, 41),
+                     "d3": (9154, 2.17, 44)}
+    work = [(round(x["prefill"], 3), round(x["decode"], 3))
+            for x in fpm.work_ratios([fpm_rows(s39 / f"fl-conc1-{n}", "c1") for n in order])]
+    assert work == [(1.016, 0.946), (0.972, 1.02), (1.017, 0.966), (0.974, 1.021), (1.021, 1.047)]
