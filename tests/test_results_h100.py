@@ -9,7 +9,7 @@ from pathlib import Path
 
 from test_results import RATIO_FIGS, fpm_rows, replay_rows, row_figures
 
-from sglang_indexcache.bench import agentic_report, fpm, ttft_split
+from sglang_indexcache.bench import agentic_report, fpm, pyspy, ttft_split
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -188,9 +188,9 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     # follow the decoded request's context (percent slow by 32K bin)
     spans, by_context = {}, {}
     for n in order:
-        dec = [(r["wall_time"] * 1000, r["scheduled_requests"]["sum_decode_kv_tokens"])
-               for r in fpm_rows(s39 / f"fl-conc1-{n}", "c1")
-               if r["scheduled_requests"]["num_decode_requests"] == 1 and not r["scheduled_requests"]["num_prefill_requests"]]
+        sched = [(r["wall_time"], r["scheduled_requests"]) for r in fpm_rows(s39 / f"fl-conc1-{n}", "c1")]
+        dec = [(w * 1000, q["sum_decode_kv_tokens"]) for w, q in sched
+               if q["num_decode_requests"] == 1 and not q["num_prefill_requests"]]
         ms = sorted(w for w, _ in dec)
         spans[n] = (len(ms), round(ms[len(ms) // 10], 2), round(100 * sum(x > 2.5 for x in ms) / len(ms)))
         by_context[n] = []
@@ -204,3 +204,15 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     work = [(round(x["prefill"], 3), round(x["decode"], 3))
             for x in fpm.work_ratios([fpm_rows(s39 / f"fl-conc1-{n}", "c1") for n in order])]
     assert work == [(1.016, 0.946), (0.972, 1.02), (1.017, 0.966), (0.974, 1.021), (1.021, 1.047)]
+
+    # the share of slow forwards ranks the servers as the scheduler's time in SGLang's own
+    # prepare_for_decode does (the same code for both configurations): a slower host, not (c)
+    prepare, waited = {}, {}
+    for n in order:
+        (path,) = (s39 / f"fl-conc1-{n}").glob("*-c1-pyspy.txt.gz")
+        own, incl = pyspy.frames(pyspy.read(path))
+        prepare[n] = round(incl["ScheduleBatch.prepare_for_decode (schedule_batch.py)"] / pyspy.RATE_HZ, 2)
+        waited[n] = round(own["Event.synchronize (torch/cuda/streams.py)"] / pyspy.RATE_HZ, 2)
+    assert prepare == {"d1": 2.97, "c1": 3.11, "d2": 3.02, "c2": 3.4, "d3": 3.81}
+    assert waited == {"d1": 4.14, "c1": 2.98, "d2": 4.08, "c2": 3.01, "d3": 3.26}  # on the GPU: most on d1, d2
+    assert sorted(order, key=prepare.get) == sorted(order, key=lambda n: spans[n][2]) == ["d1", "d2", "c1", "c2", "d3"]
