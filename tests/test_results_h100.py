@@ -206,7 +206,7 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     assert work == [(1.016, 0.946), (0.972, 1.02), (1.017, 0.966), (0.974, 1.021), (1.021, 1.047)]
 
     # the share of slow forwards ranks the servers as the scheduler's time in SGLang's own
-    # prepare_for_decode does (the same code for both configurations): a slower host, not (c)
+    # prepare_for_decode does (the same code for both configurations): the host's speed
     prepare, waited = {}, {}
     for n in order:
         (path,) = (s39 / f"fl-conc1-{n}").glob("*-c1-pyspy.txt.gz")

@@ -54,7 +54,7 @@ mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0)
 if [ "$TRACE" = trace.json ]; then
   P=fl FIRST=170 NEXT=170
   if [ "$CONC" -gt 4 ] && [ "$mib" -lt 120000 ]; then
-    echo "fl-stages: GPU 0 has $mib MiB; the 128K trace's 16 histories need an H200's pool (see the header)" | tee -a "$S/logs/queue.txt"
+    echo "fl-stages: GPU 0 has $mib MiB; the 128K trace's $CONC live histories need an H200's pool (see the header)" | tee -a "$S/logs/queue.txt"
     finish; exit 4
   fi
 else
