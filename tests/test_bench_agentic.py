@@ -375,7 +375,11 @@ def test_agentic_pipeline_on_cpu(models, tmp_path):
             st = r["stages"]
             assert sum(st.values()) == pytest.approx(r["ttft_s"], abs=1e-5), r
             assert 0 < st["prefill"] < r["server_forward_s"] and st["tokenize"] > 0 and st["queue"] >= 0, r
-            assert min(st.values()) > -0.005, r  # stamps of two processes: no stage below clock skew
+            # every stage but the hand-over runs from a stamp to one that causally follows it; the
+            # tokenizer stamps its hand-over after its send returns, so the scheduler may have queued
+            # the request first (-6.6 ms once, on a 2-core machine running two test suites)
+            assert min(v for k, v in st.items() if k != "handover") > -0.005, r
+            assert st["handover"] > -0.05, r
             assert r["outside_s"] + r["sched_ttft_s"] == pytest.approx(r["ttft_s"])
         assert s["parts_turns"] == s["rounds"]
         for i, run in enumerate(s["runs"]):  # each run's stage means add up to its mean TTFT

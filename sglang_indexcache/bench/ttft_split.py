@@ -23,6 +23,8 @@ server's TTFT into `STAGES`, which add up to the client's TTFT:
 
     tokenize  HTTP handler to the hand-over to the scheduler: chat template, tokenization
     handover  to the scheduler's wait queue: the ZMQ hop, the scheduler's next poll, its intake
+              (SGLang stamps the hand-over after its send returns, so on a busy host the
+              scheduler may have queued the request first: a few ms below 0)
     queue     the wait queue (the closed loop's other sessions' prefills)
     prefill   the first forward to the end of prefill (chunks and other requests' tokens included)
     return    the first token's way back to the HTTP server (detokenizer)
