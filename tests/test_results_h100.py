@@ -3,27 +3,32 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 from test_results import RATIO_FIGS, fpm_rows, replay_rows, row_figures
 
-from sglang_indexcache.bench import agentic_report, fpm, pyspy, ttft_split
+from sglang_indexcache.bench import agentic_report, common, fpm, pyspy, ttft_split
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
-def servers_32k(folder: Path, order: tuple) -> tuple:
-    """Each server's configuration entry and concurrency-16 level in a session on the 32K trace
-    (folders `fl32-NAME`), after checking that all ran flash-12 on that trace on an H100, every
-    round of the 16 sessions, whose histories need 489,962 tokens."""
-    per = {n: json.loads((folder / f"fl32-{n}" / "results.json").read_text()) for n in order}
+def servers(folder: Path, prefix: str, order: tuple, concurrency: str, trace: str) -> tuple:
+    """Each server's configuration key (joined in order), entry and level at `concurrency` in a
+    session whose servers ran one configuration each (folders `PREFIX-NAME`), after checking that
+    all ran flash-12 on the trace of sha256 `trace...` on an H100."""
+    per = {n: json.loads((folder / f"{prefix}-{n}" / "results.json").read_text()) for n in order}
     assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
-        ("flash-12", "a674dde8", "NVIDIA H100 80GB HBM3")}
+        ("flash-12", trace, "NVIDIA H100 80GB HBM3")}
     keys = "".join(next(iter(r["configs"])) for r in per.values())
     entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
-    level = {n: e["levels"]["16"] for n, e in entry.items()}
+    return keys, entry, {n: e["levels"][concurrency] for n, e in entry.items()}
+
+
+def servers_32k(folder: Path, order: tuple) -> tuple:
+    """`servers` at concurrency 16 on the 32K trace (folders `fl32-NAME`), every round of the 16
+    sessions run, whose histories need 489,962 tokens."""
+    keys, entry, level = servers(folder, "fl32", order, "16", "a674dde8")
     assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"])
             for lv in level.values()} == {(16, 195, 0, 489962)}
     return keys, entry, level
@@ -140,8 +145,7 @@ def test_session38_the_extra_1024_tokens_are_one_more_first_turn_missing_the_sys
     s38 = RESULTS / "h100-2026-12-05-session38"
     cold, new = [], []
     for n in ("d1", "c1", "d2", "c2", "d3", "c3"):
-        with gzip.open(s38 / f"fl32-{n}" / f"{n[0]}-c16.jsonl.gz", "rt") as fh:
-            out = json.loads(fh.readline())
+        out = common.bench_serving_result(s38 / f"fl32-{n}" / f"{n[0]}-c16.jsonl.gz")
         lens, cached = out["input_lens"], out["cached_tokens"]
         assert len(lens) == 195
         misses = [i for i, c in enumerate(cached) if c == 0]
@@ -162,12 +166,8 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     floor is the same on all five servers: the slow forwards come in stretches, on both kinds."""
     s39 = RESULTS / "h100-2026-12-06-session39"
     order = ("d1", "c1", "d2", "c2", "d3")
-    per = {n: json.loads((s39 / f"fl-conc1-{n}" / "results.json").read_text()) for n in order}
-    assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
-        ("flash-12", "821ea80f", "NVIDIA H100 80GB HBM3")}
-    assert "".join(next(iter(r["configs"])) for r in per.values()) == "dcdcd"
-    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
-    level = {n: e["levels"]["1"] for n, e in entry.items()}
+    keys, entry, level = servers(s39, "fl-conc1", order, "1", "821ea80f")
+    assert keys == "dcdcd"
     assert {entry[n]["kv_pool_tokens"] for n in order} == {574336}
     assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"], lv["cache_hit_rate_pct"])
             for lv in level.values()} == {(2, 46, 0, 129278, 92.33)}
@@ -186,23 +186,22 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     # each batch-1 decode forward's GPU span: the same floor everywhere; the share of slow ones
     # (> 2.5 ms) is larger on both (c) servers than on d1 and d2 but largest on d3, and does not
     # follow the decoded request's context (percent slow by 32K bin)
+    replay = {n: fpm_rows(s39 / f"fl-conc1-{n}", "c1") for n in order}
     spans, by_context = {}, {}
     for n in order:
-        sched = [(r["wall_time"], r["scheduled_requests"]) for r in fpm_rows(s39 / f"fl-conc1-{n}", "c1")]
-        dec = [(w * 1000, q["sum_decode_kv_tokens"]) for w, q in sched
+        sched = [(r["wall_time"] * 1000, r["scheduled_requests"]) for r in replay[n]]
+        dec = [(w, q["sum_decode_kv_tokens"]) for w, q in sched
                if q["num_decode_requests"] == 1 and not q["num_prefill_requests"]]
         ms = sorted(w for w, _ in dec)
         spans[n] = (len(ms), round(ms[len(ms) // 10], 2), round(100 * sum(x > 2.5 for x in ms) / len(ms)))
-        by_context[n] = []
-        for lo in (0, 32000, 64000, 96000):
-            w = [x for x, ctx in dec if lo <= ctx < lo + 32000 or (lo == 96000 and ctx >= lo)]
-            by_context[n].append(round(100 * sum(x > 2.5 for x in w) / len(w)))
+        bins = [[w for w, ctx in dec if min(ctx // 32000, 3) == b] for b in range(4)]  # the last: >= 96K
+        by_context[n] = [round(100 * sum(x > 2.5 for x in w) / len(w)) for w in bins]
     assert by_context["c1"][0] == 60 and by_context["d3"][2] == 79 and max(by_context["d1"]) == 16
     assert by_context["c1"].index(max(by_context["c1"])) == 0 and by_context["d3"].index(max(by_context["d3"])) == 2
     assert spans == {"d1": (9154, 2.17, 12), "c1": (9154, 2.18, 37), "d2": (9154, 2.17, 19), "c2": (9154, 2.18, 41),
                      "d3": (9154, 2.17, 44)}
     work = [(round(x["prefill"], 3), round(x["decode"], 3))
-            for x in fpm.work_ratios([fpm_rows(s39 / f"fl-conc1-{n}", "c1") for n in order])]
+            for x in fpm.work_ratios([replay[n] for n in order])]
     assert work == [(1.016, 0.946), (0.972, 1.02), (1.017, 0.966), (0.974, 1.021), (1.021, 1.047)]
 
     # the share of slow forwards ranks the servers as the scheduler's time in SGLang's own

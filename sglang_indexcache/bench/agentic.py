@@ -63,7 +63,7 @@ def run_bench_serving(cmd: list, log: Path, out_file: Path, timeout: float) -> d
     text = log.read_text(errors="replace")
     if proc.returncode != 0 or not out_file.exists():
         raise RuntimeError(f"bench_serving failed ({proc.returncode}); {log}:\n" + "\n".join(text.splitlines()[-30:]))
-    return json.loads(out_file.read_text().splitlines()[-1])
+    return common.bench_serving_result(out_file)
 
 
 def turns(result: dict, trace: dict, sessions: int, max_turns: int | None = None) -> list:

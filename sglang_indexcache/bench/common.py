@@ -123,6 +123,12 @@ def read_text(path) -> str:
         return fh.read()
 
 
+def bench_serving_result(path) -> dict:
+    """bench_serving's per-request output (`--output-file`, plain or gzipped): it appends, so the
+    last line is the run's."""
+    return json.loads(read_text(path).splitlines()[-1])
+
+
 def time_stats(text: str) -> dict:
     """input_len -> (cached, output_len, queue_s, forward_s) from ReqTimeStats lines."""
     return {int(m[0]): (int(m[1]), int(m[2]), sec(m[3], m[4]), sec(m[5], m[6])) for m in TIME_STATS.findall(text)}

@@ -124,7 +124,7 @@ def summary(rows: list) -> dict:
 def rows_from_files(result_path, log_path) -> list:
     """Annotated rows of a committed replay: bench_serving's per-request file (plain or gzipped)
     and the server's log of the same run (`TAG-server.log[.gz]`), paired by prompt length."""
-    result = json.loads(common.read_text(result_path).splitlines()[-1])  # bench_serving appends
+    result = common.bench_serving_result(result_path)
     log_text = common.read_text(log_path)
     stats = common.time_stats(log_text)
     rows = []
