@@ -92,3 +92,26 @@ def test_collapsed_stacks_count_self_and_inclusive_per_function(tmp_path):
     own, incl = pyspy.frames(pyspy.read(raw))
     assert own == {"launch (b.py)": 30, "step (a.py)": 10, "wait (c.py)": 5}
     assert incl["loop (a.py)"] == 45 and incl["step (a.py)"] == 40
+
+
+def test_the_packages_frames_are_split_by_what_they_called(tmp_path):
+    """`bench pyspy`'s last table: the package's innermost frame and the frame it called, so its
+    own time (<self>, prometheus) stands apart from the upstream call it wraps."""
+    ours = "IndexCacheDSABackend.init_forward_metadata_out_graph (sglang_indexcache/backend/gpu.py:{})"
+    raw = tmp_path / "c-c1-pyspy.txt"
+    raw.write_text(f"loop (scheduler.py:1);{ours.format(143)};DeepseekSparseAttnBackend.plan (dsa_backend.py:9) 40\n"
+                   f"loop (scheduler.py:1);{ours.format(149)} 3\n"
+                   f"loop (scheduler.py:1);{ours.format(149)};_count_replay (sglang_indexcache/backend/gpu.py:170);"
+                   "Counter.inc (prometheus_client/metrics.py:5) 2\n"
+                   "loop (scheduler.py:1);step (scheduler.py:7) 10\n")
+    got = pyspy.calls_out(pyspy.read(raw))
+    head = ours.format(0).replace(":0)", ")")
+    assert got == {f"{head} -> DeepseekSparseAttnBackend.plan (dsa_backend.py)": 40, f"{head} -> <self>": 3,
+                   "_count_replay (sglang_indexcache/backend/gpu.py) -> Counter.inc (prometheus_client/metrics.py)": 2}
+    d = tmp_path / "d-c1-pyspy.txt"
+    d.write_text("loop (scheduler.py:1);step (scheduler.py:7) 10\n")
+    assert pyspy.calls_out(pyspy.read(d)) == {}
+    table = pyspy.table([d, raw])
+    assert "sglang_indexcache's innermost frame -> what it called: s per file" in table
+    assert f"     0.00    0.03  {head} -> <self>" in table
+    assert "innermost" not in pyspy.table([d])  # a server without the package: no such section

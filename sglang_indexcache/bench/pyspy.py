@@ -111,6 +111,25 @@ def frames(stacks: Counter) -> tuple:
     return own, incl
 
 
+PACKAGE = "sglang_indexcache"
+
+
+def calls_out(stacks: Counter, package: str = PACKAGE) -> Counter:
+    """Samples with a frame of `package`, keyed "its innermost such frame -> the frame it called"
+    ("<self>" when that frame was running): what the package's own code costs the scheduler
+    next to the upstream calls it wraps (`super()`, the hooked method), which the same server
+    without the package runs too. py-spy reads a running process's stacks without stopping it
+    (`--nonblocking`), so a few samples pair frames that were not caller and callee."""
+    out = Counter()
+    for stack, n in stacks.items():
+        names = [_LINE.sub(")", f) for f in stack.split(";")]
+        ours = [i for i, f in enumerate(names) if f"({package}/" in f]
+        if ours:
+            i = ours[-1]
+            out[f"{names[i]} -> {names[i + 1] if i + 1 < len(names) else '<self>'}"] += n
+    return out
+
+
 def summarize(stacks: Counter, top: int = 25) -> dict:
     own, incl = frames(stacks)
     return {"samples": sum(stacks.values()), "rate_hz": RATE_HZ,
@@ -120,15 +139,18 @@ def summarize(stacks: Counter, top: int = 25) -> dict:
 def table(paths: list, top: int = 20) -> str:
     """`bench pyspy FILE...`: the functions with the most samples in any file, as seconds of the
     scheduler's running time in each (samples / rate), self and inclusive."""
-    data = [frames(read(p)) for p in paths]
+    stacks = [read(p) for p in paths]
+    data = [(*frames(s), calls_out(s)) for s in stacks]
     lines = ["files: " + "  ".join(f"[{i}] {p}" for i, p in enumerate(paths)),
-             "running s: " + "  ".join(f"[{i}] {sum(own.values()) / RATE_HZ:.1f}" for i, (own, _) in enumerate(data))]
-    for kind, col in (("self", 0), ("inclusive", 1)):
+             "running s: " + "  ".join(f"[{i}] {sum(own.values()) / RATE_HZ:.1f}" for i, (own, *_) in enumerate(data))]
+    for kind, col in (("self", 0), ("inclusive", 1), (f"{PACKAGE}'s innermost frame -> what it called:", 2)):
         names = []
-        for d in data:
-            names += [n for n, _ in d[col].most_common(top) if n not in names]
-        lines.append(f"{kind} s per file, then function:")
-        for n in sorted(names, key=lambda n: -max(d[col][n] for d in data))[:top]:
+        for d in data:  # each file's top, ties by name (frames() counts from a set)
+            names += [n for n, _ in sorted(d[col].items(), key=lambda kv: (-kv[1], kv[0]))[:top] if n not in names]
+        if not names:
+            continue
+        lines.append(f"{kind} s per file, then function:" if col < 2 else f"{kind} s per file")
+        for n in sorted(names, key=lambda n: (-max(d[col][n] for d in data), n))[:top]:  # ties by name
             lines.append("  " + " ".join(f"{d[col][n] / RATE_HZ:7.2f}" for d in data) + f"  {n}")
     return "\n".join(lines)
 
