@@ -23,6 +23,8 @@
 # (benchmarks/results/h100-2026-12-05-session38/): (c) over (d) >= 0.99 on every figure.
 # Session 39, no H200 again: CONC=1 ORDER="d c d c d c d c" on an H100, d c d c d ran
 # (benchmarks/results/h100-2026-12-06-session39/: TTFT >= 0.99, decode set by each server's host).
+# Session 40, an H200: TRACE=trace.json ORDER="d c d c d c", d c c d ran
+# (benchmarks/results/h200-2026-12-06-session40/: every figure >= 0.99, >= 96K median 1.023).
 #
 #   S=/tmp/sNN bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
 #   TRACE=trace-32k.json ORDER="d c d c d c d c" S=... bash benchmarks/jobs/fl-stages.sh ...
