@@ -138,7 +138,8 @@ def summarize(stacks: Counter, top: int = 25) -> dict:
 
 def table(paths: list, top: int = 20) -> str:
     """`bench pyspy FILE...`: the functions with the most samples in any file, as seconds of the
-    scheduler's running time in each (samples / rate), self and inclusive."""
+    scheduler's running time in each (samples / rate), self and inclusive; then, where a file has
+    any, this package's frames with what each called (`calls_out`)."""
     stacks = [read(p) for p in paths]
     data = [(*frames(s), calls_out(s)) for s in stacks]
     lines = ["files: " + "  ".join(f"[{i}] {p}" for i, p in enumerate(paths)),
