@@ -4,6 +4,7 @@ session script sourcing it, stand-in jobs, and a stand-in `nvidia-smi` on PATH."
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -174,8 +175,9 @@ def test_a_long_job_runs_on_between_calls_in_its_own_session_and_holds_the_rest(
     assert not list((state / "running").iterdir())
 
 
-def run_fl_stages(tmp_path, mib: int, **env_extra):
-    """`benchmarks/jobs/fl-stages.sh` with `bench agentic` replaced by `echo` and a GPU of `mib` MiB."""
+def run_fl_stages(tmp_path, mib: int, call: int = 600, **env_extra):
+    """`benchmarks/jobs/fl-stages.sh` with `bench agentic` replaced by `echo`, a GPU of `mib` MiB
+    and a device call of `call` seconds."""
     bin_dir, out, sg = tmp_path / "bin", tmp_path / "out", tmp_path / "sg"
     for d in (bin_dir, out, sg / "sglang"):
         d.mkdir(parents=True, exist_ok=True)
@@ -183,7 +185,7 @@ def run_fl_stages(tmp_path, mib: int, **env_extra):
     (bin_dir / "nvidia-smi").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "S": str(tmp_path / "s"),
            "SG": str(sg), "G": "echo RUN", **env_extra}
-    proc = subprocess.run(["bash", "benchmarks/jobs/fl-stages.sh", "600"], cwd=ROOT, env=env, capture_output=True,
+    proc = subprocess.run(["bash", "benchmarks/jobs/fl-stages.sh", str(call)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
     return proc, tmp_path / "s"
 
@@ -217,3 +219,19 @@ def test_fl_stages_runs_the_128k_trace_on_an_h100_at_concurrency_1(tmp_path):
 
     proc, s = run_fl_stages(tmp_path / "c8", 81559, CONC="8")  # 8 live 128K sessions: not on an H100
     assert proc.returncode == 4 and "need an H200's pool" in proc.stdout
+
+
+def test_fl_stages_holds_a_128k_server_that_would_not_finish_in_the_call(tmp_path):
+    """Session 40: with 173 s left in the call the queue started a second 128K server on an H200
+    (estimate 170 s); it needed 187 s and the call's end stopped it in its shutdown. Now it waits
+    for the next call, and a call with the measured time starts it."""
+    state = tmp_path / "s"
+    (state / "done").mkdir(parents=True)
+    (state / "done" / "fl-d1").touch()  # the first server ran in an earlier call
+    proc, s = run_fl_stages(tmp_path, 143771, call=173 + 35)
+    queue = (s / "logs" / "queue.txt").read_text()
+    assert proc.returncode == 0 and " start " not in queue
+    assert re.search(r"^fl-c1: 1[67]\ds left < 190s, next call$", queue, re.M) and "fl-d2: behind fl-c1, next call" in queue
+
+    proc, s = run_fl_stages(tmp_path, 143771, call=190 + 35 + 10)  # 10 s for a loaded machine's start
+    assert proc.returncode == 0 and "fl-c1 start " in (s / "logs" / "queue.txt").read_text()

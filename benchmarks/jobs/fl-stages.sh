@@ -45,8 +45,10 @@
 # Staging as mtp-balanced.sh says (the last call carries .bundle-fl and runs
 # `mkdir -p $S && cp -r .bundle-fl $S/fl && S=$S bash benchmarks/jobs/fl-stages.sh 590 install`).
 # Device time: on an H200 at 128K (session 33) staging 175 s, install 120 s, 140 to 180 s a
-# server; on an H100 at 32K 210 s for the first server (kernel JIT), 131 to 159 s for each later
-# one in session 37, 136 s and 88 to 96 s on session 38's faster host.
+# server; session 40's H200 install 150 s, 232 s for the first server, 187 and 188 s after (the
+# estimates below: its second server, started on 170, was stopped in its shutdown). On an H100
+# at 32K 210 s for the first server (kernel JIT), 131 to 159 s for each later one in session
+# 37, 136 s and 88 to 96 s on session 38's faster host.
 S=${S:-/tmp/s35}; . scripts/device_queue.sh "$1" "${2:-}"
 FL=$S/fl
 TRACE=${TRACE:-trace.json}
@@ -54,7 +56,7 @@ ORDER=${ORDER:-d c d c}
 CONC=${CONC:-16}
 mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0)
 if [ "$TRACE" = trace.json ]; then
-  P=fl FIRST=170 NEXT=170
+  P=fl FIRST=240 NEXT=190
   if [ "$CONC" -gt 4 ] && [ "$mib" -lt 120000 ]; then
     echo "fl-stages: GPU 0 has $mib MiB; the 128K trace's $CONC live histories need an H200's pool (see the header)" | tee -a "$S/logs/queue.txt"
     finish; exit 4

@@ -8,6 +8,7 @@
 #   TRACE=trace.json ORDER="d c d c d c" S=/tmp/s40 bash benchmarks/jobs/fl-stages.sh 548   (fl-c1 again, fl-d2)
 # after which 174 s of device time were left, less than a server (187 s here). Call 1's fl-c1 is
 # fl-c1/ here, call 2's is fl-c2/ (README).
+# fl-stages.sh's estimates for this trace have since gone from 170 s to 240 (first) and 190 s.
 # This file replays those calls: bash benchmarks/results/h200-2026-12-06-session40/jobs.sh CALL_SECONDS [install]
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.." || exit 1
 TRACE=trace.json ORDER="d c d c d c" S=${S:-/tmp/s40} exec bash benchmarks/jobs/fl-stages.sh "$@"
