@@ -103,14 +103,16 @@ def test_serve_decode_on_cpu(models, tmp_path):
     --profile-steps: SGLang's profiler stops by itself after that many steps and its trace is
     summarised (CPU activity only: host operators, no kernels)."""
     args = argparse.Namespace(
-        decode_batch=3, decode_len=200, decode_short=4, decode_steps=24, decode_repeats=2,
+        # three repeats of 4 and 48 steps: the medians survive one stall of the host (two
+        # repeats of 24 failed the noise check beside another test run: 0.752 s for 24, 1.119 for 4)
+        decode_batch=3, decode_len=200, decode_short=4, decode_steps=48, decode_repeats=3,
         decode_mem_fraction=0.5, decode_log_interval=2, chunked_prefill_size=128, seed=0,
         device="cpu", timeout=300, profile_steps=3,
     )
     d = decode.serve_decode(models["glm-tiny-full"], [*common.CPU_ARGS, "--attention-backend", "indexcache",
                                                      "--index-cache-pattern", "FSSSFSSS"], args, tmp_path / "srv.log")
     assert d["batch_size"] == 3 and d["context"] == 200
-    assert len(d["times_s"]["4"]) == len(d["times_s"]["24"]) == 2
+    assert len(d["times_s"]["4"]) == len(d["times_s"]["48"]) == 3
     assert d["tokens_per_s"] > 0 and d["ms_per_step"] > 0
     assert d["log_lines"] > 0 and d["log_gen_throughput_median"] > 0
     assert d["kv_pool_tokens"] > 0
