@@ -14,13 +14,14 @@ from sglang_indexcache.bench import agentic_report, common, fpm, pyspy, ttft_spl
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
-def servers(folder: Path, prefix: str, order: tuple, concurrency: str, trace: str) -> tuple:
+def servers(folder: Path, prefix: str, order: tuple, concurrency: str, trace: str,
+            gpu: str = "NVIDIA H100 80GB HBM3") -> tuple:
     """Each server's configuration key (joined in order), entry and level at `concurrency` in a
     session whose servers ran one configuration each (folders `PREFIX-NAME`), after checking that
-    all ran flash-12 on the trace of sha256 `trace...` on an H100."""
+    all ran flash-12 on the trace of sha256 `trace...` on `gpu` (an H100 unless given)."""
     per = {n: json.loads((folder / f"{prefix}-{n}" / "results.json").read_text()) for n in order}
     assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
-        ("flash-12", trace, "NVIDIA H100 80GB HBM3")}
+        ("flash-12", trace, gpu)}
     keys = "".join(next(iter(r["configs"])) for r in per.values())
     entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
     return keys, entry, {n: e["levels"][concurrency] for n, e in entry.items()}

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from test_results import RATIO_FIGS, fpm_rows, replay_rows, row_figures
-from test_results_h100 import own_and_wrapped
+from test_results_h100 import own_and_wrapped, servers
 
 from sglang_indexcache.bench import agentic_report, fpm, pyspy, ttft_split
 
@@ -22,18 +22,14 @@ def test_session40_c_d_at_16_on_the_128k_trace_reproduce_the_quoted_figures():
     medians under 0.99 (0.981, and 0.899 at >= 96K) are at or above it here."""
     s40 = RESULTS / "h200-2026-12-06-session40"
     order = ("d1", "c1", "c2", "d2")
-    per = {n: json.loads((s40 / f"fl-{n}" / "results.json").read_text()) for n in order}
-    assert {(r["shape"], r["trace"]["sha256"][:8], r["gpu"]["name"]) for r in per.values()} == {
-        ("flash-12", "821ea80f", "NVIDIA H200")}
-    assert "".join(next(iter(r["configs"])) for r in per.values()) == "dccd"
+    keys, entry, level = servers(s40, "fl", order, "16", "821ea80f", gpu="NVIDIA H200")
+    assert keys == "dccd"
     # run in this order; c1's results were complete before the call's end stopped its server
-    finished = [per[n]["finished_at"][11:19] for n in order]
+    finished = [json.loads((s40 / f"fl-{n}" / "results.json").read_text())["finished_at"][11:19] for n in order]
     assert finished == ["04:51:21", "04:54:13", "04:57:35", "05:00:43"]
     assert (s40 / "logs" / "queue.txt").read_text().count("fl-c1 rc=124 in 173s") == 1
-    entry = {n: next(iter(r["configs"].values())) for n, r in per.items()}
     assert {entry[n]["kv_pool_tokens"] for n in order} == {5100736}
     assert all("--mem-fraction-static 0.6 " in entry[n]["server_command"] for n in order)
-    level = {n: e["levels"]["16"] for n, e in entry.items()}
     assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"], lv["cache_hit_rate_pct"],
              lv["ttft_long_n"]) for lv in level.values()} == {(16, 401, 0, 2040320, 92.84, 112)}
     assert [row_figures(level[n]) for n in order] == [
