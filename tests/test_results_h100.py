@@ -250,3 +250,71 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     gap_ms = c_med - d_med
     assert round(gap_ms, 2) == 0.16 and max(per_forward_us) / 1000 < gap_ms / 5
     assert (c_med, d_med) == (2.42, 2.26) and round(d_med / (c_med - max(per_forward_us) / 1000), 3) == 0.945
+
+
+def test_session41_three_servers_each_at_concurrency_1_decide_tpot_and_sessions_per_min():
+    """Two H100s, 2026-12-06 (session 41): flash-12 at concurrency 1 on the 128K trace, as session
+    39. On the second machine d c d c d (the sixth server did not fit): every figure and every
+    pairing at or above 0.99, TPOT 0.997, with session 39's slow decode stretches absent. The first
+    machine, one server each on a slow host, is committed apart and not pooled."""
+    s41 = RESULTS / "h100-2026-12-06-session41"
+    second, first = s41 / "second-machine", s41 / "first-machine"
+    order = ("d1", "c1", "d2", "c2", "d3")
+    keys, entry, level = servers(second, "fl-conc1", order, "1", "821ea80f")
+    assert keys == "dcdcd"
+    assert {entry[n]["kv_pool_tokens"] for n in order} == {574336}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"], lv["cache_hit_rate_pct"])
+            for lv in level.values()} == {(2, 46, 0, 129278, 92.33)}
+    assert [row_figures(level[n]) for n in order] == [
+        [0.116, 0.177, 0.125, 2.23, 4.37], [0.109, 0.156, 0.119, 2.24, 4.68], [0.11, 0.161, 0.126, 2.23, 4.67],
+        [0.108, 0.155, 0.12, 2.23, 4.69], [0.112, 0.162, 0.122, 2.23, 4.67]]
+
+    ratios = agentic_report.agentic_ratios(json.loads((second / "fl1" / "results.json").read_text()))
+    over = [round(ratios["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS]
+    assert over == [1.045, 1.039, 1.029, 1.04, 0.997, 1.003]
+    pairings = [[round(x, 3) for x in ratios["over_d_range"]["1"]["c"][f]] for f in RATIO_FIGS]
+    assert pairings == [[1.021, 1.059], [1.03, 1.058], [1.01, 1.072], [1.028, 1.142], [0.995, 0.998], [1.001, 1.072]]
+    assert min(min(p) for p in pairings) >= 0.99
+    paired = ratios["paired_over_d"]["1"]["c"]
+    assert (paired["turns"], paired["unpaired"], paired["long_turns"]) == (46, 0, 14)
+    assert [round(paired[k], 3) for k in ("median", "median_long", "total")] == [1.031, 1.039, 1.026]
+
+    # batch-1 decode forwards: (forwards, p10 ms, percent over 2.5 ms); at equal work
+    # (prefill, decode) GPU time; (c)'s own scheduler code outside the calls it wraps, and inside
+    def decode_spans(folder: Path, names: tuple) -> tuple:
+        replay = {n: fpm_rows(folder / f"fl-conc1-{n}", "c1") for n in names}
+        spans = {}
+        for n in names:
+            ms = sorted(r["wall_time"] * 1000 for r in replay[n] if r["scheduled_requests"]["num_decode_requests"] == 1
+                        and not r["scheduled_requests"]["num_prefill_requests"])
+            spans[n] = (len(ms), round(ms[len(ms) // 10], 2), round(100 * sum(x > 2.5 for x in ms) / len(ms), 1))
+        work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in names])]
+        own = {n: own_and_wrapped(folder / f"fl-conc1-{n}" / f"{n[0]}-c1-pyspy.txt.gz") for n in names}
+        return spans, work, own
+
+    spans, work, own = decode_spans(second, order)
+    assert spans == {"d1": (9154, 2.17, 3.6), "c1": (9154, 2.18, 0.6), "d2": (9154, 2.17, 0.5),
+                     "c2": (9154, 2.18, 0.6), "d3": (9154, 2.17, 0.5)}
+    assert work == [(1.019, 1.006), (0.971, 1.001), (1.02, 0.997), (0.972, 1.0), (1.018, 0.996)]
+    assert own == {"d1": (0, 0), "c1": (0.1, 1.28), "d2": (0, 0), "c2": (0.13, 1.49), "d3": (0, 0)}
+    assert [round(own[n][0] / spans[n][0] * 1e6) for n in ("c1", "c2")] == [11, 14]
+    split = {n: ttft_split.summary(replay_rows(second / f"fl-conc1-{n}", "c1")) for n in order}
+    assert [round(split[n]["outside_median_s"], 3) for n in order] == [0.032, 0.028, 0.03, 0.028, 0.03]
+
+    # the first machine: one server each on a slow host; SGLang's own decode preparation and
+    # load reporting, which (c) does not change, ran slower during c1 than during d1
+    keys, _, level1 = servers(first, "fl-conc1", ("d1", "c1"), "1", "821ea80f")
+    assert keys == "dc"
+    assert [row_figures(level1[n]) for n in ("d1", "c1")] == [[0.136, 0.187, 0.158, 2.58, 3.9],
+                                                              [0.139, 0.183, 0.158, 2.97, 3.53]]
+    ratios1 = agentic_report.agentic_ratios(json.loads((first / "fl1" / "results.json").read_text()))
+    assert [round(ratios1["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.003, 1.033, 0.973, 1.022, 0.871, 0.907]
+    spans1, _, own1 = decode_spans(first, ("d1", "c1"))
+    assert spans1 == {"d1": (9154, 2.2, 46.0), "c1": (9154, 2.58, 93.4)}
+    assert own1["c1"] == (0.16, 2.07) and round(own1["c1"][0] / spans1["c1"][0] * 1e6) == 17
+    # (self, inclusive) seconds per function
+    spy = {n: pyspy.frames(pyspy.read(first / f"fl-conc1-{n}" / f"{n[0]}-c1-pyspy.txt.gz")) for n in ("d1", "c1")}
+    assert [round(spy[n][1]["ScheduleBatch.prepare_for_decode (schedule_batch.py)"] / pyspy.RATE_HZ, 2)
+            for n in ("d1", "c1")] == [3.35, 3.82]
+    assert [round(spy[n][0]["SchedulerLoadInquirer.get_loads (scheduler_components/load_inquirer.py)"] / pyspy.RATE_HZ, 2)
+            for n in ("d1", "c1")] == [1.64, 2.5]

@@ -25,6 +25,9 @@
 # (benchmarks/results/h100-2026-12-06-session39/: TTFT >= 0.99, decode set by each server's host).
 # Session 40, an H200: TRACE=trace.json ORDER="d c d c d c", d c c d ran
 # (benchmarks/results/h200-2026-12-06-session40/: every figure >= 0.99, >= 96K median 1.023).
+# Session 41, two H100s: CONC=1 ORDER="d c d c d c", d c on the first (given back between two
+# calls), d c d c d on the second (benchmarks/results/h100-2026-12-06-session41/: every figure
+# and every pairing >= 0.99 at concurrency 1, TPOT 0.997).
 #
 #   S=/tmp/sNN bash benchmarks/jobs/fl-stages.sh CALL_SECONDS [install]
 #   TRACE=trace-32k.json ORDER="d c d c d c d c" S=... bash benchmarks/jobs/fl-stages.sh ...
