@@ -175,9 +175,9 @@ def test_a_long_job_runs_on_between_calls_in_its_own_session_and_holds_the_rest(
     assert not list((state / "running").iterdir())
 
 
-def run_fl_stages(tmp_path, mib: int, call: int = 600, **env_extra):
-    """`benchmarks/jobs/fl-stages.sh` with `bench agentic` replaced by `echo`, a GPU of `mib` MiB
-    and a device call of `call` seconds."""
+def run_fl_stages(tmp_path, mib: int, call: int = 600, script: str = "fl-stages.sh", **env_extra):
+    """`benchmarks/jobs/fl-stages.sh` (or `script` there) with `bench agentic` replaced by `echo`,
+    a GPU of `mib` MiB and a device call of `call` seconds."""
     bin_dir, out, sg = tmp_path / "bin", tmp_path / "out", tmp_path / "sg"
     for d in (bin_dir, out, sg / "sglang"):
         d.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def run_fl_stages(tmp_path, mib: int, call: int = 600, **env_extra):
     (bin_dir / "nvidia-smi").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "S": str(tmp_path / "s"),
            "SG": str(sg), "G": "echo RUN", **env_extra}
-    proc = subprocess.run(["bash", "benchmarks/jobs/fl-stages.sh", str(call)], cwd=ROOT, env=env, capture_output=True,
+    proc = subprocess.run(["bash", f"benchmarks/jobs/{script}", str(call)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
     return proc, tmp_path / "s"
 
@@ -215,7 +215,7 @@ def test_fl_stages_runs_the_128k_trace_on_an_h100_at_concurrency_1(tmp_path):
     names = [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
     assert names == ["fl-conc1-d1", "fl-conc1-c1", "fl-conc1-d2"]
     ran = (s / "logs" / "fl-conc1-c1.txt").read_text()
-    assert f"--trace {s}/fl/trace.json --concurrency 1 " in ran and "--min-sessions 2 --configs c\n" in ran
+    assert f"--trace {s}/fl/trace.json --concurrency 1 " in ran and f"--min-sessions 2 --model-path {s}/fl/model --configs c\n" in ran
 
     proc, s = run_fl_stages(tmp_path / "c8", 81559, CONC="8")  # 8 live 128K sessions: not on an H100
     assert proc.returncode == 4 and "need an H200's pool" in proc.stdout
@@ -235,3 +235,40 @@ def test_fl_stages_holds_a_128k_server_that_would_not_finish_in_the_call(tmp_pat
 
     proc, s = run_fl_stages(tmp_path, 143771, call=190 + 35 + 10)  # 10 s for a loaded machine's start
     assert proc.returncode == 0 and "fl-c1 start " in (s / "logs" / "queue.txt").read_text()
+
+
+def started(s) -> list:
+    """The runs the queue started, in order."""
+    return [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
+
+
+def test_mtp_balanced_runs_fl_stages_under_mtp_on_the_trace_the_gpu_holds(tmp_path):
+    """`mtp-balanced.sh` is `fl-stages.sh` with MTP=1: each server gets `--mtp` and no
+    `--model-path` (the benchmark writes the shape with a NextN layer), runs are named mtp-*, the
+    128K trace at 16 stays off an H100, whose 32K question runs there, and the estimates are
+    60 s longer than without MTP."""
+    proc, s = run_fl_stages(tmp_path / "h200", 143771, script="mtp-balanced.sh")
+    assert proc.returncode == 0, proc.stderr
+    assert started(s) == ["mtp-d1", "mtp-c1", "mtp-d2", "mtp-c2", "mtp-d3", "mtp-c3"]
+    ran = (s / "logs" / "mtp-c2.txt").read_text()
+    assert f"--out {s}/mtp-c2 " in ran and f"--trace {s}/fl/trace.json --concurrency 16 " in ran
+    assert "--mtp" in ran.split() and "--model-path" not in ran and ran.endswith("--configs c\n")
+
+    proc, s = run_fl_stages(tmp_path / "h100", 81559, script="mtp-balanced.sh")
+    assert proc.returncode == 4 and "need an H200's pool" in proc.stdout and not started(s)
+    proc, s = run_fl_stages(tmp_path / "h100-32k", 81559, script="mtp-balanced.sh", TRACE="trace-32k.json", ORDER="d c")
+    assert proc.returncode == 0 and started(s) == ["mtp32-d1", "mtp32-c1"]
+    proc, s = run_fl_stages(tmp_path / "h100-c1", 81559, script="mtp-balanced.sh", CONC="1", ORDER="d")
+    assert started(s) == ["mtp-conc1-d1"] and "--min-sessions 2 --mtp --configs d" in (s / "logs" / "mtp-conc1-d1.txt").read_text()
+
+    # without MTP, fl-stages.sh keeps the model it was given
+    proc, s = run_fl_stages(tmp_path / "plain", 143771, ORDER="c")
+    assert started(s) == ["fl-c1"] and f"--model-path {s}/fl/model --configs c" in (s / "logs" / "fl-c1.txt").read_text()
+
+    # the second 128K MTP server needs 250 s: with 240 left it waits for the next call
+    state = tmp_path / "held" / "s"
+    (state / "done").mkdir(parents=True)
+    (state / "done" / "mtp-d1").touch()
+    proc, s = run_fl_stages(tmp_path / "held", 143771, call=240 + 35, script="mtp-balanced.sh")
+    assert proc.returncode == 0 and not started(s)
+    assert re.search(r"^mtp-c1: 2[34]\ds left < 250s, next call$", (s / "logs" / "queue.txt").read_text(), re.M)

@@ -5,9 +5,10 @@
 # more of it than (d)'s in all four sessions, though no backend code runs there. Since session 34
 # every server logs SGLang's per-request timestamps (tokenize, handover, queue, prefill, return,
 # client) and py-spy samples its HTTP process. (d) first, then d c d c: three servers are
-# balanced ((c) between two (d)), a fourth as the budget allows (ORDER below). No MTP:
-# mtp-balanced.sh needs about 1,600 s of device time, more than was left in session 35 after its
-# first calls got no machine (15 s each, 90 s for a start that failed).
+# balanced ((c) between two (d)), a fourth as the budget allows (ORDER below). MTP (MTP=1,
+# below) was left out at first: mtp-balanced.sh then needed about 1,600 s of device time, more
+# than was left in session 35 after its first calls got no machine (15 s each, 90 s for a start
+# that failed); since session 41 mtp-balanced.sh is this script with MTP=1.
 # Session 36 ran it on an H100 (the first call decides the kind): fl-d1 did not finish in 372 s.
 # There the fraction for 128K prefills (0.3, `common.mem_fraction_for`) leaves a 574,336-token
 # pool, and 16 sessions growing to about 128K need 2,040,320 (`agentic.working_set`): the replay
@@ -45,8 +46,18 @@
 # a674dde8):
 #   python -m sglang_indexcache.bench trace --tokenizer DIR/model --size 32k --sessions 16 --seed 0 --out DIR/trace-32k.json
 #
-# Staging as mtp-balanced.sh says (the last call carries .bundle-fl and runs
-# `mkdir -p $S && cp -r .bundle-fl $S/fl && S=$S bash benchmarks/jobs/fl-stages.sh 590 install`).
+# MTP=1 runs each server under MTP (EAGLE over one NextN layer, `bench agentic --mtp`; without
+# --model-path the benchmark writes the shape with that layer, and the shipped tokenizer the
+# traces were made with): runs named mtp-*, mtp32-*, mtp-conc1-*, as the prefixes above with fl
+# swapped for mtp. Session 31 ran it one server each at 16 on the 128K trace, (c) first (0.904
+# sessions/min); benchmarks/jobs/mtp-balanced.sh runs it in a balanced order.
+#
+# Staging (README, "Offline install"; benchmarks/results/ out of the work tree): 23 parts of 56
+# MiB in back-to-back calls, the last also carrying .bundle-fl (the flash-12 tokenizer and the
+# traces; session 27's 128K trace, sha256 821ea80f, made on the CPU machine:
+#   python -c "from sglang_indexcache.bench import common; common.make_model('flash-12', DIR/model)"
+#   python -m sglang_indexcache.bench trace --tokenizer DIR/model --size 128k --sessions 16 --seed 0 --out DIR/trace.json
+# ) and running `mkdir -p $S && cp -r .bundle-fl $S/fl && S=$S bash benchmarks/jobs/fl-stages.sh 590 install`.
 # Device time: on an H200 at 128K (session 33) staging 175 s, install 120 s, 140 to 180 s a
 # server; session 40's H200 install 150 s, 232 s for the first server, 187 and 188 s after (the
 # estimates below: its second server, started on 170, was stopped in its shutdown). On an H100
@@ -67,11 +78,16 @@ if [ "$TRACE" = trace.json ]; then
 else
   P=fl32 FIRST=330 NEXT=200
 fi
-A=(--shape flash-12 --model-path "$FL/model" --trace "$FL/$TRACE" --concurrency "$CONC" --prefill-graphs sglang
-   --forward-pass-metrics --py-spy)
+A=(--shape flash-12 --trace "$FL/$TRACE" --concurrency "$CONC" --prefill-graphs sglang --forward-pass-metrics
+   --py-spy)
 if [ "$CONC" != 16 ]; then  # runs named fl-conc1-d1, ...; two sessions at concurrency 1 (session 28's)
   P=$P-conc$CONC FIRST=300 NEXT=150
   [ "$CONC" = 1 ] && A+=(--min-sessions 2)
+fi
+if [ "${MTP:-0}" = 1 ]; then  # sessions 31 and 33: MTP servers 210 to 255 s at 16 on the 128K trace, 60 s more
+  A+=(--mtp) P=mtp${P#fl} FIRST=$((FIRST + 60)) NEXT=$((NEXT + 60))
+else
+  A+=(--model-path "$FL/model")
 fi
 declare -A n=()
 est=$FIRST

@@ -38,14 +38,14 @@ for m in ${MERGES[@]+"${MERGES[@]}"}; do runs=${m#*=}; merge "${m%%=*}" ${runs//
 # is given, so servers of one concurrency and one decode kind are compared among themselves
 : > "$DIR/spans.txt"
 : > "$DIR/split.txt"
-for group in "fl*-*/*-c16" "fl*-*/*-c1" "fl*-*/*-c4" "mtp-*/*-c16" "glm-*/*-c16"; do
+for group in "fl*-*/*-c16" "fl*-*/*-c1" "fl*-*/*-c4" "mtp*-*/*-c16" "mtp*-*/*-c1" "glm-*/*-c16"; do
   fpm=("$DIR"/$group-fpm.jsonl.gz)
   [ ${#fpm[@]} -gt 0 ] && { echo "== $group"; $B spans "${fpm[@]}"; } >> "$DIR/spans.txt"
   served=("$DIR"/$group.jsonl.gz)
   [ ${#served[@]} -gt 0 ] && { echo "== $group"; $B split "${served[@]}"; } >> "$DIR/split.txt"
 done
-spy=("$DIR"/fl*-*/*-pyspy.txt.gz "$DIR"/mtp-*/*-pyspy.txt.gz "$DIR"/glm-*/*-pyspy.txt.gz)
+spy=("$DIR"/fl*-*/*-pyspy.txt.gz "$DIR"/mtp*-*/*-pyspy.txt.gz "$DIR"/glm-*/*-pyspy.txt.gz)
 [ ${#spy[@]} -gt 0 ] && $B pyspy "${spy[@]}" --top 30 > "$DIR/pyspy.txt"
-spy=("$DIR"/fl*-*/*-pyspy-http.txt.gz "$DIR"/mtp-*/*-pyspy-http.txt.gz "$DIR"/glm-*/*-pyspy-http.txt.gz)
+spy=("$DIR"/fl*-*/*-pyspy-http.txt.gz "$DIR"/mtp*-*/*-pyspy-http.txt.gz "$DIR"/glm-*/*-pyspy-http.txt.gz)
 [ ${#spy[@]} -gt 0 ] && $B pyspy "${spy[@]}" --top 30 > "$DIR/pyspy-http.txt"
 ls "$DIR"
