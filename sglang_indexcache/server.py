@@ -94,6 +94,9 @@ def cpu_env(stats_file: Optional[Path] = None) -> dict:
     return env
 
 
+NO_CRASH_DIAGNOSTICS = ("SGLANG_PYSPY_DUMP_BEFORE_CRASH", "SGLANG_CUDA_COREDUMP_BEFORE_CRASH")
+
+
 class Server:
     """`with Server(model, [...args], log=path) as srv: srv.generate(...)`."""
 
@@ -125,6 +128,11 @@ class Server:
             self.env.pop("SGLANG_USE_CPU_ENGINE", None)
             if stats_file is not None:
                 self.env["SGLANG_INDEXCACHE_STATS"] = str(stats_file)
+        # stop() signals the server's group: the scheduler exits first, SGLang's launcher takes
+        # that for a crash and sleeps 5 s before dumping the live schedulers (py-spy, CUDA
+        # coredump), of which there are none left. Off unless the caller's environment says.
+        for var in NO_CRASH_DIAGNOSTICS:
+            self.env.setdefault(var, "0")
         self.env.update(env or {})  # the server's own variables, over the inherited ones
         self.startup_timeout = startup_timeout
         self.proc: Optional[subprocess.Popen] = None

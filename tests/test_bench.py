@@ -120,6 +120,9 @@ def test_serve_decode_on_cpu(models, tmp_path):
     prof = d["profile"]
     assert prof["steps"] == 3 and (tmp_path / "profiles" / prof["trace"]).is_file()
     assert prof["kernels"]["kernels"] == 0 and prof["kernels"]["host_ops"]
+    # stopped without SGLang's 5-s sleep before crash diagnostics (5.2 s a stop, 0.9 s without)
+    log = (tmp_path / "srv.log").read_text()
+    assert "SIGTERM received" in log and "crash diagnostics" not in log
 
 
 # ---- the agentic workload: SGLang's agentic-trace format, replayed by bench_serving ----------

@@ -173,3 +173,20 @@ def test_free_ports_lie_outside_the_kernels_ephemeral_range():
     ports = {free_port() for _ in range(50)}
     assert all(not lo <= p <= hi for p in ports), sorted(ports)
     assert len(ports) > 40  # random, so two servers started together do not pick the same one
+
+
+def test_sglangs_crash_diagnostics_are_off_unless_the_caller_turns_them_on(tmp_path, monkeypatch):
+    """stop() makes SGLang's launcher see a scheduler die and sleep 5 s before dumping live
+    schedulers (none are left): off for every device, while the caller's environment, or the
+    server's own `env`, can turn them on (`test_bench.py::test_serve_decode_on_cpu` checks a
+    real server's log)."""
+    names = ("SGLANG_PYSPY_DUMP_BEFORE_CRASH", "SGLANG_CUDA_COREDUMP_BEFORE_CRASH")
+    for var in names:
+        monkeypatch.delenv(var, raising=False)
+    for device in ("cpu", "cuda"):
+        env = Server("m", log=tmp_path / "a.log", device=device).env
+        assert [env[v] for v in names] == ["0", "0"]
+    monkeypatch.setenv(names[0], "1")
+    for device in ("cpu", "cuda"):
+        assert Server("m", log=tmp_path / "b.log", device=device).env[names[0]] == "1"
+    assert Server("m", log=tmp_path / "c.log", env={names[1]: "1"}).env[names[1]] == "1"
