@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 
 FORMAT = "sglang-indexcache-bundle"
 FORMAT_VERSION = 1
@@ -191,11 +192,12 @@ def install(*, bundle: str, target: str, python: str = sys.executable, dry_run: 
     with tempfile.TemporaryDirectory(prefix="bundle-install-", dir=tmp) as work:
         wheels = extract_wheels(part_paths, manifest, work)
         print(f"wheels unpacked to {work}: {len(wheels)}, sha256 OK", flush=True)
+        # bytecode: compiled afterwards on every core (`compile_bytecode`), not by pip on one
         cmd = [python, "-m", "pip", "install", "--no-index", "--no-deps", "--no-cache-dir",
-               "--disable-pip-version-check", "--no-warn-script-location", "--upgrade",
+               "--disable-pip-version-check", "--no-warn-script-location", "--upgrade", "--no-compile",
                "--target", target]
         if cross:
-            cmd += ["--only-binary=:all:", "--no-compile", "--python-version", want,
+            cmd += ["--only-binary=:all:", "--python-version", want,
                     "--implementation", tgt.get("implementation", "cp")]
             for plat in tgt.get("platforms") or []:
                 cmd += ["--platform", plat]
@@ -215,6 +217,7 @@ def install(*, bundle: str, target: str, python: str = sys.executable, dry_run: 
         print(f"installed {len(manifest['wheels'])} wheels for Python {want} into {target} (cross-install: "
               "not importable by this Python)")
         return 0
+    compile_bytecode(python, target)
     if check:
         env = dict(os.environ, PYTHONPATH=target + os.pathsep + os.environ.get("PYTHONPATH", ""))
         print("+ pip check (with the target first on PYTHONPATH):", flush=True)
@@ -222,6 +225,17 @@ def install(*, bundle: str, target: str, python: str = sys.executable, dry_run: 
     print(f"installed {len(manifest['wheels'])} wheels into {target}; use them with:")
     print(f"export PYTHONPATH={target}${{PYTHONPATH:+:$PYTHONPATH}} PATH={target}/bin:$PATH")
     return 0
+
+
+def compile_bytecode(python: str, target: str) -> None:
+    """Byte-compile what was installed, as pip does by default, but on every core: pip compiles
+    one file at a time (the GPU runtime's 27,000 files: about 47 s of one core on the build
+    machine). Files that are not valid Python for this interpreter stay uncompiled, as under pip."""
+    t0 = time.monotonic()
+    rc = subprocess.call([python, "-m", "compileall", "-qq", "-j", "0", target],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"bytecode compiled in {time.monotonic() - t0:.1f} s on {os.cpu_count()} cores"
+          + ("" if rc == 0 else " (some files are not valid Python here and stay uncompiled)"), flush=True)
 
 
 # --- command line --------------------------------------------------------------------

@@ -102,6 +102,12 @@ def test_build_splits_and_install_imports(tmp_path, wheelhouse, capsys):
     assert bundle.main(["install", "--from", str(out), "--target", str(target)]) == 0
     printed = capsys.readouterr().out
     assert f"export PYTHONPATH={target}" in printed
+    # pip installs without compiling; the installer then compiles every module on all cores
+    assert "--no-compile" in printed and "bytecode compiled in " in printed
+    tag = sys.implementation.cache_tag
+    compiled = sorted(p.name for p in target.glob(f"**/__pycache__/*.{tag}.pyc"))
+    assert len(compiled) >= 3 and compiled == sorted(
+        f"{p.stem}.{tag}.pyc" for p in target.glob("**/*.py") if p.parent.name != "bin")
     got = run_py("import alpha, beta_pkg, gamma; print(alpha.VALUE, beta_pkg.VALUE, gamma.VALUE)", target)
     assert got.split() == ["alpha", "beta", "alpha+gamma"]
 
