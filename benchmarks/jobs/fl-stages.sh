@@ -84,7 +84,7 @@ if [ "$CONC" != 16 ]; then  # runs named fl-conc1-d1, ...; two sessions at concu
   P=$P-conc$CONC FIRST=300 NEXT=150
   [ "$CONC" = 1 ] && A+=(--min-sessions 2)
 fi
-if [ "${MTP:-0}" = 1 ]; then  # sessions 31 and 33: MTP servers 210 to 255 s at 16 on the 128K trace, 60 s more
+if [ "${MTP:-0}" = 1 ]; then  # session 31's MTP servers at 16 on the 128K trace: 210 to 255 s; 60 s more
   A+=(--mtp) P=mtp${P#fl} FIRST=$((FIRST + 60)) NEXT=$((NEXT + 60))
 else
   A+=(--model-path "$FL/model")

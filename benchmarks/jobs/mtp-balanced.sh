@@ -7,8 +7,8 @@
 # never accepted (accept length 1.00): this measures MTP's cost, not its gain.
 #
 # Which question fits which GPU (the first staging call's nvidia-smi says which came):
-#   H200: the 128K trace at 16, as session 31 (runs mtp-*; 270 to 315 s a server, so three or
-#         four servers a session after staging):
+#   H200: the 128K trace at 16, as session 31 (runs mtp-*; its MTP servers took 210 to 255 s,
+#         the queue estimates 300 s for the first and 250 after, so about five a session):
 #     S=/tmp/sNN bash benchmarks/jobs/mtp-balanced.sh CALL_SECONDS [install]
 #   H100: the 32K trace at 16, whose 16 histories fit its pool (runs mtp32-*):
 #     TRACE=trace-32k.json S=/tmp/sNN bash benchmarks/jobs/mtp-balanced.sh CALL_SECONDS [install]
