@@ -36,6 +36,22 @@ def servers_32k(folder: Path, order: tuple) -> tuple:
     return keys, entry, level
 
 
+def servers_conc1(folder: Path, order: tuple) -> tuple:
+    """`servers` at concurrency 1 on the 128K trace (folders `fl-conc1-NAME`): the H100's pool
+    at fraction 0.3 holds the two sessions' histories, every turn answered."""
+    keys, entry, level = servers(folder, "fl-conc1", order, "1", "821ea80f")
+    assert {entry[n]["kv_pool_tokens"] for n in order} == {574336}
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"], lv["cache_hit_rate_pct"])
+            for lv in level.values()} == {(2, 46, 0, 129278, 92.33)}
+    return keys, entry, level
+
+
+def batch1_decode(rows: list) -> list:
+    """(ms, context tokens) of each forward that decoded one request and prefilled none."""
+    return [(r["wall_time"] * 1000, q["sum_decode_kv_tokens"]) for r in rows
+            if (q := r["scheduled_requests"])["num_decode_requests"] == 1 and not q["num_prefill_requests"]]
+
+
 # The upstream calls the package's frames wrap (a `super()` call or the hooked original): a `dsa`
 # server runs them too, so samples inside them are not the package's own time.
 WRAPS = {"init_forward_metadata_out_graph": "DeepseekSparseAttnBackend.init_forward_metadata_out_graph",
@@ -186,11 +202,8 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     floor is the same on all five servers: the slow forwards come in stretches, on both kinds."""
     s39 = RESULTS / "h100-2026-12-06-session39"
     order = ("d1", "c1", "d2", "c2", "d3")
-    keys, entry, level = servers(s39, "fl-conc1", order, "1", "821ea80f")
+    keys, entry, level = servers_conc1(s39, order)
     assert keys == "dcdcd"
-    assert {entry[n]["kv_pool_tokens"] for n in order} == {574336}
-    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"], lv["cache_hit_rate_pct"])
-            for lv in level.values()} == {(2, 46, 0, 129278, 92.33)}
     assert [row_figures(level[n]) for n in order] == [
         [0.122, 0.174, 0.139, 2.25, 4.45], [0.122, 0.167, 0.146, 2.39, 4.11], [0.123, 0.174, 0.144, 2.26, 4.34],
         [0.125, 0.175, 0.139, 2.45, 4.14], [0.132, 0.185, 0.144, 2.49, 3.78]]
@@ -209,9 +222,7 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     replay = {n: fpm_rows(s39 / f"fl-conc1-{n}", "c1") for n in order}
     spans, by_context = {}, {}
     for n in order:
-        sched = [(r["wall_time"] * 1000, r["scheduled_requests"]) for r in replay[n]]
-        dec = [(w, q["sum_decode_kv_tokens"]) for w, q in sched
-               if q["num_decode_requests"] == 1 and not q["num_prefill_requests"]]
+        dec = batch1_decode(replay[n])
         ms = sorted(w for w, _ in dec)
         spans[n] = (len(ms), round(ms[len(ms) // 10], 2), round(100 * sum(x > 2.5 for x in ms) / len(ms)))
         bins = [[w for w, ctx in dec if min(ctx // 32000, 3) == b] for b in range(4)]  # the last: >= 96K
@@ -260,11 +271,8 @@ def test_session41_three_servers_each_at_concurrency_1_decide_tpot_and_sessions_
     s41 = RESULTS / "h100-2026-12-06-session41"
     second, first = s41 / "second-machine", s41 / "first-machine"
     order = ("d1", "c1", "d2", "c2", "d3")
-    keys, entry, level = servers(second, "fl-conc1", order, "1", "821ea80f")
+    keys, entry, level = servers_conc1(second, order)
     assert keys == "dcdcd"
-    assert {entry[n]["kv_pool_tokens"] for n in order} == {574336}
-    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"], lv["cache_hit_rate_pct"])
-            for lv in level.values()} == {(2, 46, 0, 129278, 92.33)}
     assert [row_figures(level[n]) for n in order] == [
         [0.116, 0.177, 0.125, 2.23, 4.37], [0.109, 0.156, 0.119, 2.24, 4.68], [0.11, 0.161, 0.126, 2.23, 4.67],
         [0.108, 0.155, 0.12, 2.23, 4.69], [0.112, 0.162, 0.122, 2.23, 4.67]]
@@ -285,8 +293,7 @@ def test_session41_three_servers_each_at_concurrency_1_decide_tpot_and_sessions_
         replay = {n: fpm_rows(folder / f"fl-conc1-{n}", "c1") for n in names}
         spans = {}
         for n in names:
-            ms = sorted(r["wall_time"] * 1000 for r in replay[n] if r["scheduled_requests"]["num_decode_requests"] == 1
-                        and not r["scheduled_requests"]["num_prefill_requests"])
+            ms = sorted(w for w, _ in batch1_decode(replay[n]))
             spans[n] = (len(ms), round(ms[len(ms) // 10], 2), round(100 * sum(x > 2.5 for x in ms) / len(ms), 1))
         work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in names])]
         own = {n: own_and_wrapped(folder / f"fl-conc1-{n}" / f"{n[0]}-c1-pyspy.txt.gz") for n in names}
@@ -303,7 +310,7 @@ def test_session41_three_servers_each_at_concurrency_1_decide_tpot_and_sessions_
 
     # the first machine: one server each on a slow host; SGLang's own decode preparation and
     # load reporting, which (c) does not change, ran slower during c1 than during d1
-    keys, _, level1 = servers(first, "fl-conc1", ("d1", "c1"), "1", "821ea80f")
+    keys, _, level1 = servers_conc1(first, ("d1", "c1"))
     assert keys == "dc"
     assert [row_figures(level1[n]) for n in ("d1", "c1")] == [[0.136, 0.187, 0.158, 2.58, 3.9],
                                                               [0.139, 0.183, 0.158, 2.97, 3.53]]
