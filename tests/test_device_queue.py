@@ -190,6 +190,11 @@ def run_fl_stages(tmp_path, mib: int, call: int = 600, script: str = "fl-stages.
     return proc, tmp_path / "s"
 
 
+def started(s) -> list:
+    """The runs the queue started, in order."""
+    return [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
+
+
 def test_fl_stages_names_runs_by_trace_and_order_and_keeps_the_128k_trace_off_an_h100(tmp_path):
     proc, s = run_fl_stages(tmp_path / "h100", 81559)
     assert proc.returncode == 4 and "need an H200's pool" in proc.stdout
@@ -197,23 +202,19 @@ def test_fl_stages_names_runs_by_trace_and_order_and_keeps_the_128k_trace_off_an
 
     proc, s = run_fl_stages(tmp_path / "h100-32k", 81559, TRACE="trace-32k.json", ORDER="d c d c d")
     assert proc.returncode == 0, proc.stderr
-    queue = (s / "logs" / "queue.txt").read_text()
-    names = [line.split()[0] for line in queue.splitlines() if " start " in line]
-    assert names == ["fl32-d1", "fl32-c1", "fl32-d2", "fl32-c2", "fl32-d3"]
+    assert started(s) == ["fl32-d1", "fl32-c1", "fl32-d2", "fl32-c2", "fl32-d3"]
     ran = (s / "logs" / "fl32-c2.txt").read_text()
     assert f"--out {s}/fl32-c2 " in ran and f"--trace {s}/fl/trace-32k.json " in ran and ran.endswith("--configs c\n")
 
     proc, s = run_fl_stages(tmp_path / "h200", 143771)  # the default: 128K trace, d c d c
-    names = [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
-    assert proc.returncode == 0 and names == ["fl-d1", "fl-c1", "fl-d2", "fl-c2"]
+    assert proc.returncode == 0 and started(s) == ["fl-d1", "fl-c1", "fl-d2", "fl-c2"]
     assert f"--trace {s}/fl/trace.json " in (s / "logs" / "fl-d1.txt").read_text()
 
 
 def test_fl_stages_runs_the_128k_trace_on_an_h100_at_concurrency_1(tmp_path):
     proc, s = run_fl_stages(tmp_path, 81559, CONC="1", ORDER="d c d")
     assert proc.returncode == 0, proc.stderr
-    names = [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
-    assert names == ["fl-conc1-d1", "fl-conc1-c1", "fl-conc1-d2"]
+    assert started(s) == ["fl-conc1-d1", "fl-conc1-c1", "fl-conc1-d2"]
     ran = (s / "logs" / "fl-conc1-c1.txt").read_text()
     assert f"--trace {s}/fl/trace.json --concurrency 1 " in ran and f"--min-sessions 2 --model-path {s}/fl/model --configs c\n" in ran
 
@@ -235,11 +236,6 @@ def test_fl_stages_holds_a_128k_server_that_would_not_finish_in_the_call(tmp_pat
 
     proc, s = run_fl_stages(tmp_path, 143771, call=190 + 35 + 10)  # 10 s for a loaded machine's start
     assert proc.returncode == 0 and "fl-c1 start " in (s / "logs" / "queue.txt").read_text()
-
-
-def started(s) -> list:
-    """The runs the queue started, in order."""
-    return [line.split()[0] for line in (s / "logs" / "queue.txt").read_text().splitlines() if " start " in line]
 
 
 def test_mtp_balanced_runs_fl_stages_under_mtp_on_the_trace_the_gpu_holds(tmp_path):
