@@ -80,3 +80,26 @@ def test_turn_for_turn_ratios_pair_the_same_turn_of_the_same_session():
     assert r["paired_over_a"]["1"]["c"]["median"] == pytest.approx(1.0)
     table = agentic_report.agentic_table({**results, "ratios": r})
     assert "c over a, turn for turn: median 1.000 (4 turns), >=96K 1.833 (2), total TTFT 1.263" in table
+    assert p["tpot_median"] is None and "TPOT median" not in table  # rows without decode times
+
+
+def test_turn_for_turn_tpot_is_each_turns_decode_time_per_token_after_the_first():
+    """bench_serving's TPOT of one request, (its inter-token latencies summed) / (tokens - 1), paired
+    turn for turn (medians over repeated runs); a one-token reply or a failed turn has none."""
+    def rows(decode, run=None, tokens=201):
+        out = [{"session": 0, "turn": t, "context": 1000 * (t + 1), "ttft_s": 0.1, "error": None,
+                "decode_s": d, "output_tokens": tokens if t else 1} for t, d in enumerate(decode)]
+        return [{**r, "run": run} for r in out] if run is not None else out
+
+    d = rows([0.0, 1.0, 1.2, 2.0])  # TPOT 5, 6, 10 ms after the first turn's single token
+    c = rows([0.0, 1.0, 1.0, 1.6], run=0) + rows([0.0, 1.2, 1.0, 2.0], run=1)  # medians 1.1, 1.0, 1.8 s
+    p = agentic_report.paired_turns(d, c)
+    assert p["turns"] == 4 and p["tpot_turns"] == 3
+    assert p["tpot_median"] == pytest.approx(2.0 / 1.8)  # ratios 1.0/1.1, 1.2/1.0, 2.0/1.8
+    assert p["tpot_total"] == pytest.approx(4.2 / 3.9)
+    results = {"concurrency": [16], "configs": {
+        key: {"label": key, "levels": {"16": {"ttft_median_s": 0.1, "ttft_p90_s": 0.1, "sessions_per_min": 1.0,
+                                              "turns": t}}} for key, t in (("d", d), ("c", c))}}
+    table = agentic_report.agentic_table({**results, "ratios": agentic_report.agentic_ratios(results)})
+    assert "c over d, turn for turn: median 1.000 (4 turns), >=96K none (0), total TTFT 1.000; " \
+           "TPOT median 1.111 (3 turns), total 1.077" in table

@@ -82,13 +82,26 @@ def agentic_ratios(results: dict) -> dict:
     return out
 
 
+def _tpot(r: dict) -> float | None:
+    """A turn's time per output token after the first, as bench_serving's TPOT: its inter-token
+    latencies summed over the tokens after the first."""
+    n, d = r.get("output_tokens") or 0, r.get("decode_s")
+    return d / (n - 1) if n > 1 and d else None
+
+
 def _by_turn(rows: list) -> dict:
-    """(session, turn) -> (context, TTFT) of the answered turns; with --repeats, medians over the runs."""
+    """(session, turn) -> (context, TTFT, TPOT or None) of the answered turns; with --repeats,
+    medians over the runs."""
     seen = {}
     for r in rows:
         if not r.get("error") and r.get("ttft_s") is not None:
-            seen.setdefault((r["session"], r["turn"]), []).append((r.get("context") or 0, r["ttft_s"]))
-    return {k: (statistics.median(c for c, _ in v), statistics.median(t for _, t in v)) for k, v in seen.items()}
+            seen.setdefault((r["session"], r["turn"]), []).append((r.get("context") or 0, r["ttft_s"], _tpot(r)))
+    out = {}
+    for k, v in seen.items():
+        tpots = [x for _, _, x in v if x is not None]
+        out[k] = (statistics.median(c for c, _, _ in v), statistics.median(t for _, t, _ in v),
+                  statistics.median(tpots) if tpots else None)
+    return out
 
 
 def paired_turns(ref_rows: list, my_rows: list) -> dict:
@@ -96,22 +109,28 @@ def paired_turns(ref_rows: list, my_rows: list) -> dict:
     for the same session's same turn, which the trace fixes for both. The medians of each side
     mix short and long turns and sessions of different lengths; the ratio of a turn to itself
     does not. Medians of the ratios over every paired turn and over those at >= 96K, and the
-    ratio of the summed TTFTs. A turn whose context differs by more than 1 % between the two
-    (the servers' replies differed) is not paired, and counted."""
+    ratio of the summed TTFTs; the same for each turn's TPOT (`tpot_median`, `tpot_total`: the
+    ratio of the summed TPOTs), where a server's own TPOT median moved by up to 11 % between
+    servers of one configuration (session 42, MTP at concurrency 16). A turn whose context
+    differs by more than 1 % between the two (the servers' replies differed) is not paired, and
+    counted."""
     ref, mine = _by_turn(ref_rows), _by_turn(my_rows)
     pairs, unpaired = [], 0
     for k in sorted(ref.keys() & mine.keys()):
-        (cr, tr), (cm, tm) = ref[k], mine[k]
+        (cr, tr, pr), (cm, tm, pm) = ref[k], mine[k]
         if abs(cr - cm) > 0.01 * max(cr, cm, 1) or tm <= 0:
             unpaired += 1
             continue
-        pairs.append((cr, tr, tm))
+        pairs.append((cr, tr, tm, pr, pm))
     if not pairs:
         return {}
-    long_ = [tr / tm for c, tr, tm in pairs if c >= LONG_CONTEXT]
-    return {"turns": len(pairs), "unpaired": unpaired, "median": statistics.median(tr / tm for _, tr, tm in pairs),
+    long_ = [tr / tm for c, tr, tm, _, _ in pairs if c >= LONG_CONTEXT]
+    tpot = [(pr, pm) for *_, pr, pm in pairs if pr and pm]
+    return {"turns": len(pairs), "unpaired": unpaired, "median": statistics.median(tr / tm for _, tr, tm, _, _ in pairs),
             "long_turns": len(long_), "median_long": statistics.median(long_) if long_ else None,
-            "total": sum(tr for _, tr, _ in pairs) / sum(tm for _, _, tm in pairs)}
+            "total": sum(p[1] for p in pairs) / sum(p[2] for p in pairs),
+            "tpot_turns": len(tpot), "tpot_median": statistics.median(pr / pm for pr, pm in tpot) if tpot else None,
+            "tpot_total": sum(pr for pr, _ in tpot) / sum(pm for _, pm in tpot) if tpot else None}
 
 
 def model_name(results: dict) -> str:
@@ -177,6 +196,8 @@ def agentic_table(results: dict) -> str:
                     long_ = f"{pair['median_long']:.3f}" if pair["median_long"] is not None else "none"
                     lines.append(f"  {key} over {ref}, turn for turn: median {pair['median']:.3f} ({pair['turns']} turns), "
                                  f">=96K {long_} ({pair['long_turns']}), total TTFT {pair['total']:.3f}"
+                                 + (f"; TPOT median {pair['tpot_median']:.3f} ({pair['tpot_turns']} turns), "
+                                    f"total {pair['tpot_total']:.3f}" if pair.get("tpot_median") else "")
                                  + (f", {pair['unpaired']} unpaired" if pair["unpaired"] else ""))
     lines += probe_lines(c)
     kernels = {key: " ".join(f"{k}={v}" for k, v in sorted(c[key].get("server_env", {}).items()) if k in KERNEL_ENV_KEYS)
