@@ -242,7 +242,8 @@ def test_mtp_balanced_runs_fl_stages_under_mtp_on_the_trace_the_gpu_holds(tmp_pa
     """`mtp-balanced.sh` is `fl-stages.sh` with MTP=1: each server gets `--mtp` and no
     `--model-path` (the benchmark writes the shape with a NextN layer), runs are named mtp-*, the
     128K trace at 16 stays off an H100, whose 32K question runs there, and the estimates are
-    60 s longer than without MTP."""
+    60 s longer than without MTP on the 128K trace at 16 (session 31), 25 s on the H100's two
+    questions (session 42)."""
     proc, s = run_fl_stages(tmp_path / "h200", 143771, script="mtp-balanced.sh")
     assert proc.returncode == 0, proc.stderr
     assert started(s) == ["mtp-d1", "mtp-c1", "mtp-d2", "mtp-c2", "mtp-d3", "mtp-c3"]
@@ -268,3 +269,17 @@ def test_mtp_balanced_runs_fl_stages_under_mtp_on_the_trace_the_gpu_holds(tmp_pa
     proc, s = run_fl_stages(tmp_path / "held", 143771, call=240 + 35, script="mtp-balanced.sh")
     assert proc.returncode == 0 and not started(s)
     assert re.search(r"^mtp-c1: 2[34]\ds left < 250s, next call$", (s / "logs" / "queue.txt").read_text(), re.M)
+
+    # on an H100, the second server of either question: 225 s at 16 on the 32K trace (session 42's
+    # took 110 to 112 s, and its queue held one with 235 s left), 175 s at 1 (131 to 132 s)
+    for name, first, need, env in (("mtp32", "mtp32-d1", 225, {"TRACE": "trace-32k.json"}),
+                                   ("mtp-conc1", "mtp-conc1-d1", 175, {"CONC": "1"})):
+        for left, runs in ((need - 10, []), (need + 20, [f"{name}-c1"])):
+            state = tmp_path / f"{name}-{left}" / "s"
+            (state / "done").mkdir(parents=True)
+            (state / "done" / first).touch()
+            proc, s = run_fl_stages(tmp_path / f"{name}-{left}", 81559, call=left + 35, script="mtp-balanced.sh",
+                                    ORDER="d c", **env)
+            assert proc.returncode == 0 and started(s) == runs, (name, left, proc.stderr)
+            if not runs:
+                assert re.search(rf"^{name}-c1: \d+s left < {need}s, next call$", (s / "logs" / "queue.txt").read_text(), re.M)

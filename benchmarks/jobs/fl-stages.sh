@@ -50,7 +50,10 @@
 # --model-path the benchmark writes the shape with that layer, and the shipped tokenizer the
 # traces were made with): runs named mtp-*, mtp32-*, mtp-conc1-*, as the prefixes above with fl
 # swapped for mtp. Session 31 ran it one server each at 16 on the 128K trace, (c) first (0.904
-# sessions/min); benchmarks/jobs/mtp-balanced.sh runs it in a balanced order.
+# sessions/min); benchmarks/jobs/mtp-balanced.sh runs it in a balanced order (session 42, an
+# H100: the 32K trace at 16 and the 128K trace at 1, benchmarks/results/h100-2026-12-06-session42/).
+# Under MTP the draft's KV pool leaves the target 407,744 tokens on an H100 at fraction 0.3, less
+# than the 32K trace's 489,962 at 16: those replays re-prefill some history.
 #
 # Staging (README, "Offline install"; benchmarks/results/ out of the work tree): 23 parts of 56
 # MiB in back-to-back calls, the last also carrying .bundle-fl (the flash-12 tokenizer and the
@@ -84,8 +87,13 @@ if [ "$CONC" != 16 ]; then  # runs named fl-conc1-d1, ...; two sessions at concu
   P=$P-conc$CONC FIRST=300 NEXT=150
   [ "$CONC" = 1 ] && A+=(--min-sessions 2)
 fi
-if [ "${MTP:-0}" = 1 ]; then  # session 31's MTP servers at 16 on the 128K trace: 210 to 255 s; 60 s more
-  A+=(--mtp) P=mtp${P#fl} FIRST=$((FIRST + 60)) NEXT=$((NEXT + 60))
+if [ "${MTP:-0}" = 1 ]; then
+  # MTP's extra time: session 31's servers at 16 on the 128K trace (H200) 210 to 255 s, 60 s more
+  # than without; session 42's (H100) on the 32K trace at 16 110 to 112 s after the first (192 s),
+  # at 1 on the 128K trace 131 to 132 s (111 to 119 without MTP in session 41): 25 s more there.
+  # With 60 s there, session 42's queue held mtp32-c3 with 235 s left and mtp-conc1-c2 with 190.
+  if [ "$P" = fl ]; then more=60; else more=25; fi
+  A+=(--mtp) P=mtp${P#fl} FIRST=$((FIRST + more)) NEXT=$((NEXT + more))
 else
   A+=(--model-path "$FL/model")
 fi

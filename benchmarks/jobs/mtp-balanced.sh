@@ -10,9 +10,12 @@
 #   H200: the 128K trace at 16, as session 31 (runs mtp-*; its MTP servers took 210 to 255 s,
 #         the queue estimates 300 s for the first and 250 after, so about five a session):
 #     S=/tmp/sNN bash benchmarks/jobs/mtp-balanced.sh CALL_SECONDS [install]
-#   H100: the 32K trace at 16, whose 16 histories fit its pool (runs mtp32-*):
+#   H100: the 32K trace at 16 (runs mtp32-*; under MTP its pool, 407,744 tokens, is less than the
+#         489,962 the 16 histories need, so some are re-prefilled; session 42: 192 s for the first
+#         server, 110 to 112 after; estimates 355 and 225):
 #     TRACE=trace-32k.json S=/tmp/sNN bash benchmarks/jobs/mtp-balanced.sh CALL_SECONDS [install]
-#   either: the 128K trace at concurrency 1 (runs mtp-conc1-*): CONC=1 ...
+#   either: the 128K trace at concurrency 1 (runs mtp-conc1-*; session 42: 131 s a server,
+#         estimates 325 and 175): CONC=1 ...
 #   afterwards: bash benchmarks/jobs/report.sh DIR mtp=mtp-d1,mtp-c1,mtp-d2,mtp-c2,... (mtp32=mtp32-..., mtp1=mtp-conc1-...)
 #
 # Until session 41 this script ran its own queue: an MTP (d) reported apart, then c d d c, the
