@@ -53,12 +53,14 @@ def batch1_decode(rows: list) -> list:
 
 
 # The upstream calls the package's frames wrap (a `super()` call or the hooked original): a `dsa`
-# server runs them too, so samples inside them are not the package's own time.
+# server runs them too, so samples inside them are not the package's own time. Under MTP the
+# draft's layer runs through the layer hook untouched (`_around_decoder_layer`, session 42).
 WRAPS = {"init_forward_metadata_out_graph": "DeepseekSparseAttnBackend.init_forward_metadata_out_graph",
          "init_forward_metadata": "DeepseekSparseAttnBackend.init_forward_metadata",
          "get_indexer_metadata": "DeepseekSparseAttnBackend.get_indexer_metadata",
          "_around_bcg_replay": "BreakableCudaGraphBackend.replay", "index_cache_layer": "DeepseekV2DecoderLayer.forward",
-         "index_cache_extend_topk": "Indexer._get_topk_ragged"}
+         "_around_decoder_layer": "DeepseekV2DecoderLayer.forward",
+         "index_cache_extend_topk": "Indexer._get_topk_ragged", "_around_extend_topk": "Indexer._get_topk_ragged"}
 
 
 def own_and_wrapped(path: Path) -> tuple:
