@@ -1,7 +1,7 @@
 """On 2 CUDA GPUs: `indexcache` under tensor and pipeline parallelism against SGLang's `dsa`.
 
-The same GLM-5.2-dimension 8-layer dummy model and prompts as `test_gpu.py`; equality means the
-same greedy tokens and bit-identical prompt log-probabilities.
+The same GLM-5.2-dimension 8-layer dummy model and prompts as `test_gpu.py` (`gpu_common.py`);
+equality means the same greedy tokens and bit-identical prompt log-probabilities.
 
   * TP 2: `--index-cache-pattern FSSFSSFS` == upstream's native sharing of that pattern at TP 2;
   * PP 2 (stages [0-3], [4-7]; layer 4, stage 1's first, is Shared in FSSFSSFS): under the
@@ -20,7 +20,7 @@ import json
 import pytest
 import torch
 
-from test_gpu import DSA, DUMMY, GPU_ARGS, IC, MODEL, PROMPTS, assert_same, run_all
+from gpu_common import DSA, DUMMY, GPU_ARGS, IC, MODEL, PROMPTS, assert_same, run_all
 
 from sglang_indexcache.server import Server
 

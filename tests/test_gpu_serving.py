@@ -1,7 +1,7 @@
 """On a CUDA GPU, the launch lines users serve with: a switchable server, a leading Shared layer
 promoted, MTP, the hierarchical cache, and injected faults that must stop the server.
 
-The servers, models and comparisons are `test_gpu.py`'s (its fixtures and helpers, imported);
+The servers, models and comparisons are `gpu_common.py`'s (its fixtures and helpers, imported);
 equality means the same greedy tokens and bit-identical prompt log-probabilities there too.
 Skipped (by conftest) where torch sees no CUDA GPU.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_gpu import (  # noqa: F401  (fixtures are found by name)
+from gpu_common import (  # noqa: F401  (fixtures are found by name)
     DSA, DUMMY, GPU_ARGS, IC, MODEL, NEW_TOKENS, PATTERN, PROMPTS, assert_same, check_counters,
     gpu_models, monkeypatch_module, prompt, run_all, servers,
 )
