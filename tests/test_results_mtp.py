@@ -121,3 +121,25 @@ def test_session42_mtp_at_concurrency_1_every_figure_and_pairing_holds():
     own = {n: own_and_wrapped(S42 / f"mtp-conc1-{n}" / f"{n[0]}-c1-pyspy.txt.gz") for n in order}
     assert own == {"d1": (0, 0), "c1": (0.16, 2.78), "d2": (0, 0), "c2": (0.16, 3.2)}
     assert [round(own[n][0] / len(steps[n]) * 1e6) for n in ("c1", "c2")] == [17, 17]
+
+
+def test_session11_profile_of_mtp_decode_steps_has_the_same_kernels_and_0_2_percent_more_busy_time():
+    """Session 11's profile of 8 MTP decode steps at 16 x 32K (an H200, `bench run --mtp
+    --profile-steps 8`), which session 42's README cites beside its 0.4 % slower bs-16 step: the
+    same 4,215 kernels for (c) and (d), the same count of each, 0.2 % more busy GPU time for (c)
+    (11 us a step), the largest differences in an RMSNorm, SGLang's two top-k kernels and three
+    GEMMs."""
+    s11 = json.loads((RESULTS / "h200x2-2026-12-01-session11" / "decode-mtp" / "results.json").read_text())
+    prof = {k: s11["configs"][k]["decode"]["profile"]["kernels"] for k in "cd"}
+    assert prof["c"]["kernels"] == prof["d"]["kernels"] == 4215
+    assert {n: v["calls"] for n, v in prof["c"]["by_kernel"].items()} == {
+        n: v["calls"] for n, v in prof["d"]["by_kernel"].items()}
+    assert [round(prof[k]["busy_us"] / 1000, 2) for k in "cd"] == [43.4, 43.31]
+    assert round(prof["c"]["busy_us"] / prof["d"]["busy_us"], 4) == 1.002
+    diff = sorted(((v["us"] - prof["d"]["by_kernel"][n]["us"], n) for n, v in prof["c"]["by_kernel"].items()),
+                  reverse=True)
+    top = [(round(us, 1), next(k for k in ("FusedAddRMSNormKernel", "topk_main_kernel", "topk_transform_prefill_kernel",
+                                            "nvjet_sm90") if k in n)) for us, n in diff[:6]]
+    assert top == [(25.3, "FusedAddRMSNormKernel"), (20.8, "topk_main_kernel"), (17.5, "topk_transform_prefill_kernel"),
+                   (14.1, "nvjet_sm90"), (14.0, "nvjet_sm90"), (9.6, "nvjet_sm90")]
+    assert round(sum(us for us, _ in diff), 1) == 88.0  # us over the 8 steps: 11 us a step
