@@ -21,6 +21,13 @@ S13_INDEXER_S_PER_PAIR = (2.050 + 1.003) / S13_PAIRS / 1e3
 RATIO_FIGS = ("ttft_long_median_s", "ttft_long_p90_s", "ttft_median_s", "ttft_p90_s", "tpot_median_ms", "sessions_per_min")
 
 
+def c_over_d(ratios: dict, level: str, figs: tuple = RATIO_FIGS) -> tuple:
+    """(c) over (d) at a concurrency level of a merge with several servers each: each figure's
+    ratio of medians and its [worst, best] pairing, rounded to 3 places."""
+    return ([round(ratios["over_d"][level]["c"][f], 3) for f in figs],
+            [[round(x, 3) for x in ratios["over_d_range"][level]["c"][f]] for f in figs])
+
+
 def fpm_rows(folder: Path, level: str = "c16") -> list:
     """The forward messages of the one replay at `level` in a server's folder (`bench agentic
     --forward-pass-metrics`)."""

@@ -7,7 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
-from test_results import RATIO_FIGS, fpm_rows, replay_rows, row_figures
+from test_results import RATIO_FIGS, c_over_d, fpm_rows, replay_rows, row_figures
 
 from sglang_indexcache.bench import agentic_report, common, fpm, pyspy, ttft_split
 
@@ -99,9 +99,8 @@ def test_session37_c_d_balanced_at_16_on_a_32k_trace_reproduce_the_quoted_figure
     # the merged table's ratios: (c) over (d), medians of two servers each, and against (a)
     ratios = agentic_report.agentic_ratios(json.loads((s37 / "fl32" / "results.json").read_text()))
     figs6 = RATIO_FIGS[2:]  # the >= 96K figures do not apply
-    assert [round(ratios["over_d"]["16"]["c"][f], 3) for f in figs6] == [1.035, 1.07, 0.97, 1.005]
-    assert [[round(x, 3) for x in ratios["over_d_range"]["16"]["c"][f]] for f in figs6] == [
-        [0.953, 1.127], [1.051, 1.09], [0.775, 1.241], [0.869, 1.152]]
+    assert c_over_d(ratios, "16", figs6) == ([1.035, 1.07, 0.97, 1.005],
+                                             [[0.953, 1.127], [1.051, 1.09], [0.775, 1.241], [0.869, 1.152]])
     assert [round(ratios["paired_over_d"]["16"]["c"][k], 3) for k in ("median", "total")] == [1.048, 1.045]
     assert [round(ratios["over_a"]["16"][k][f], 3) for k in "cd" for f in ("ttft_median_s", "sessions_per_min")] == [
         1.234, 1.086, 1.193, 1.081]
@@ -145,10 +144,9 @@ def test_session38_three_servers_each_at_16_on_the_32k_trace_reproduce_the_quote
 
     ratios = agentic_report.agentic_ratios(json.loads((s38 / "fl32" / "results.json").read_text()))
     figs4 = RATIO_FIGS[2:]  # TTFT median, p90, TPOT, sessions/min; no turn at >= 96K
-    over_d = [round(ratios["over_d"]["16"]["c"][f], 3) for f in figs4]
+    over_d, pairings = c_over_d(ratios, "16", figs4)
     assert over_d == [1.007, 0.998, 1.043, 1.016] and min(over_d) >= 0.99
-    assert [[round(x, 3) for x in ratios["over_d_range"]["16"]["c"][f]] for f in figs4] == [
-        [0.984, 1.16], [0.938, 1.246], [0.967, 1.1], [0.99, 1.05]]
+    assert pairings == [[0.984, 1.16], [0.938, 1.246], [0.967, 1.1], [0.99, 1.05]]
     paired = ratios["paired_over_d"]["16"]["c"]
     assert (paired["turns"], paired["unpaired"], round(paired["median"], 3), round(paired["total"], 3)) == (
         195, 0, 0.992, 0.992)
@@ -211,9 +209,8 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
         [0.125, 0.175, 0.139, 2.45, 4.14], [0.132, 0.185, 0.144, 2.49, 3.78]]
 
     ratios = agentic_report.agentic_ratios(json.loads((s39 / "fl1" / "results.json").read_text()))
-    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.012, 1.025, 0.992, 1.02, 0.934, 0.95]
-    assert [[round(x, 3) for x in ratios["over_d_range"]["1"]["c"][f]] for f in RATIO_FIGS] == [
-        [0.954, 1.04], [1.011, 1.096], [0.976, 1.082], [0.997, 1.105], [0.917, 1.043], [0.924, 1.096]]
+    assert c_over_d(ratios, "1") == ([1.012, 1.025, 0.992, 1.02, 0.934, 0.95], [
+        [0.954, 1.04], [1.011, 1.096], [0.976, 1.082], [0.997, 1.105], [0.917, 1.043], [0.924, 1.096]])
     paired = ratios["paired_over_d"]["1"]["c"]
     assert (paired["turns"], paired["unpaired"], paired["long_turns"]) == (46, 0, 14)
     assert [round(paired[k], 3) for k in ("median", "median_long", "total")] == [0.998, 1.003, 0.999]
@@ -280,9 +277,8 @@ def test_session41_three_servers_each_at_concurrency_1_decide_tpot_and_sessions_
         [0.108, 0.155, 0.12, 2.23, 4.69], [0.112, 0.162, 0.122, 2.23, 4.67]]
 
     ratios = agentic_report.agentic_ratios(json.loads((second / "fl1" / "results.json").read_text()))
-    over = [round(ratios["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS]
+    over, pairings = c_over_d(ratios, "1")
     assert over == [1.045, 1.039, 1.029, 1.04, 0.997, 1.003]
-    pairings = [[round(x, 3) for x in ratios["over_d_range"]["1"]["c"][f]] for f in RATIO_FIGS]
     assert pairings == [[1.021, 1.059], [1.03, 1.058], [1.01, 1.072], [1.028, 1.142], [0.995, 0.998], [1.001, 1.072]]
     assert min(min(p) for p in pairings) >= 0.99
     paired = ratios["paired_over_d"]["1"]["c"]

@@ -9,7 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
-from test_results import RATIO_FIGS, fpm_rows, row_figures
+from test_results import RATIO_FIGS, c_over_d, fpm_rows, row_figures
 from test_results_h100 import RESULTS, own_and_wrapped, servers, short_figures
 
 from sglang_indexcache.bench import agentic_report, fpm, pyspy
@@ -56,10 +56,8 @@ def test_session42_mtp_at_16_on_the_32k_trace_ttft_and_sessions_hold_tpot_does_n
     merged = json.loads((S42 / "mtp32" / "results.json").read_text())
     ratios = agentic_report.agentic_ratios(merged)
     figs4 = RATIO_FIGS[2:]  # no turn at >= 96K
-    over = [round(ratios["over_d"]["16"]["c"][f], 3) for f in figs4]
-    assert over == [1.024, 1.043, 0.972, 1.004]
-    assert [[round(x, 3) for x in ratios["over_d_range"]["16"]["c"][f]] for f in figs4] == [
-        [0.876, 1.121], [0.847, 1.392], [0.919, 1.115], [0.946, 1.196]]
+    assert c_over_d(ratios, "16", figs4) == ([1.024, 1.043, 0.972, 1.004],
+                                             [[0.876, 1.121], [0.847, 1.392], [0.919, 1.115], [0.946, 1.196]])
     paired = ratios["paired_over_d"]["16"]["c"]
     assert (paired["turns"], paired["unpaired"], paired["tpot_turns"]) == (195, 0, 195)
     assert [round(paired[k], 3) for k in ("median", "total", "tpot_median", "tpot_total")] == [
@@ -103,8 +101,8 @@ def test_session42_mtp_at_concurrency_1_every_figure_and_pairing_holds():
         [0.118, 0.171, 0.131, 3.89, 2.9]]
 
     ratios = agentic_report.agentic_ratios(json.loads((S42 / "mtp1" / "results.json").read_text()))
-    assert [round(ratios["over_d"]["1"]["c"][f], 3) for f in RATIO_FIGS] == [1.068, 1.074, 1.027, 1.037, 0.997, 1.001]
-    pairings = [[round(x, 3) for x in ratios["over_d_range"]["1"]["c"][f]] for f in RATIO_FIGS]
+    over, pairings = c_over_d(ratios, "1")
+    assert over == [1.068, 1.074, 1.027, 1.037, 0.997, 1.001]
     assert pairings == [[1.036, 1.1], [1.065, 1.083], [1.01, 1.044], [1.03, 1.044], [0.991, 1.003], [0.995, 1.006]]
     assert min(min(p) for p in pairings) >= 0.99
     paired = ratios["paired_over_d"]["1"]["c"]
