@@ -46,10 +46,11 @@ def servers_conc1(folder: Path, order: tuple) -> tuple:
     return keys, entry, level
 
 
-def batch1_decode(rows: list) -> list:
-    """(ms, context tokens) of each forward that decoded one request and prefilled none."""
+def decode_only(rows: list, batch: int = 1) -> list:
+    """(ms, context tokens) of each forward that decoded `batch` requests (one unless given) and
+    prefilled none."""
     return [(r["wall_time"] * 1000, q["sum_decode_kv_tokens"]) for r in rows
-            if (q := r["scheduled_requests"])["num_decode_requests"] == 1 and not q["num_prefill_requests"]]
+            if (q := r["scheduled_requests"])["num_decode_requests"] == batch and not q["num_prefill_requests"]]
 
 
 # The upstream calls the package's frames wrap (a `super()` call or the hooked original): a `dsa`
@@ -221,7 +222,7 @@ def test_session39_c_d_at_concurrency_1_on_the_128k_trace_reproduce_the_quoted_f
     replay = {n: fpm_rows(s39 / f"fl-conc1-{n}", "c1") for n in order}
     spans, by_context = {}, {}
     for n in order:
-        dec = batch1_decode(replay[n])
+        dec = decode_only(replay[n])
         ms = sorted(w for w, _ in dec)
         spans[n] = (len(ms), round(ms[len(ms) // 10], 2), round(100 * sum(x > 2.5 for x in ms) / len(ms)))
         bins = [[w for w, ctx in dec if min(ctx // 32000, 3) == b] for b in range(4)]  # the last: >= 96K
@@ -291,7 +292,7 @@ def test_session41_three_servers_each_at_concurrency_1_decide_tpot_and_sessions_
         replay = {n: fpm_rows(folder / f"fl-conc1-{n}", "c1") for n in names}
         spans = {}
         for n in names:
-            ms = sorted(w for w, _ in batch1_decode(replay[n]))
+            ms = sorted(w for w, _ in decode_only(replay[n]))
             spans[n] = (len(ms), round(ms[len(ms) // 10], 2), round(100 * sum(x > 2.5 for x in ms) / len(ms), 1))
         work = [(round(x["prefill"], 3), round(x["decode"], 3)) for x in fpm.work_ratios([replay[n] for n in names])]
         own = {n: own_and_wrapped(folder / f"fl-conc1-{n}" / f"{n[0]}-c1-pyspy.txt.gz") for n in names}

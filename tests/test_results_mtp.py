@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from test_results import RATIO_FIGS, c_over_d, fpm_rows, row_figures
-from test_results_h100 import RESULTS, own_and_wrapped, servers, short_figures
+from test_results_h100 import RESULTS, decode_only, own_and_wrapped, servers, short_figures
 
 from sglang_indexcache.bench import agentic_report, fpm, pyspy
 
@@ -19,8 +19,7 @@ S42 = RESULTS / "h100-2026-12-06-session42"
 
 def full_steps(rows: list, batch: int) -> list:
     """ms of each forward that decoded `batch` requests and prefilled none, sorted."""
-    return sorted(r["wall_time"] * 1000 for r in rows
-                  if (q := r["scheduled_requests"])["num_decode_requests"] == batch and not q["num_prefill_requests"])
+    return sorted(ms for ms, _ in decode_only(rows, batch))
 
 
 def trimmed_mean(ms: list) -> float:
