@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
+from sglang_indexcache.backend.metrics import FLUSH_S
 from sglang_indexcache.integration.requests import check_token_ids
 from sglang_indexcache.server import Server
 
@@ -147,6 +149,7 @@ def test_prometheus_metrics_match_the_counters(server, probe_answers):
     """With --enable-metrics, SGLang's /metrics carries the indexer layer-calls run and skipped
     per forward mode and the pattern in force; they agree with the backend's own counters."""
     assert_still_serving(server, probe_answers)
+    time.sleep(2 * FLUSH_S)  # the scheduler adds recorded counts to the counter once a FLUSH_S
     metrics, stats = prometheus(server), server.stats()
     calls = {(dict(k)["forward_mode"], dict(k)["outcome"]): v for (n, k), v in metrics.items()
              if n == "sglang:indexcache_indexer_layer_calls_total"}

@@ -5,6 +5,9 @@ indexer layer-call counter (`backend/metrics.py`); a level's figures are the del
 from __future__ import annotations
 
 import re
+import time
+
+from sglang_indexcache.backend.metrics import FLUSH_S
 
 # SGLang's Prometheus histograms (`--enable-metrics`), summed over label sets
 HISTOGRAMS = ("sglang:time_to_first_token_seconds", "sglang:e2e_request_latency_seconds", "sglang:queue_time_seconds")
@@ -52,6 +55,8 @@ def server_side(before: dict, after: dict) -> dict:
 
 
 def metrics_now(srv) -> dict:
-    """One read of the server's `/metrics`: the histogram sums and the indexer calls."""
+    """One read of the server's `/metrics`: the histogram sums and the indexer calls, after the
+    backend's thread has added what the last forwards recorded (within FLUSH_S)."""
+    time.sleep(2 * FLUSH_S)
     text = srv.text("/metrics")
     return {**histogram_sums(text), "calls": indexer_calls(text)}
