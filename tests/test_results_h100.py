@@ -61,7 +61,9 @@ WRAPS = {"init_forward_metadata_out_graph": "DeepseekSparseAttnBackend.init_forw
          "get_indexer_metadata": "DeepseekSparseAttnBackend.get_indexer_metadata",
          "_around_bcg_replay": "BreakableCudaGraphBackend.replay", "index_cache_layer": "DeepseekV2DecoderLayer.forward",
          "_around_decoder_layer": "DeepseekV2DecoderLayer.forward",
-         "index_cache_extend_topk": "Indexer._get_topk_ragged", "_around_extend_topk": "Indexer._get_topk_ragged"}
+         "index_cache_extend_topk": "Indexer._get_topk_ragged", "_around_extend_topk": "Indexer._get_topk_ragged",
+         # since session 43 the metrics thread, asleep between its once-a-second flushes
+         "_flush_every": "Event.wait"}
 
 
 def own_and_wrapped(path: Path) -> tuple:

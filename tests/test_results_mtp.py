@@ -1,6 +1,6 @@
 """The committed MTP agentic results reproduce the figures the README and the issue notes quote:
 (c) against (d) under MTP (EAGLE over one NextN layer, dummy weights: no draft accepted) in a
-balanced order on one H100, session 42 (session 31's single pair on an H200 is in
+balanced order on one H100, sessions 42 and 43 (session 31's single pair on an H200 is in
 `test_results_flash.py`)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from test_results_h100 import RESULTS, decode_only, own_and_wrapped, servers, sh
 from sglang_indexcache.bench import agentic_report, fpm, pyspy
 
 S42 = RESULTS / "h100-2026-12-06-session42"
+S43 = RESULTS / "h100-2026-12-06-session43"
 
 
 def full_steps(rows: list, batch: int) -> list:
@@ -28,10 +29,10 @@ def trimmed_mean(ms: list) -> float:
     return statistics.mean(ms[n // 10:n - n // 10])
 
 
-def mtp_servers(prefix: str, order: tuple, concurrency: str, trace: str) -> tuple:
+def mtp_servers(prefix: str, order: tuple, concurrency: str, trace: str, folder: Path = S42) -> tuple:
     """`servers`, after checking each ran under MTP with no draft accepted and the target's pool
     that MTP leaves at fraction 0.3 (407,744 tokens; 574,336 without MTP)."""
-    keys, entry, level = servers(S42, prefix, order, concurrency, trace)
+    keys, entry, level = servers(folder, prefix, order, concurrency, trace)
     assert {(entry[n]["mtp"], entry[n]["kv_pool_tokens"]) for n in order} == {(True, 407744)}
     assert {lv["accept_length"] for lv in level.values()} == {1.0}
     assert all("--speculative-algorithm EAGLE" in entry[n]["server_command"] for n in order)
@@ -85,6 +86,58 @@ def test_session42_mtp_at_16_on_the_32k_trace_ttft_and_sessions_hold_tpot_does_n
     draft = "_around_decoder_layer (sglang_indexcache/backend/hooks.py) -> DeepseekV2DecoderLayer.forward (deepseek_v2.py)"
     assert [round(pyspy.calls_out(pyspy.read(S42 / f"mtp32-{n}" / "c-c16-pyspy.txt.gz"))[draft] / pyspy.RATE_HZ, 2)
             for n in ("c1", "c2", "c3")] == [1.63, 1.39, 1.15]
+
+
+def test_session43_mtp_at_16_on_the_32k_trace_with_c_first_and_pooled_with_session_42():
+    """Session 43, another H100, c d c d ((c) first, the reverse of session 42's order) with the
+    batched metrics (`backend/metrics.py`): the machine's first server is again the slowest, now
+    a (c), so (c) over (d) falls to 0.938 on sessions/min and 0.892 on TTFT p90 while TPOT is
+    1.024; pooled with session 42 (each configuration first once) TTFT median 0.972, p90 1.043,
+    TPOT 1.050, sessions/min 1.074. The bs-16 step, 0.4 % slower for (c) on all six of session 42's
+    servers, is faster for (c) here on both: this host's servers are 8 % apart on it."""
+    order = ("c1", "d1", "c2", "d2")
+    keys, entry, level = mtp_servers("mtp32", order, "16", "a674dde8", folder=S43)
+    assert keys == "cdcd"
+    assert {(lv["sessions"], lv["rounds"], lv["failed_rounds"], lv["kv_working_set_tokens"])
+            for lv in level.values()} == {(16, 195, 0, 489962)}
+    assert [level[n]["cache_hit_rate_pct"] for n in order] == [84.0, 84.96, 84.41, 83.06]
+    assert [short_figures(level[n]) for n in order] == [
+        [0.503, 0.867, 6.18, 32.14], [0.506, 0.675, 5.72, 40.37], [0.489, 0.611, 5.07, 43.64],
+        [0.464, 0.644, 5.8, 40.41]]
+
+    figs4 = RATIO_FIGS[2:]  # no turn at >= 96K
+    expected = {  # merge: (c) over (d) and pairings; turn for turn TTFT median, total, TPOT median, total
+        "mtp32": ([0.978, 0.892, 1.024, 0.938], [[0.921, 1.036], [0.742, 1.104], [0.925, 1.144], [0.795, 1.081]],
+                  [1.004, 0.928, 1.019, 0.972]),
+        "mtp32-with-s42": ([0.972, 1.043, 1.05, 1.074],
+                           [[0.867, 1.125], [0.742, 1.392], [0.823, 1.167], [0.732, 1.198]], [1.002, 0.985, 1.01, 1.024]),
+    }
+    for name, (medians, pairings, paired_figs) in expected.items():
+        merged = json.loads((S43 / name / "results.json").read_text())
+        ratios = agentic_report.agentic_ratios(merged)
+        assert c_over_d(ratios, "16", figs4) == (medians, pairings), name
+        paired = ratios["paired_over_d"]["16"]["c"]
+        assert (paired["turns"], paired["unpaired"], paired["tpot_turns"]) == (195, 0, 195)
+        assert [round(paired[k], 3) for k in ("median", "total", "tpot_median", "tpot_total")] == paired_figs, name
+    pooled = json.loads((S43 / "mtp32-with-s42" / "results.json").read_text())
+    assert [len(c["per_server"]) for c in pooled["configs"].values()] == [5, 5]
+
+    replay = {n: fpm_rows(S43 / f"mtp32-{n}") for n in order}
+    steps = {n: full_steps(replay[n], 16) for n in order}
+    assert [len(steps[n]) for n in order] == [1791, 1790, 1791, 1777]
+    assert [round(trimmed_mean(steps[n]), 3) for n in order] == [4.505, 4.571, 4.273, 4.61]
+    assert max(trimmed_mean(steps[n]) for n in order if n[0] == "c") < min(
+        trimmed_mean(steps[n]) for n in order if n[0] == "d")
+    # the counter the metrics thread flushed, read 2 s after the replay: 3 of the 12 layers ran
+    # the indexer in each target-verify forward, one per decode forward the server timed
+    decodes = {n: sum(1 for r in replay[n] if (q := r["scheduled_requests"])["num_decode_requests"]
+                      and not q["num_prefill_requests"]) for n in ("c1", "c2")}
+    for n in ("c1", "c2"):
+        calls = level[n]["server"]["indexer_layer_calls"]
+        assert calls["TARGET_VERIFY:run"] == 3 * decodes[n] and calls["TARGET_VERIFY:skipped"] == 9 * decodes[n], calls
+    assert decodes == {"c1": 2987, "c2": 3184}
+    own = {n: own_and_wrapped(S43 / f"mtp32-{n}" / f"{n[0]}-c16-pyspy.txt.gz") for n in order}
+    assert own == {"c1": (0.06, 4.54), "d1": (0.01, 0), "c2": (0.03, 3.4), "d2": (0, 0)}
 
 
 def test_session42_mtp_at_concurrency_1_every_figure_and_pairing_holds():

@@ -14,6 +14,8 @@
 #         489,962 the 16 histories need, so some are re-prefilled; session 42: 192 s for the first
 #         server, 110 to 112 after; estimates 355 and 225):
 #     TRACE=trace-32k.json S=/tmp/sNN bash benchmarks/jobs/mtp-balanced.sh CALL_SECONDS [install]
+#         (session 43 ran it with ORDER="c d c d c d", the reverse, on another H100: c1 213 s, the
+#         others 124 to 133 s; c d c d ran, benchmarks/results/h100-2026-12-06-session43/)
 #   either: the 128K trace at concurrency 1 (runs mtp-conc1-*; session 42: 131 s a server,
 #         estimates 325 and 175): CONC=1 ...
 #   afterwards: bash benchmarks/jobs/report.sh DIR mtp=mtp-d1,mtp-c1,mtp-d2,mtp-c2,... (mtp32=mtp32-..., mtp1=mtp-conc1-...)
