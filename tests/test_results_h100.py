@@ -46,11 +46,12 @@ def servers_conc1(folder: Path, order: tuple) -> tuple:
     return keys, entry, level
 
 
-def decode_only(rows: list, batch: int = 1) -> list:
-    """(ms, context tokens) of each forward that decoded `batch` requests (one unless given) and
-    prefilled none."""
+def decode_only(rows: list, batch: int | None = 1) -> list:
+    """(ms, context tokens) of each forward that decoded `batch` requests (one unless given; None:
+    any number) and prefilled none."""
     return [(r["wall_time"] * 1000, q["sum_decode_kv_tokens"]) for r in rows
-            if (q := r["scheduled_requests"])["num_decode_requests"] == batch and not q["num_prefill_requests"]]
+            if (n := (q := r["scheduled_requests"])["num_decode_requests"]) and (batch is None or n == batch)
+            and not q["num_prefill_requests"]]
 
 
 # The upstream calls the package's frames wrap (a `super()` call or the hooked original): a `dsa`
