@@ -92,7 +92,10 @@ if [ "${MTP:-0}" = 1 ]; then
   # than without; session 42's (H100) on the 32K trace at 16 110 to 112 s after the first (192 s),
   # at 1 on the 128K trace 131 to 132 s (111 to 119 without MTP in session 41): 25 s more there.
   # With 60 s there, session 42's queue held mtp32-c3 with 235 s left and mtp-conc1-c2 with 190.
-  if [ "$P" = fl ]; then more=60; else more=25; fi
+  # On the 32K trace at 16 MTP added nothing measurable (sessions 42 and 43: 192 and 213 s for the
+  # first server, 110 to 133 after, against 210 and 131 to 159 without in session 37), and its
+  # estimates (355, 225) were 1.7x what ran: there the first server gets 260 s, each later one 165.
+  if [ "$P" = fl ]; then more=60; elif [ "$P" = fl32 ]; then more=0 FIRST=260 NEXT=165; else more=25; fi
   A+=(--mtp) P=mtp${P#fl} FIRST=$((FIRST + more)) NEXT=$((NEXT + more))
 else
   A+=(--model-path "$FL/model")

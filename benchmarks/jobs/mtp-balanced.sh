@@ -12,7 +12,7 @@
 #     S=/tmp/sNN bash benchmarks/jobs/mtp-balanced.sh CALL_SECONDS [install]
 #   H100: the 32K trace at 16 (runs mtp32-*; under MTP its pool, 407,744 tokens, is less than the
 #         489,962 the 16 histories need, so some are re-prefilled; session 42: 192 s for the first
-#         server, 110 to 112 after; estimates 355 and 225):
+#         server, 110 to 112 after; estimates 260 and 165 since session 44):
 #     TRACE=trace-32k.json S=/tmp/sNN bash benchmarks/jobs/mtp-balanced.sh CALL_SECONDS [install]
 #         (session 43 ran it with ORDER="c d c d c d", the reverse, on another H100: c1 213 s, the
 #         others 124 to 133 s; c d c d ran, benchmarks/results/h100-2026-12-06-session43/)
