@@ -285,27 +285,29 @@ def test_mtp_balanced_runs_fl_stages_under_mtp_on_the_trace_the_gpu_holds(tmp_pa
                 assert re.search(rf"^{name}-c1: \d+s left < {need}s, next call$", (s / "logs" / "queue.txt").read_text(), re.M)
 
 
-def collected(*k: str) -> list:
-    """The test ids pytest collects from tests/test_gpu.py (with `-k EXPR` if given)."""
-    got = subprocess.run([sys.executable, "-m", "pytest", "tests/test_gpu.py", "--collect-only", "-q",
-                          "-p", "no:cacheprovider", *k], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    return [line for line in got.stdout.splitlines() if line.startswith("tests/test_gpu.py::")]
+def collected(module: str, *k: str) -> list:
+    """The test ids pytest collects from `module` (with `-k EXPR` if given)."""
+    got = subprocess.run([sys.executable, "-m", "pytest", module, "--collect-only", "-q", "-p", "no:cacheprovider", *k],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return [line for line in got.stdout.splitlines() if line.startswith(f"{module}::")]
 
 
 def test_gpu_tests_jobs_run_every_one_gpu_test_exactly_once(tmp_path):
-    """`benchmarks/jobs/gpu-tests.sh` cuts tests/test_gpu.py into three `-k` parts, one call each:
-    together they select each of its tests once (pytest collects here; the GPU ones skip only when
-    run), and tests/test_gpu_serving.py runs whole."""
-    proc, s = run_fl_stages(tmp_path, 81559, call=3000, script="gpu-tests.sh")
+    """`benchmarks/jobs/gpu-tests.sh` cuts tests/test_gpu.py and tests/test_gpu_serving.py into
+    `-k` parts, one call each: together a module's parts select each of its tests once (pytest
+    collects here; the GPU tests skip only when run), and no part is empty."""
+    proc, s = run_fl_stages(tmp_path, 81559, call=6000, script="gpu-tests.sh")
     assert proc.returncode == 0, proc.stderr
-    assert started(s) == ["gpu-core-a", "gpu-core-b", "gpu-core-c", "gpu-serving"]
-    chosen = []
-    for part in ("gpu-core-a", "gpu-core-b", "gpu-core-c"):
-        ran = (s / "logs" / f"{part}.txt").read_text()
-        assert ran.startswith("RUN test -x tests/test_gpu.py -k "), ran
-        names = collected("-k", ran.split(" -k ", 1)[1].strip())
+    runs = started(s)
+    assert runs == ["gpu-a1", "gpu-a2", "gpu-b", "gpu-c1", "gpu-c2", "gpu-serving-a", "gpu-serving-b", "gpu-serving-c"]
+    chosen = {"tests/test_gpu.py": [], "tests/test_gpu_serving.py": []}
+    for run in runs:
+        ran = (s / "logs" / f"{run}.txt").read_text()
+        m = re.fullmatch(r"RUN test -x (\S+) -k (.+)\n", ran)
+        assert m and m[1] in chosen, ran
+        names = collected(m[1], "-k", m[2])
         assert names, ran
-        chosen += names
-    every = collected()
-    assert len(every) >= 15 and sorted(chosen) == sorted(every)
-    assert (s / "logs" / "gpu-serving.txt").read_text() == "RUN test -x tests/test_gpu_serving.py\n"
+        chosen[m[1]] += names
+    for module, names in chosen.items():
+        every = collected(module)
+        assert len(every) >= 10 and sorted(names) == sorted(every), module

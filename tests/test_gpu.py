@@ -271,9 +271,27 @@ def test_replay_counters_are_counted_at_capture(servers, tmp_path):
     launches = {"dsa": sum(ref[n] for n in logits), "ic": sum(got[n] for n in logits)}
     steps, rest = divmod(launches["dsa"], 8)  # all-Full upstream: 8 per decode step
     assert rest == 0 and steps > 0, launches
+    # The profiler's window may hold another number of steps for the other server (session 44,
+    # an H100: 4 for dsa, 5 for indexcache), so indexcache's are counted in its own trace: from
+    # each kernel's launches a step in upstream's, what most of them agree on (sharing changes
+    # the indexer's few kernels, not the attention, MoE, norms and sampling around them).
+    ours_steps = steps_in(got, {n: c // steps for n, c in ref.items() if c % steps == 0 and n not in logits})
     stats = ours_srv.stats()
-    print("graph counts at capture:", stats["graph_counts"], "replays:", stats["graph_replays"], launches)
-    assert launches["ic"] == steps * stats["graph_counts"]["DECODE:1"][0] == steps * PATTERN.count("F")
+    print("graph counts at capture:", stats["graph_counts"], "replays:", stats["graph_replays"], launches,
+          "steps:", steps, ours_steps)
+    assert launches["ic"] == ours_steps * stats["graph_counts"]["DECODE:1"][0] == ours_steps * PATTERN.count("F")
+
+
+def steps_in(trace, per_step: dict) -> int:
+    """The decode steps a kernel trace holds, from kernels launched `per_step[name]` times a step:
+    the count most of them agree on, checked to be more than half of them."""
+    import collections
+
+    implied = collections.Counter(trace[n] // k for n, k in per_step.items() if trace[n] and trace[n] % k == 0)
+    assert implied, f"none of {len(per_step)} kernels in the trace"
+    steps, agree = implied.most_common(1)[0]
+    assert steps > 0 and agree * 2 > len(per_step), (implied, len(per_step))
+    return steps
 
 
 def test_default_dense_prefill_path_equals_dsa(servers):
