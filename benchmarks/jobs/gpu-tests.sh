@@ -4,8 +4,8 @@
 # call, and a pytest process keeps its module's servers only while it lives, so each module is
 # cut into `-k` parts where its servers change, the last part of each being the rest of it.
 # Session 44 (an H100): about 50 s a server start after the machine's first (which pays about
-# 200 s of kernel JIT); test_gpu.py's first three tests, six servers, took 488 s from a bare
-# machine, where one job for all of it (8 servers) was stopped at 491 s. The estimates below
+# 200 s of kernel JIT); one job for test_gpu.py's first four tests (eight servers) was stopped by
+# the call's end at 491 s on a bare machine, three passed, inside the fourth. The estimates below
 # count the servers each part starts (two live at once), the first part the JIT too.
 #
 #   S=/tmp/sNN bash benchmarks/jobs/gpu-tests.sh CALL_SECONDS [install]
